@@ -1,0 +1,231 @@
+package keystore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/secret"
+)
+
+// SlotSize is the size of one MAC key slot: 32 bytes (Poly1305 r‖s) for the
+// request tag and 32 bytes for the response tag of one KMS↔KMS exchange.
+const SlotSize = 64
+
+// Errors of Store operations (in addition to qkd.ErrNotFound,
+// qkd.ErrUnauthorized and qkd.ErrInsufficientKey).
+var (
+	// ErrConflict: an allocation names material that is not free (already
+	// consumed, not confirmed, or not there) and was not applied before.
+	ErrConflict = errors.New("keystore: allocation conflicts with stored material")
+	// ErrZeroized: the store was zeroised and holds nothing any more.
+	ErrZeroized = errors.New("keystore: zeroized")
+	// ErrBadAllocation: an allocation whose pieces do not add up to its keys and slots.
+	ErrBadAllocation = errors.New("keystore: malformed allocation")
+)
+
+// BlockState is the state of a block of raw link material.
+type BlockState uint8
+
+const (
+	// BlockUnconfirmed: received from the QKD module, not yet checked with the peer.
+	BlockUnconfirmed BlockState = iota + 1
+	// BlockConfirmed: both ends checked they hold identical bytes; usable.
+	BlockConfirmed
+)
+
+// Block is one block of link material pushed by a QKD module (ETSI 004 push
+// mode), named by its link and its index, identical at both ends of the link.
+type Block struct {
+	Link  qkd.LinkID
+	Index uint64
+	State BlockState
+	// Offset: bytes at the front of the original block already consumed.
+	Offset int
+	// Remaining: len(original) - Offset (set on reads, also when Data is not).
+	Remaining int
+	// Data: the unconsumed bytes, original[Offset:] (only filled by GetBlocks
+	// and on AddBlock input).
+	Data    secret.Bytes
+	Arrived time.Time
+}
+
+// Range is an inclusive range of block indices.
+type Range struct{ From, To uint64 }
+
+// Piece is the byte range [Off, Off+Len) of block Index of a link, counted
+// from the start of the original block.
+type Piece struct {
+	Index uint64
+	Off   int
+	Len   int
+}
+
+// KeyState is the state of a key reserved for applications.
+type KeyState uint8
+
+const (
+	// KeyPending: allocated at this node, the peer has not acknowledged yet.
+	// Never delivered.
+	KeyPending KeyState = iota + 1
+	// KeyReady: held by both ends; deliverable to the SAEs in Pending.
+	KeyReady
+)
+
+// Key is a key reserved for an application pair (SPEC §3 reserved(stream)).
+type Key struct {
+	ID     qkd.KeyID
+	Link   qkd.LinkID
+	State  KeyState
+	Master qkd.SAEID
+	// Slaves: the slave SAE of the request first, then additional slaves.
+	Slaves []qkd.SAEID
+	// Pending: the SAEs attached to this node that may still receive the key
+	// here. When the last one has it, the key is deleted (SPEC §3).
+	Pending  []qkd.SAEID
+	SizeBits int
+	// Data: the key bytes (SizeBits/8). Empty in Allocation.Keys: the store
+	// cuts them from the allocation's pieces.
+	Data    secret.Bytes
+	Created time.Time
+	Expires time.Time
+}
+
+// SlotRange is a run of MAC key slots for messages sent by Sender on a link:
+// slot First+i holds bytes [i*SlotSize, (i+1)*SlotSize) of its material.
+type SlotRange struct {
+	Sender qkd.NodeID
+	First  uint64
+	Count  int
+}
+
+// Outbox is a message that must reach the peer before the allocation it
+// belongs to is complete; kept so that it can be resent after a restart.
+// Payload holds no key bytes.
+type Outbox struct {
+	ID      string
+	Link    qkd.LinkID
+	Payload []byte
+	Created time.Time
+}
+
+// Allocation consumes confirmed material, in order, and turns it into keys
+// and/or MAC key slots: the concatenated bytes of Pieces are cut first into
+// Keys (in order, SizeBits/8 bytes each), then into Slots.Count slots.
+type Allocation struct {
+	Link   qkd.LinkID
+	Pieces []Piece
+	Keys   []Key
+	Slots  *SlotRange
+	// Outbox, if set, is stored in the same transaction.
+	Outbox *Outbox
+}
+
+// LinkInit bootstraps a link's MAC slots from its pre-shared key: Slots[i]
+// gets Material[i] (len = Count*SlotSize).
+type LinkInit struct {
+	Link     qkd.LinkID
+	Slots    []SlotRange
+	Material []secret.Bytes
+}
+
+// TakeRequest selects keys for delivery to Caller.
+type TakeRequest struct {
+	Link   qkd.LinkID // optional filter for TakeForPair
+	Master qkd.SAEID
+	Caller qkd.SAEID
+	// TakeForPair only: keys whose Slaves are exactly Slaves, of SizeBits.
+	Slaves   []qkd.SAEID
+	SizeBits int
+	Number   int
+	// TakeByID only.
+	IDs []qkd.KeyID
+	Now time.Time
+}
+
+// LinkStats are counts for status and metrics.
+type LinkStats struct {
+	UnconfirmedBlocks int
+	UnconfirmedBytes  int64
+	// ConfirmedBytes[p]: free confirmed bytes in blocks with Index%2 == p.
+	ConfirmedBytes [2]int64
+	KeysPending    int
+	KeysReady      int
+	// Slots: remaining MAC slots per sender.
+	Slots map[qkd.NodeID]int
+	// MaxIndex: the highest block index ever added (HasIndex false if none).
+	MaxIndex uint64
+	HasIndex bool
+}
+
+// Store is a node's key store. All methods are safe for concurrent use;
+// after Zeroize every method returns ErrZeroized.
+type Store interface {
+	// AddBlock stores an unconfirmed block (Data = the whole block, Offset 0).
+	// Adding an index that is or was present is a harmless no-op.
+	AddBlock(ctx context.Context, b Block) error
+	// ListBlocks returns up to limit blocks of a link in the given state in
+	// index order, without Data.
+	ListBlocks(ctx context.Context, link qkd.LinkID, state BlockState, limit int) ([]Block, error)
+	// GetBlocks returns the named blocks with Data; absent ones are skipped.
+	GetBlocks(ctx context.Context, link qkd.LinkID, indices []uint64) ([]Block, error)
+	// ConfirmBlocks marks unconfirmed blocks confirmed and consumes the first
+	// skip bytes of the first one (the batch check key). Already confirmed
+	// blocks are left alone (idempotent); any absent block → qkd.ErrNotFound
+	// and nothing changes.
+	ConfirmBlocks(ctx context.Context, link qkd.LinkID, indices []uint64, skip int) error
+	// DiscardBlocks deletes unconfirmed blocks with indices in the ranges.
+	// Returns how many were deleted.
+	DiscardBlocks(ctx context.Context, link qkd.LinkID, ranges []Range) (int, error)
+	// Material returns free pieces of confirmed blocks with Index%2 == parity,
+	// in index order, until at least want bytes are covered (or all there is).
+	Material(ctx context.Context, link qkd.LinkID, parity int, want int) ([]Piece, error)
+	// Allocate applies an allocation atomically. Each piece must start at its
+	// block's current Offset. If the allocation was already applied (its
+	// first key ID or first slot exists) it returns nil and changes nothing;
+	// otherwise conflicting material → ErrConflict.
+	Allocate(ctx context.Context, a Allocation) error
+
+	// SetKeysReady moves Pending keys to Ready and deletes the outbox entry
+	// (if outboxID != "") in one transaction.
+	SetKeysReady(ctx context.Context, ids []qkd.KeyID, outboxID string) error
+	// TakeForPair delivers Number Ready, unexpired keys of (Master, Slaves,
+	// SizeBits) to Caller (who must be in Pending): all or none
+	// (qkd.ErrInsufficientKey).
+	TakeForPair(ctx context.Context, r TakeRequest) ([]Key, error)
+	// TakeByID delivers the keys r.IDs to r.Caller, all or none: an unknown,
+	// expired, not Ready key, or one whose Master is not r.Master →
+	// qkd.ErrNotFound; a caller that is neither in Pending nor ever was a
+	// recipient (Master or Slaves) → qkd.ErrUnauthorized; a recipient who
+	// already had it → qkd.ErrNotFound.
+	TakeByID(ctx context.Context, r TakeRequest) ([]Key, error)
+	// CountKeys counts Ready, unexpired keys of (master, slaves, sizeBits)
+	// deliverable to caller.
+	CountKeys(ctx context.Context, r TakeRequest) (int, error)
+	// DeleteKeys deletes keys by ID (absent ones are ignored); returns how many.
+	DeleteKeys(ctx context.Context, ids []qkd.KeyID) (int, error)
+	// ExpireKeys deletes keys with Expires <= now and returns them (without Data).
+	ExpireKeys(ctx context.Context, now time.Time) ([]Key, error)
+	// PendingOutbox lists outbox entries of a link, oldest first.
+	PendingOutbox(ctx context.Context, link qkd.LinkID) ([]Outbox, error)
+	// DeleteOutbox removes an outbox entry and deletes the Pending keys it
+	// made (an allocation the peer refused for good).
+	AbortAllocation(ctx context.Context, outboxID string, ids []qkd.KeyID) error
+
+	// InitLink stores a link's PSK slots once; returns false (and changes
+	// nothing) if the link was initialised before.
+	InitLink(ctx context.Context, init LinkInit) (bool, error)
+	// TakeSlot removes and returns the MAC slot seq of sender on a link;
+	// qkd.ErrNotFound if it does not exist (used, or not yet allocated).
+	TakeSlot(ctx context.Context, link qkd.LinkID, sender qkd.NodeID, seq uint64) (secret.MACKey, error)
+	// SlotBounds returns the lowest existing slot and one past the highest
+	// slot ever stored for sender on a link (next = first free number).
+	SlotBounds(ctx context.Context, link qkd.LinkID, sender qkd.NodeID) (lowest, next uint64, count int, err error)
+
+	// Stats returns counts for one link.
+	Stats(ctx context.Context, link qkd.LinkID) (LinkStats, error)
+	// Zeroize destroys every record and every key-encryption key at once.
+	Zeroize(ctx context.Context) error
+	Close() error
+}

@@ -1,0 +1,112 @@
+package qkd
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+)
+
+// NodeID names a trusted node of the network (topology "id").
+type NodeID string
+
+// SAEID names a Secure Application Entity (ETSI GS QKD 014 §4.1); it is the
+// subject CN of the SAE's client certificate.
+type SAEID string
+
+// KMEID names a node's Key Management Entity (ETSI GS QKD 014 §4.1).
+type KMEID string
+
+// LinkID names one QKD link between two neighbour nodes.
+type LinkID string
+
+// KMEOf returns the KME ID qkms gives to a node: "KME_" + node ID.
+func KMEOf(n NodeID) KMEID { return KMEID("KME_" + string(n)) }
+
+// KeyID is a UUID naming one key (ETSI GS QKD 014 §6.3: key_ID). qkms
+// generates version 4 (random) UUIDs; any UUID is accepted on input.
+type KeyID [16]byte
+
+// NewKeyID returns a random version-4 UUID read from r (crypto/rand if nil).
+func NewKeyID(r io.Reader) (KeyID, error) {
+	if r == nil {
+		r = rand.Reader
+	}
+	var id KeyID
+	if _, err := io.ReadFull(r, id[:]); err != nil {
+		return KeyID{}, err
+	}
+	id[6] = id[6]&0x0f | 0x40
+	id[8] = id[8]&0x3f | 0x80
+	return id, nil
+}
+
+// String returns the canonical 8-4-4-4-12 lower-case form.
+func (id KeyID) String() string {
+	var b [36]byte
+	hex.Encode(b[0:8], id[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], id[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], id[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], id[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:], id[10:])
+	return string(b[:])
+}
+
+// IsZero reports whether id is the nil UUID.
+func (id KeyID) IsZero() bool { return id == KeyID{} }
+
+// ErrBadKeyID is returned for text that is not a UUID.
+var ErrBadKeyID = errors.New("qkd: malformed key ID")
+
+// ParseKeyID parses the canonical UUID text form (case-insensitive).
+func ParseKeyID(s string) (KeyID, error) {
+	var id KeyID
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return id, ErrBadKeyID
+	}
+	j := 0
+	for i := 0; i < 36; {
+		if s[i] == '-' {
+			i++
+			continue
+		}
+		hi, ok1 := unhex(s[i])
+		lo, ok2 := unhex(s[i+1])
+		if !ok1 || !ok2 {
+			return KeyID{}, ErrBadKeyID
+		}
+		id[j] = hi<<4 | lo
+		j++
+		i += 2
+	}
+	return id, nil
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (id KeyID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (id *KeyID) UnmarshalText(b []byte) error {
+	v, err := ParseKeyID(string(b))
+	if err != nil {
+		return err
+	}
+	*id = v
+	return nil
+}
