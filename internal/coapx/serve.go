@@ -1,0 +1,144 @@
+package coapx
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/mux"
+	coapnet "github.com/plgd-dev/go-coap/v3/net"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/tcp"
+	tcpclient "github.com/plgd-dev/go-coap/v3/tcp/client"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+)
+
+// NoPool is a message pool that never recycles: go-coap does not wipe pooled
+// buffers, and qkms messages may carry key bytes.
+func NoPool() *pool.Pool { return pool.New(0, 0) }
+
+// errorsTo routes go-coap's errors (printed to stdout by default) to slog.
+func errorsTo(log *slog.Logger) func(error) {
+	return func(err error) {
+		if log != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, net.ErrClosed) {
+			log.Debug("coap", "err", err)
+		}
+	}
+}
+
+// Server serves one handler on any number of UDP and TCP listeners.
+type Server struct {
+	h   mux.Handler
+	log *slog.Logger
+
+	mu    sync.Mutex
+	stops []func() // guarded by mu
+	wg    sync.WaitGroup
+	done  bool // guarded by mu
+}
+
+// NewServer returns a server for h.
+func NewServer(h mux.Handler, log *slog.Logger) *Server {
+	return &Server{h: h, log: log}
+}
+
+// ServeUDP serves CoAP over UDP (RFC 7252) on pc until Shutdown.
+func (s *Server) ServeUDP(pc *net.UDPConn) error {
+	srv := udp.NewServer(
+		options.WithMux(s.h),
+		options.WithErrors(errorsTo(s.log)),
+		options.WithMessagePool(NoPool()),
+		options.WithBlockwise(true, blockwise.SZX1024, 30*time.Second),
+	)
+	if !s.track(srv.Stop) {
+		return net.ErrClosed
+	}
+	defer s.wg.Done()
+	err := srv.Serve(coapnet.NewUDPConn("udp", pc, coapnet.WithErrors(errorsTo(s.log))))
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// ServeTCP serves CoAP over TCP (RFC 8323) on l until Shutdown.
+func (s *Server) ServeTCP(l net.Listener) error {
+	srv := tcp.NewServer(
+		options.WithMux(s.h),
+		options.WithErrors(errorsTo(s.log)),
+		options.WithMessagePool(NoPool()),
+		options.WithBlockwise(true, blockwise.SZXBERT, 30*time.Second),
+		options.WithMaxMessageSize(16<<20),
+	)
+	if !s.track(srv.Stop) {
+		return net.ErrClosed
+	}
+	defer s.wg.Done()
+	err := srv.Serve(&listener{l: l})
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, coapnet.ErrListenerIsClosed) {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) track(stop func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return false
+	}
+	s.stops = append(s.stops, stop)
+	s.wg.Add(1)
+	return true
+}
+
+// Shutdown stops every server started with this Server; idempotent.
+func (s *Server) Shutdown() {
+	s.mu.Lock()
+	stops := s.stops
+	s.stops, s.done = nil, true
+	s.mu.Unlock()
+	for _, stop := range stops {
+		stop()
+	}
+	s.wg.Wait()
+}
+
+// listener adapts a net.Listener to go-coap's AcceptWithContext.
+type listener struct{ l net.Listener }
+
+func (l *listener) AcceptWithContext(ctx context.Context) (net.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return l.l.Accept()
+}
+
+func (l *listener) Close() error { return l.l.Close() }
+
+// DialUDP connects a CoAP-over-UDP client.
+func DialUDP(ctx context.Context, addr string, log *slog.Logger) (*udpclient.Conn, error) {
+	return udp.Dial(addr,
+		options.WithContext(ctx),
+		options.WithErrors(errorsTo(log)),
+		options.WithMessagePool(NoPool()),
+		options.WithBlockwise(true, blockwise.SZX1024, 30*time.Second),
+	)
+}
+
+// DialTCP connects a CoAP-over-TCP client.
+func DialTCP(ctx context.Context, addr string, log *slog.Logger) (*tcpclient.Conn, error) {
+	return tcp.Dial(addr,
+		options.WithContext(ctx),
+		options.WithErrors(errorsTo(log)),
+		options.WithMessagePool(NoPool()),
+		options.WithBlockwise(true, blockwise.SZXBERT, 30*time.Second),
+		options.WithMaxMessageSize(16<<20),
+	)
+}
