@@ -1,0 +1,266 @@
+package kmsproto
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/qkms/qkms/internal/qkd"
+)
+
+// Version is the protocol version in every Header.
+const Version = 1
+
+// Type names a KMS↔KMS message (SPEC §6.1).
+type Type string
+
+// The messages of SPEC §6.1.
+const (
+	NewKeyBatch      Type = "new_key_batch"
+	ForwardKeys      Type = "forward_keys"
+	SplitKey         Type = "split_key"
+	MergeKeys        Type = "merge_keys"
+	DeleteKeys       Type = "delete_keys"
+	MakeKeysInternal Type = "make_keys_internal"
+	MakeKeysExternal Type = "make_keys_external"
+	NewApp           Type = "new_app"
+	KeyStreamClosed  Type = "key_stream_closed"
+	GetStatus        Type = "get_status"
+	PostStatus       Type = "post_status"
+)
+
+// Types lists every message type (the CoAP resources /kms/v1/<type>).
+var Types = []Type{NewKeyBatch, ForwardKeys, SplitKey, MergeKeys, DeleteKeys,
+	MakeKeysInternal, MakeKeysExternal, NewApp, KeyStreamClosed, GetStatus, PostStatus}
+
+// Known reports whether t is a message type of this version.
+func (t Type) Known() bool {
+	for _, k := range Types {
+		if k == t {
+			return true
+		}
+	}
+	return false
+}
+
+// Sealed is what goes on the wire: the encoded Header (request) or Reply
+// (response) and the ITS tag over exactly those bytes.
+type Sealed struct {
+	_    struct{} `cbor:",toarray"`
+	Data []byte
+	Tag  []byte
+}
+
+// Header is the authenticated part of a request.
+type Header struct {
+	V    uint8           `cbor:"1,keyasint"`
+	Type Type            `cbor:"2,keyasint"`
+	Link qkd.LinkID      `cbor:"3,keyasint"`
+	From qkd.NodeID      `cbor:"4,keyasint"`
+	To   qkd.NodeID      `cbor:"5,keyasint"`
+	Seq  uint64          `cbor:"6,keyasint"`
+	Body cbor.RawMessage `cbor:"7,keyasint,omitempty"`
+}
+
+// Code is the outcome of a request, carried in an authenticated Reply.
+type Code uint8
+
+// Reply codes.
+const (
+	OK         Code = 0
+	BadRequest Code = 1 // malformed or inconsistent body
+	Conflict   Code = 2 // would allocate material that is not free
+	Retry      Code = 3 // not yet possible (e.g. a gap in allocations); try again later
+	Inactive   Code = 4 // the peer is zeroised or stopped
+	Internal   Code = 5
+)
+
+func (c Code) String() string {
+	switch c {
+	case OK:
+		return "ok"
+	case BadRequest:
+		return "bad_request"
+	case Conflict:
+		return "conflict"
+	case Retry:
+		return "retry"
+	case Inactive:
+		return "inactive"
+	}
+	return "internal"
+}
+
+// Reply is the authenticated part of a response. Seq and Type repeat the
+// request's so a reply cannot be moved to another request.
+type Reply struct {
+	Seq  uint64          `cbor:"1,keyasint"`
+	Type Type            `cbor:"2,keyasint"`
+	Code Code            `cbor:"3,keyasint"`
+	Err  string          `cbor:"4,keyasint,omitempty"` // safe public text
+	Body cbor.RawMessage `cbor:"5,keyasint,omitempty"`
+}
+
+// Range is an inclusive range of block indices.
+type Range struct {
+	_    struct{} `cbor:",toarray"`
+	From uint64
+	To   uint64
+}
+
+// Piece is bytes [Off, Off+Len) of block Index.
+type Piece struct {
+	_     struct{} `cbor:",toarray"`
+	Index uint64
+	Off   uint32
+	Len   uint32
+}
+
+// NewKeyBatchReq asks the peer to confirm blocks (SPEC §6.2): key IDs only,
+// never key bytes. Check is a one-time Poly1305 tag over the batch's
+// material computed with the batch's first 32 bytes as key, so a mismatch
+// of the two ends' material is detected; the message itself is
+// authenticated by the envelope tag.
+type NewKeyBatchReq struct {
+	BatchID string   `cbor:"1,keyasint"`
+	Indices []uint64 `cbor:"2,keyasint"`
+	Check   []byte   `cbor:"3,keyasint"`
+	// Discard: ranges the sender knows are lost at its end (index gaps).
+	Discard []Range `cbor:"4,keyasint,omitempty"`
+}
+
+// Batch results.
+const (
+	BatchConfirmed = "confirmed"
+	BatchMismatch  = "mismatch" // material differs: discarded at both ends
+	BatchMissing   = "missing"  // some blocks are lost at the receiver: those discarded at both ends
+	BatchPending   = "pending"  // some blocks have not arrived yet: ask again
+)
+
+// NewKeyBatchResp answers a NewKeyBatchReq.
+type NewKeyBatchResp struct {
+	Result  string   `cbor:"1,keyasint"`
+	Missing []uint64 `cbor:"2,keyasint,omitempty"`
+}
+
+// MakeKeysInternalReq turns confirmed material of the sender's parity into
+// MAC key slots First..First+Count-1 for messages sent by Sender.
+type MakeKeysInternalReq struct {
+	Sender qkd.NodeID `cbor:"1,keyasint"`
+	First  uint64     `cbor:"2,keyasint"`
+	Count  uint32     `cbor:"3,keyasint"`
+	Pieces []Piece    `cbor:"4,keyasint"`
+}
+
+// MakeKeysExternalReq reserves keys for an SAE pair (SPEC §3): the
+// concatenated pieces are cut into len(IDs) keys of SizeBits each.
+type MakeKeysExternalReq struct {
+	AllocID  string      `cbor:"1,keyasint"`
+	Master   qkd.SAEID   `cbor:"2,keyasint"`
+	Slaves   []qkd.SAEID `cbor:"3,keyasint"`
+	SizeBits uint32      `cbor:"4,keyasint"`
+	IDs      []qkd.KeyID `cbor:"5,keyasint"`
+	Pieces   []Piece     `cbor:"6,keyasint"`
+	Created  int64       `cbor:"7,keyasint"` // Unix ms
+	Expires  int64       `cbor:"8,keyasint"` // Unix ms
+}
+
+// DeleteKeysReq deletes reserved keys at the peer (TTL, abort).
+type DeleteKeysReq struct {
+	IDs    []qkd.KeyID `cbor:"1,keyasint"`
+	Reason string      `cbor:"2,keyasint,omitempty"`
+}
+
+// DeleteKeysResp says how many keys the peer deleted.
+type DeleteKeysResp struct {
+	Deleted uint32 `cbor:"1,keyasint"`
+}
+
+// Node states in Status.
+const (
+	StateActive   = "active"
+	StateInactive = "inactive"
+)
+
+// Status is a node's state as seen by a peer (get_status reply, post_status body).
+type Status struct {
+	Node  qkd.NodeID `cbor:"1,keyasint"`
+	State string     `cbor:"2,keyasint"`
+	Time  int64      `cbor:"3,keyasint"` // Unix ms
+	// Per-link counts of the sender's view of this link.
+	ConfirmedBytes int64 `cbor:"4,keyasint"`
+	ReadyKeys      int64 `cbor:"5,keyasint"`
+	Slots          int64 `cbor:"6,keyasint"`
+}
+
+var (
+	encMode cbor.EncMode
+	decMode cbor.DecMode
+)
+
+func init() {
+	var err error
+	encMode, err = cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		panic(err)
+	}
+	decMode, err = cbor.DecOptions{
+		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+		MaxNestedLevels:  8,
+		MaxArrayElements: 1 << 16,
+		MaxMapPairs:      64,
+		IndefLength:      cbor.IndefLengthForbidden,
+		TagsMd:           cbor.TagsForbidden,
+	}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+}
+
+// ErrMalformed wraps every decoding failure.
+var ErrMalformed = errors.New("kmsproto: malformed message")
+
+// Marshal encodes v deterministically.
+func Marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
+
+// Unmarshal decodes data into v with the package's limits.
+func Unmarshal(data []byte, v any) error {
+	if err := decMode.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return nil
+}
+
+// DecodeSealed decodes a wire message.
+func DecodeSealed(b []byte) (Sealed, error) {
+	var s Sealed
+	if err := Unmarshal(b, &s); err != nil {
+		return Sealed{}, err
+	}
+	if len(s.Tag) != 16 || len(s.Data) == 0 {
+		return Sealed{}, fmt.Errorf("%w: bad tag or empty data", ErrMalformed)
+	}
+	return s, nil
+}
+
+// DecodeHeader decodes and checks a request header.
+func DecodeHeader(b []byte) (Header, error) {
+	var h Header
+	if err := Unmarshal(b, &h); err != nil {
+		return Header{}, err
+	}
+	if h.V != Version || !h.Type.Known() || h.Link == "" || h.From == "" || h.To == "" {
+		return Header{}, fmt.Errorf("%w: bad header", ErrMalformed)
+	}
+	return h, nil
+}
+
+// DecodeReply decodes a response.
+func DecodeReply(b []byte) (Reply, error) {
+	var r Reply
+	if err := Unmarshal(b, &r); err != nil {
+		return Reply{}, err
+	}
+	return r, nil
+}

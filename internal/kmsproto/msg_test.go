@@ -1,0 +1,75 @@
+package kmsproto
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/qkms/qkms/internal/qkd"
+)
+
+func TestRoundTrip(t *testing.T) {
+	id, _ := qkd.NewKeyID(nil)
+	body, err := Marshal(MakeKeysExternalReq{AllocID: "a1", Master: "SAE_A1", Slaves: []qkd.SAEID{"SAE_B1"},
+		SizeBits: 256, IDs: []qkd.KeyID{id}, Pieces: []Piece{{Index: 2, Off: 32, Len: 32}}, Created: 1, Expires: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Header{V: Version, Type: MakeKeysExternal, Link: "A-B", From: "A", To: "B", Seq: 7, Body: body}
+	hb, err := Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, err := Marshal(Sealed{Data: hb, Tag: make([]byte, 16)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := DecodeSealed(wire)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeHeader(s.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(h, got); diff != "" {
+		t.Fatalf("header round trip (-want +got):\n%s", diff)
+	}
+	var m MakeKeysExternalReq
+	if err := Unmarshal(got.Body, &m); err != nil || m.IDs[0] != id || m.Pieces[0].Off != 32 {
+		t.Fatalf("body round trip = %+v, %v", m, err)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	good, _ := Marshal(Header{V: Version, Type: GetStatus, Link: "L", From: "A", To: "B"})
+	tests := map[string][]byte{
+		"empty":        {},
+		"garbage":      {0xff, 0x00},
+		"wrong type":   mustMarshal(t, Header{V: Version, Type: "nope", Link: "L", From: "A", To: "B"}),
+		"wrong ver":    mustMarshal(t, Header{V: 9, Type: GetStatus, Link: "L", From: "A", To: "B"}),
+		"no link":      mustMarshal(t, Header{V: Version, Type: GetStatus, From: "A", To: "B"}),
+		"trailing":     append(append([]byte{}, good...), 0x00),
+		"indef length": {0xbf, 0x01, 0x01, 0xff},
+	}
+	for name, b := range tests {
+		if _, err := DecodeHeader(b); err == nil {
+			t.Errorf("DecodeHeader(%s) = nil error", name)
+		}
+	}
+	if _, err := DecodeHeader(good); err != nil {
+		t.Errorf("DecodeHeader(good) = %v", err)
+	}
+	if _, err := DecodeSealed(mustMarshal(t, Sealed{Data: good, Tag: []byte{1}})); err == nil {
+		t.Error("DecodeSealed(short tag) = nil error")
+	}
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
