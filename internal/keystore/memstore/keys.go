@@ -1,0 +1,215 @@
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/keystore/internal/rules"
+	"github.com/qkms/qkms/internal/qkd"
+)
+
+// SetKeysReady implements keystore.Store. Absent keys are ignored.
+func (s *Store) SetKeysReady(ctx context.Context, ids []qkd.KeyID, outboxID string) error {
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if k := s.keys[id]; k != nil && k.key.State == keystore.KeyPending {
+			k.key.State = keystore.KeyReady
+		}
+	}
+	if outboxID != "" {
+		delete(s.outbox, outboxID)
+	}
+	return nil
+}
+
+// sortedKeys returns the keys that match in insertion order.
+func (s *Store) sortedKeys(match func(*keystore.Key) bool) []*keyRecord {
+	var out []*keyRecord
+	for _, k := range s.keys {
+		if match(&k.key) {
+			out = append(out, k)
+		}
+	}
+	slices.SortFunc(out, func(a, b *keyRecord) int { return cmpUint(a.seq, b.seq) })
+	return out
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (s *Store) defaultNow(r *keystore.TakeRequest) {
+	if r.Now.IsZero() {
+		r.Now = s.now()
+	}
+}
+
+// TakeForPair implements keystore.Store.
+func (s *Store) TakeForPair(ctx context.Context, r keystore.TakeRequest) ([]keystore.Key, error) {
+	if err := rules.CheckTake(&r, false); err != nil {
+		return nil, err
+	}
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	s.defaultNow(&r)
+	found := s.sortedKeys(func(k *keystore.Key) bool { return rules.MatchesPair(k, &r) })
+	if len(found) < r.Number {
+		return nil, fmt.Errorf("keystore: %d of %d keys: %w", len(found), r.Number, qkd.ErrInsufficientKey)
+	}
+	return s.deliver(found[:r.Number], r.Caller), nil
+}
+
+// deliver hands copies of recs to caller, deleting keys nobody else waits for.
+func (s *Store) deliver(recs []*keyRecord, caller qkd.SAEID) []keystore.Key {
+	out := make([]keystore.Key, len(recs))
+	for i, k := range recs {
+		last := rules.Served(&k.key, caller)
+		out[i] = copyKey(&k.key, true)
+		if last {
+			k.key.Data.Wipe()
+			delete(s.keys, k.key.ID)
+		}
+	}
+	return out
+}
+
+// TakeByID implements keystore.Store.
+func (s *Store) TakeByID(ctx context.Context, r keystore.TakeRequest) ([]keystore.Key, error) {
+	if err := rules.CheckTake(&r, true); err != nil {
+		return nil, err
+	}
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	s.defaultNow(&r)
+	recs := make([]*keyRecord, len(r.IDs))
+	var failed error
+	for i, id := range r.IDs {
+		k := s.keys[id]
+		var key *keystore.Key
+		if k != nil {
+			key = &k.key
+		}
+		if err := rules.CheckByID(key, &r); err != nil {
+			failed = rules.Worse(failed, err)
+		}
+		recs[i] = k
+	}
+	if failed != nil {
+		return nil, failed
+	}
+	return s.deliver(recs, r.Caller), nil
+}
+
+// CountKeys implements keystore.Store.
+func (s *Store) CountKeys(ctx context.Context, r keystore.TakeRequest) (int, error) {
+	if err := s.lock(ctx); err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	s.defaultNow(&r)
+	n := 0
+	for _, k := range s.keys {
+		if rules.MatchesPair(&k.key, &r) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// DeleteKeys implements keystore.Store.
+func (s *Store) DeleteKeys(ctx context.Context, ids []qkd.KeyID) (int, error) {
+	if err := s.lock(ctx); err != nil {
+		return 0, err
+	}
+	defer s.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		if s.deleteKey(id) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *Store) deleteKey(id qkd.KeyID) bool {
+	k := s.keys[id]
+	if k == nil {
+		return false
+	}
+	k.key.Data.Wipe()
+	delete(s.keys, id)
+	return true
+}
+
+// ExpireKeys implements keystore.Store.
+func (s *Store) ExpireKeys(ctx context.Context, now time.Time) ([]keystore.Key, error) {
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	expired := s.sortedKeys(func(k *keystore.Key) bool { return rules.Expired(k, now) })
+	out := make([]keystore.Key, len(expired))
+	for i, k := range expired {
+		out[i] = copyKey(&k.key, false)
+		s.deleteKey(k.key.ID)
+	}
+	return out, nil
+}
+
+// PendingOutbox implements keystore.Store.
+func (s *Store) PendingOutbox(ctx context.Context, l qkd.LinkID) ([]keystore.Outbox, error) {
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	var recs []*outboxRecord
+	for _, o := range s.outbox {
+		if o.entry.Link == l {
+			recs = append(recs, o)
+		}
+	}
+	slices.SortFunc(recs, func(a, b *outboxRecord) int {
+		if c := a.entry.Created.Compare(b.entry.Created); c != 0 {
+			return c
+		}
+		return cmpUint(a.seq, b.seq)
+	})
+	out := make([]keystore.Outbox, len(recs))
+	for i, o := range recs {
+		out[i] = o.entry
+		out[i].Payload = slices.Clone(o.entry.Payload)
+	}
+	return out, nil
+}
+
+// AbortAllocation implements keystore.Store: it deletes the outbox entry and
+// those of ids that are still Pending.
+func (s *Store) AbortAllocation(ctx context.Context, outboxID string, ids []qkd.KeyID) error {
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	delete(s.outbox, outboxID)
+	for _, id := range ids {
+		if k := s.keys[id]; k != nil && k.key.State == keystore.KeyPending {
+			s.deleteKey(id)
+		}
+	}
+	return nil
+}
