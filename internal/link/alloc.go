@@ -1,0 +1,420 @@
+package link
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/kmsproto"
+	"github.com/qkms/qkms/internal/qkd"
+)
+
+// outboxEntry is what the outbox stores: the body of a message that must
+// reach the peer (it holds no key bytes: only IDs and material positions).
+type outboxEntry struct {
+	Type  kmsproto.Type `cbor:"1,keyasint"`
+	Body  []byte        `cbor:"2,keyasint"`
+	IDs   []qkd.KeyID   `cbor:"3,keyasint,omitempty"`
+	First uint64        `cbor:"4,keyasint,omitempty"` // make_keys_internal: first slot
+}
+
+// maxRefusals: how many Retry/Conflict answers an allocation gets before it
+// is aborted (material confirmed at one end a moment before the other).
+const maxRefusals = 40
+
+func readRand(r io.Reader, b []byte) (int, error) {
+	if r == nil {
+		r = rand.Reader
+	}
+	return io.ReadFull(r, b)
+}
+
+func (l *Link) newID() string {
+	b := make([]byte, 12)
+	_, _ = readRand(l.o.Rand, b)
+	return hex.EncodeToString(b)
+}
+
+// pieces takes want bytes of free material of this end's parity.
+func (l *Link) pieces(ctx context.Context, want int) ([]keystore.Piece, error) {
+	ps, err := l.o.Store.Material(ctx, l.o.ID, l.parity, want)
+	if err != nil {
+		return nil, err
+	}
+	got := 0
+	for i := range ps {
+		if got+ps[i].Len >= want {
+			ps[i].Len = want - got
+			return ps[:i+1], nil
+		}
+		got += ps[i].Len
+	}
+	return nil, qkd.ErrInsufficientKey
+}
+
+func wirePieces(ps []keystore.Piece) []kmsproto.Piece {
+	out := make([]kmsproto.Piece, len(ps))
+	for i, p := range ps {
+		out[i] = kmsproto.Piece{Index: p.Index, Off: uint32(p.Off), Len: uint32(p.Len)}
+	}
+	return out
+}
+
+// storePieces converts and checks wire pieces: parity, sizes, total.
+func storePieces(ps []kmsproto.Piece, parity int, total int) ([]keystore.Piece, bool) {
+	out := make([]keystore.Piece, len(ps))
+	sum := 0
+	for i, p := range ps {
+		if int(p.Index%2) != parity || p.Len == 0 || p.Len > 1<<26 || p.Off > 1<<26 {
+			return nil, false
+		}
+		out[i] = keystore.Piece{Index: p.Index, Off: int(p.Off), Len: int(p.Len)}
+		sum += int(p.Len)
+	}
+	return out, sum == total && len(ps) > 0
+}
+
+// Reserve allocates n keys of sizeBits for (master, slaves) from this end's
+// material and makes the peer hold them too. It returns when both ends hold
+// the keys (Ready here) or fails; keys of a failed allocation are never
+// delivered. The local recipients of the keys are the SAEs among master and
+// slaves attached to this node.
+func (l *Link) Reserve(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error) {
+	if n <= 0 || sizeBits <= 0 || sizeBits%8 != 0 {
+		return nil, fmt.Errorf("link: bad reservation %d×%d bits", n, sizeBits)
+	}
+	now := l.o.Now()
+	keys := make([]keystore.Key, n)
+	ids := make([]qkd.KeyID, n)
+	for i := range keys {
+		id, err := qkd.NewKeyID(l.o.Rand)
+		if err != nil {
+			return nil, err
+		}
+		ids[i] = id
+		keys[i] = keystore.Key{ID: id, Link: l.o.ID, State: keystore.KeyPending, Master: master,
+			Slaves: slaves, Pending: l.localOf(master, slaves), SizeBits: sizeBits, Created: now, Expires: now.Add(ttl)}
+	}
+	id := l.newID()
+	done := make(chan error, 1)
+	l.mu.Lock()
+	l.waiters[id] = done
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		delete(l.waiters, id)
+		l.mu.Unlock()
+	}()
+	err := l.allocate(ctx, n*sizeBits/8, func(ps []keystore.Piece) (keystore.Allocation, outboxEntry, error) {
+		req := kmsproto.MakeKeysExternalReq{AllocID: id, Master: master, Slaves: slaves, SizeBits: uint32(sizeBits),
+			IDs: ids, Pieces: wirePieces(ps), Created: now.UnixMilli(), Expires: now.Add(ttl).UnixMilli()}
+		body, err := kmsproto.Marshal(req)
+		return keystore.Allocation{Link: l.o.ID, Pieces: ps, Keys: keys},
+			outboxEntry{Type: kmsproto.MakeKeysExternal, Body: body, IDs: ids}, err
+	}, id)
+	if err != nil {
+		return nil, err
+	}
+	poke(l.wakeOutbox)
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, err
+		}
+		return ids, nil
+	case <-ctx.Done():
+		// The outbox finishes or aborts the allocation on its own.
+		return nil, fmt.Errorf("%w: %w", qkd.ErrPeerUnavailable, ctx.Err())
+	}
+}
+
+func (l *Link) localOf(master qkd.SAEID, slaves []qkd.SAEID) []qkd.SAEID {
+	var out []qkd.SAEID
+	for _, s := range append([]qkd.SAEID{master}, slaves...) {
+		if l.o.LocalSAE(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// allocate takes want bytes of own material and applies build's allocation
+// together with its outbox entry, under allocMu (store only).
+func (l *Link) allocate(ctx context.Context, want int, build func([]keystore.Piece) (keystore.Allocation, outboxEntry, error), id string) error {
+	l.allocMu.Lock()
+	defer l.allocMu.Unlock()
+	ps, err := l.pieces(ctx, want)
+	if err != nil {
+		return err
+	}
+	a, entry, err := build(ps)
+	if err != nil {
+		return err
+	}
+	payload, err := kmsproto.Marshal(entry)
+	if err != nil {
+		return err
+	}
+	a.Outbox = &keystore.Outbox{ID: id, Link: l.o.ID, Payload: payload, Created: l.o.Now()}
+	return l.o.Store.Allocate(ctx, a)
+}
+
+// pendingInternal returns the first slot of the oldest unacknowledged
+// make_keys_internal in the outbox, or -1.
+func (l *Link) pendingInternal(ctx context.Context) (int64, error) {
+	box, err := l.o.Store.PendingOutbox(ctx, l.o.ID)
+	if err != nil {
+		return -1, err
+	}
+	for _, o := range box {
+		var e outboxEntry
+		if kmsproto.Unmarshal(o.Payload, &e) == nil && e.Type == kmsproto.MakeKeysInternal {
+			return int64(e.First), nil
+		}
+	}
+	return -1, nil
+}
+
+// slotLoop keeps this end's MAC slots above the low-water mark.
+func (l *Link) slotLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.wakeSlots:
+		case <-t.C:
+		}
+		if l.SlotsLeft() >= l.o.SlotLowWater+reserveSlots || l.refillPending(ctx) {
+			continue
+		}
+		if err := l.refillSlots(ctx); err != nil {
+			l.log.Debug("refill MAC slots", "err", err)
+		}
+	}
+}
+
+func (l *Link) refillPending(ctx context.Context) bool {
+	p, err := l.pendingInternal(ctx)
+	return err != nil || p >= 0
+}
+
+// refillSlots turns own material into SlotRefill new MAC slots.
+func (l *Link) refillSlots(ctx context.Context) error {
+	_, next, _, err := l.o.Store.SlotBounds(ctx, l.o.ID, l.o.Self)
+	if err != nil {
+		return err
+	}
+	count := l.o.SlotRefill
+	id := l.newID()
+	err = l.allocate(ctx, count*keystore.SlotSize, func(ps []keystore.Piece) (keystore.Allocation, outboxEntry, error) {
+		req := kmsproto.MakeKeysInternalReq{Sender: l.o.Self, First: next, Count: uint32(count), Pieces: wirePieces(ps)}
+		body, err := kmsproto.Marshal(req)
+		return keystore.Allocation{Link: l.o.ID, Pieces: ps,
+				Slots: &keystore.SlotRange{Sender: l.o.Self, First: next, Count: count}},
+			outboxEntry{Type: kmsproto.MakeKeysInternal, Body: body, First: next}, err
+	}, id)
+	if err != nil {
+		return err
+	}
+	l.o.Observer.InternalBytes(l.o.ID, count*keystore.SlotSize)
+	poke(l.wakeOutbox)
+	return nil
+}
+
+// outboxLoop sends outbox entries in order until the peer has them.
+func (l *Link) outboxLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	backoff := l.o.RetryDelay
+	refusals := map[string]int{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.wakeOutbox:
+		case <-t.C:
+		}
+		for {
+			more, err := l.sendOutbox(ctx, refusals)
+			if err != nil {
+				l.log.Debug("outbox", "err", err)
+				if !sleep(ctx, backoff) {
+					return
+				}
+				backoff = min(2*backoff, 2*time.Second)
+				continue
+			}
+			backoff = l.o.RetryDelay
+			if !more {
+				break
+			}
+		}
+	}
+}
+
+// sendOutbox sends the oldest entry; more reports whether others wait.
+func (l *Link) sendOutbox(ctx context.Context, refusals map[string]int) (more bool, err error) {
+	box, err := l.o.Store.PendingOutbox(ctx, l.o.ID)
+	if err != nil || len(box) == 0 {
+		return false, err
+	}
+	o := box[0]
+	var e outboxEntry
+	if err := kmsproto.Unmarshal(o.Payload, &e); err != nil {
+		return true, l.finish(ctx, o.ID, nil, 0, fmt.Errorf("link: corrupt outbox entry: %w", err))
+	}
+	err = l.callRaw(ctx, e.Type, e.Body)
+	switch code := codeOf(err); {
+	case err == nil:
+		return len(box) > 1, l.finish(ctx, o.ID, &e, 0, nil)
+	case code == kmsproto.Retry || code == kmsproto.Conflict:
+		refusals[o.ID]++
+		if refusals[o.ID] < maxRefusals {
+			return true, err
+		}
+		delete(refusals, o.ID)
+		l.log.Error("peer refused an allocation for good: aborted", "type", string(e.Type), "err", err)
+		return len(box) > 1, l.finish(ctx, o.ID, &e, code, err)
+	case code != kmsproto.OK:
+		return len(box) > 1, l.finish(ctx, o.ID, &e, code, err)
+	default:
+		return true, err // transport or MAC trouble: retry later with a new message number
+	}
+}
+
+// finish completes (res == nil) or aborts an outbox entry and wakes its waiter.
+func (l *Link) finish(ctx context.Context, id string, e *outboxEntry, _ kmsproto.Code, res error) error {
+	var err error
+	switch {
+	case res == nil && e != nil:
+		err = l.o.Store.SetKeysReady(ctx, e.IDs, id)
+		if err == nil && e.Type == kmsproto.MakeKeysInternal {
+			l.slotsAcked(ctx)
+		}
+	default:
+		var ids []qkd.KeyID
+		if e != nil {
+			ids = e.IDs
+		}
+		err = l.o.Store.AbortAllocation(ctx, id, ids)
+		if res == nil {
+			res = errors.New("link: allocation aborted")
+		}
+	}
+	l.mu.Lock()
+	w := l.waiters[id]
+	l.mu.Unlock()
+	if w != nil {
+		if err != nil && res == nil {
+			res = err
+		}
+		select {
+		case w <- res:
+		default:
+		}
+	}
+	return err
+}
+
+// slotsAcked makes every own slot up to the store's next usable.
+func (l *Link) slotsAcked(ctx context.Context) {
+	_, next, _, err := l.o.Store.SlotBounds(ctx, l.o.ID, l.o.Self)
+	if err != nil {
+		return
+	}
+	if p, err := l.pendingInternal(ctx); err == nil && p >= 0 && uint64(p) < next {
+		next = uint64(p)
+	}
+	l.mu.Lock()
+	if next > l.usableEnd {
+		l.usableEnd = next
+	}
+	l.mu.Unlock()
+}
+
+// callRaw sends a pre-encoded body.
+func (l *Link) callRaw(ctx context.Context, t kmsproto.Type, body []byte) error {
+	return l.call(ctx, t, rawBody(body), nil)
+}
+
+// rawBody marshals as itself.
+type rawBody []byte
+
+// MarshalCBOR implements cbor.Marshaler.
+func (r rawBody) MarshalCBOR() ([]byte, error) { return r, nil }
+
+// handleInternal (receiver) stores the sender's new MAC slots.
+func (l *Link) handleInternal(ctx context.Context, req kmsproto.MakeKeysInternalReq) handlerResult {
+	if req.Sender != l.o.Peer || req.Count == 0 || req.Count > 1<<16 {
+		return refuse(kmsproto.BadRequest, "bad slot range")
+	}
+	ps, good := storePieces(req.Pieces, 1-l.parity, int(req.Count)*keystore.SlotSize)
+	if !good {
+		return refuse(kmsproto.BadRequest, "pieces do not match the slots or the sender's parity")
+	}
+	_, next, _, err := l.o.Store.SlotBounds(ctx, l.o.ID, l.o.Peer)
+	if err != nil {
+		return refuse(kmsproto.Internal, "store error")
+	}
+	if req.First < next && req.First+uint64(req.Count) <= next {
+		return ok(nil) // applied before
+	}
+	if req.First != next {
+		return refuse(kmsproto.Retry, "slot numbers out of order")
+	}
+	err = l.o.Store.Allocate(ctx, keystore.Allocation{Link: l.o.ID, Pieces: ps,
+		Slots: &keystore.SlotRange{Sender: l.o.Peer, First: req.First, Count: int(req.Count)}})
+	return l.allocResult(err)
+}
+
+func (l *Link) allocResult(err error) handlerResult {
+	switch {
+	case err == nil:
+		return ok(nil)
+	case errors.Is(err, keystore.ErrConflict):
+		return refuse(kmsproto.Retry, "material not free here (yet)")
+	case errors.Is(err, keystore.ErrBadAllocation):
+		return refuse(kmsproto.BadRequest, "allocation does not add up")
+	}
+	l.log.Error("allocation from peer failed", "err", err)
+	return refuse(kmsproto.Internal, "store error")
+}
+
+// handleExternal (receiver) stores keys the peer reserved for an SAE pair.
+func (l *Link) handleExternal(ctx context.Context, req kmsproto.MakeKeysExternalReq) handlerResult {
+	n := len(req.IDs)
+	if n == 0 || n > 1<<14 || req.SizeBits == 0 || req.SizeBits%8 != 0 || req.SizeBits > 1<<20 ||
+		req.Master == "" || len(req.Slaves) == 0 || hasDupIDs(req.IDs) {
+		return refuse(kmsproto.BadRequest, "bad key reservation")
+	}
+	ps, good := storePieces(req.Pieces, 1-l.parity, n*int(req.SizeBits)/8)
+	if !good {
+		return refuse(kmsproto.BadRequest, "pieces do not match the keys or the sender's parity")
+	}
+	created, expires := time.UnixMilli(req.Created), time.UnixMilli(req.Expires)
+	keys := make([]keystore.Key, n)
+	for i, id := range req.IDs {
+		keys[i] = keystore.Key{ID: id, Link: l.o.ID, State: keystore.KeyReady, Master: req.Master, Slaves: req.Slaves,
+			Pending: l.localOf(req.Master, req.Slaves), SizeBits: int(req.SizeBits), Created: created, Expires: expires}
+	}
+	err := l.o.Store.Allocate(ctx, keystore.Allocation{Link: l.o.ID, Pieces: ps, Keys: keys})
+	return l.allocResult(err)
+}
+
+func hasDupIDs(ids []qkd.KeyID) bool {
+	seen := make(map[qkd.KeyID]bool, len(ids))
+	for _, id := range ids {
+		if seen[id] {
+			return true
+		}
+		seen[id] = true
+	}
+	return false
+}

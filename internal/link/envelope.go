@@ -1,0 +1,301 @@
+package link
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+	"golang.org/x/crypto/poly1305"
+
+	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/kmsproto"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/secret"
+)
+
+// reserveSlots MAC slots are kept for the messages that refill them.
+const reserveSlots = 8
+
+// tag computes a one-time Poly1305 tag with a 32-byte key (r‖s).
+func tag(key []byte, msg []byte) []byte {
+	var k [32]byte
+	copy(k[:], key)
+	var out [16]byte
+	poly1305.Sum(&out, msg, &k)
+	secret.Wipe(k[:])
+	return out[:]
+}
+
+func tagOK(key, msg, got []byte) bool {
+	return len(got) == 16 && subtle.ConstantTimeCompare(tag(key, msg), got) == 1
+}
+
+// takeSendSlot reserves the next own message number and its MAC slot.
+// Only the messages that replenish key material (new_key_batch,
+// make_keys_internal) may use the last reserveSlots slots, so that a link
+// can always refill its MAC keys.
+func (l *Link) takeSendSlot(ctx context.Context, t kmsproto.Type) (uint64, secret.MACKey, error) {
+	reserve := uint64(reserveSlots)
+	if t == kmsproto.NewKeyBatch || t == kmsproto.MakeKeysInternal {
+		reserve = 0
+	}
+	for {
+		l.mu.Lock()
+		if l.inactive {
+			l.mu.Unlock()
+			return 0, secret.MACKey{}, qkd.ErrInactive
+		}
+		if l.nextSeq+reserve >= l.usableEnd {
+			l.mu.Unlock()
+			poke(l.wakeSlots)
+			return 0, secret.MACKey{}, ErrNoSlots
+		}
+		seq := l.nextSeq
+		l.nextSeq++
+		low := l.usableEnd-l.nextSeq < uint64(l.o.SlotLowWater+reserveSlots)
+		psk := seq < l.pskEnd
+		l.mu.Unlock()
+		if low {
+			poke(l.wakeSlots)
+		}
+		key, err := l.o.Store.TakeSlot(ctx, l.o.ID, l.o.Self, seq)
+		if errors.Is(err, qkd.ErrNotFound) {
+			continue // used before a crash: never reuse, skip it
+		}
+		if err != nil {
+			return 0, secret.MACKey{}, fmt.Errorf("link %s: take slot: %w", l.o.ID, err)
+		}
+		if psk {
+			l.o.Observer.PSKTag(l.o.ID)
+		}
+		return seq, key, nil
+	}
+}
+
+// probe pings a peer that failed last time before a message spends a MAC
+// slot on it: a peer that is down must not drain the one-time keys.
+func (l *Link) probe(ctx context.Context) error {
+	l.mu.Lock()
+	failing := l.peer.Err != ""
+	l.mu.Unlock()
+	if !failing {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, l.o.CallTimeout)
+	defer cancel()
+	if err := l.o.Transport.Ping(cctx); err != nil {
+		return fmt.Errorf("%w: %w", qkd.ErrPeerUnavailable, err)
+	}
+	return nil
+}
+
+// call sends one authenticated request and returns the verified reply body.
+func (l *Link) call(ctx context.Context, t kmsproto.Type, req any, resp any) error {
+	body, err := kmsproto.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("link: encode %s: %w", t, err)
+	}
+	if err := l.probe(ctx); err != nil {
+		return err
+	}
+	seq, key, err := l.takeSendSlot(ctx, t)
+	if err != nil {
+		return err
+	}
+	defer key.Wipe()
+	k := key.Expose()
+	hdr, err := kmsproto.Marshal(kmsproto.Header{V: kmsproto.Version, Type: t, Link: l.o.ID,
+		From: l.o.Self, To: l.o.Peer, Seq: seq, Body: body})
+	if err != nil {
+		return err
+	}
+	wire, err := kmsproto.Marshal(kmsproto.Sealed{Data: hdr, Tag: tag(k[:32], hdr)})
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, l.o.CallTimeout)
+	defer cancel()
+	raw, err := l.o.Transport.Call(cctx, t, wire)
+	if err != nil {
+		l.o.Observer.Message(l.o.ID, t, "transport_error")
+		l.notePeerError(err)
+		return fmt.Errorf("%w: %s: %w", qkd.ErrPeerUnavailable, t, err)
+	}
+	s, err := kmsproto.DecodeSealed(raw)
+	if err != nil || !tagOK(k[32:64], s.Data, s.Tag) {
+		l.o.Observer.MACFailure(l.o.ID, "reply")
+		l.log.Warn("reply from peer failed authentication", "type", string(t), "seq", seq)
+		return fmt.Errorf("%w: reply to %s", ErrUnauthenticated, t)
+	}
+	rep, err := kmsproto.DecodeReply(s.Data)
+	if err != nil || rep.Seq != seq || rep.Type != t {
+		return fmt.Errorf("%w: reply to %s does not match the request", ErrUnauthenticated, t)
+	}
+	l.notePeerAlive()
+	l.o.Observer.Message(l.o.ID, t, rep.Code.String())
+	if rep.Code != kmsproto.OK {
+		return &RefusedError{Code: rep.Code, Msg: rep.Err}
+	}
+	if resp != nil && len(rep.Body) > 0 {
+		if err := kmsproto.Unmarshal(rep.Body, resp); err != nil {
+			return fmt.Errorf("link: reply to %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// RefusedError is a peer's authenticated refusal.
+type RefusedError struct {
+	Code kmsproto.Code
+	Msg  string
+}
+
+func (e *RefusedError) Error() string { return "peer refused: " + e.Code.String() + ": " + e.Msg }
+
+// Unwrap makes errors.Is(err, ErrRefused) true.
+func (e *RefusedError) Unwrap() error { return ErrRefused }
+
+// codeOf returns the refusal code of err (OK if it is not a refusal).
+func codeOf(err error) kmsproto.Code {
+	var r *RefusedError
+	if errors.As(err, &r) {
+		return r.Code
+	}
+	return kmsproto.OK
+}
+
+// handlerResult is what a message handler returns.
+type handlerResult struct {
+	code kmsproto.Code
+	msg  string
+	body any
+}
+
+func ok(body any) handlerResult { return handlerResult{code: kmsproto.OK, body: body} }
+
+func refuse(code kmsproto.Code, msg string) handlerResult {
+	return handlerResult{code: code, msg: msg}
+}
+
+// Handle verifies one sealed request from the peer (already decoded by the
+// Mux), runs it and returns the sealed reply.
+func (l *Link) Handle(ctx context.Context, t kmsproto.Type, s kmsproto.Sealed, h kmsproto.Header) ([]byte, error) {
+	if h.From != l.o.Peer || h.To != l.o.Self || h.Type != t {
+		l.o.Observer.MACFailure(l.o.ID, "header")
+		return nil, fmt.Errorf("%w: header names the wrong nodes or type", ErrUnauthenticated)
+	}
+	key, err := l.o.Store.TakeSlot(ctx, l.o.ID, l.o.Peer, h.Seq)
+	if errors.Is(err, qkd.ErrNotFound) {
+		l.o.Observer.MACFailure(l.o.ID, "replay_or_unknown_seq")
+		l.log.Warn("peer message rejected: message number used before or unknown", "type", string(t), "seq", h.Seq)
+		return nil, fmt.Errorf("%w: message number %d unknown or used", ErrUnauthenticated, h.Seq)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("link %s: take slot: %w", l.o.ID, err)
+	}
+	defer key.Wipe()
+	k := key.Expose()
+	if !tagOK(k[:32], s.Data, s.Tag) {
+		l.o.Observer.MACFailure(l.o.ID, "tag")
+		l.log.Warn("peer message rejected: bad ITS tag", "type", string(t), "seq", h.Seq)
+		return nil, fmt.Errorf("%w: bad tag", ErrUnauthenticated)
+	}
+	res := l.dispatch(ctx, t, h.Body)
+	if res.code != kmsproto.OK {
+		l.log.Info("peer request refused", "type", string(t), "seq", h.Seq, "code", res.code.String(), "reason", res.msg)
+	}
+	l.notePeerAlive()
+	rep := kmsproto.Reply{Seq: h.Seq, Type: t, Code: res.code, Err: res.msg}
+	if res.body != nil {
+		b, err := kmsproto.Marshal(res.body)
+		if err != nil {
+			return nil, err
+		}
+		rep.Body = cbor.RawMessage(b)
+	}
+	data, err := kmsproto.Marshal(rep)
+	if err != nil {
+		return nil, err
+	}
+	return kmsproto.Marshal(kmsproto.Sealed{Data: data, Tag: tag(k[32:64], data)})
+}
+
+func (l *Link) dispatch(ctx context.Context, t kmsproto.Type, body []byte) handlerResult {
+	l.mu.Lock()
+	inactive := l.inactive
+	l.mu.Unlock()
+	if inactive && t != kmsproto.GetStatus {
+		return refuse(kmsproto.Inactive, "node is inactive")
+	}
+	switch t {
+	case kmsproto.NewKeyBatch:
+		var req kmsproto.NewKeyBatchReq
+		if err := kmsproto.Unmarshal(body, &req); err != nil {
+			return refuse(kmsproto.BadRequest, "malformed body")
+		}
+		return l.handleBatch(ctx, req)
+	case kmsproto.MakeKeysInternal:
+		var req kmsproto.MakeKeysInternalReq
+		if err := kmsproto.Unmarshal(body, &req); err != nil {
+			return refuse(kmsproto.BadRequest, "malformed body")
+		}
+		return l.handleInternal(ctx, req)
+	case kmsproto.MakeKeysExternal:
+		var req kmsproto.MakeKeysExternalReq
+		if err := kmsproto.Unmarshal(body, &req); err != nil {
+			return refuse(kmsproto.BadRequest, "malformed body")
+		}
+		return l.handleExternal(ctx, req)
+	case kmsproto.DeleteKeys:
+		var req kmsproto.DeleteKeysReq
+		if err := kmsproto.Unmarshal(body, &req); err != nil {
+			return refuse(kmsproto.BadRequest, "malformed body")
+		}
+		return l.handleDelete(ctx, req)
+	case kmsproto.GetStatus:
+		return ok(l.status(ctx))
+	case kmsproto.PostStatus:
+		var req kmsproto.Status
+		if err := kmsproto.Unmarshal(body, &req); err != nil {
+			return refuse(kmsproto.BadRequest, "malformed body")
+		}
+		l.notePeerStatus(req)
+		return ok(nil)
+	}
+	return refuse(kmsproto.BadRequest, "message type not supported on this link")
+}
+
+// Mux dispatches sealed requests to the node's links.
+type Mux struct {
+	links map[qkd.LinkID]*Link
+}
+
+// NewMux returns a Mux over links.
+func NewMux(links []*Link) *Mux {
+	m := &Mux{links: map[qkd.LinkID]*Link{}}
+	for _, l := range links {
+		m.links[l.o.ID] = l
+	}
+	return m
+}
+
+// Handle decodes the envelope and hands it to its link.
+func (m *Mux) Handle(ctx context.Context, t kmsproto.Type, payload []byte) ([]byte, error) {
+	s, err := kmsproto.DecodeSealed(payload)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	h, err := kmsproto.DecodeHeader(s.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	l := m.links[h.Link]
+	if l == nil {
+		return nil, fmt.Errorf("%w: unknown link", ErrUnauthenticated)
+	}
+	return l.Handle(ctx, t, s, h)
+}
+
+var _ = keystore.SlotSize

@@ -1,0 +1,289 @@
+package link
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/kmsproto"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/secret"
+)
+
+// Transport carries sealed messages to the peer KMS and returns its sealed
+// reply (peer.Client implements it).
+type Transport interface {
+	Call(ctx context.Context, t kmsproto.Type, payload []byte) ([]byte, error)
+	// Ping checks that the peer answers, without spending key material.
+	Ping(ctx context.Context) error
+}
+
+// Observer receives counts for metrics. All methods must be cheap.
+type Observer interface {
+	MACFailure(link qkd.LinkID, reason string)
+	Message(link qkd.LinkID, t kmsproto.Type, result string)
+	Batch(link qkd.LinkID, result string, blocks int)
+	InternalBytes(link qkd.LinkID, n int)
+	PSKTag(link qkd.LinkID)
+}
+
+// Errors the link layer returns to the node's CoAP handler.
+var (
+	// ErrUnauthenticated: bad tag, replayed or unknown message number.
+	ErrUnauthenticated = errors.New("link: message not authenticated")
+	// ErrBadRequest: malformed message.
+	ErrBadRequest = errors.New("link: malformed message")
+	// ErrNoSlots: no MAC key left to send with; key material is needed first.
+	ErrNoSlots = errors.New("link: no MAC key material left")
+	// ErrRefused: the peer answered with an error code.
+	ErrRefused = errors.New("link: peer refused the request")
+)
+
+// Options configure one link.
+type Options struct {
+	ID        qkd.LinkID
+	Self      qkd.NodeID
+	Peer      qkd.NodeID
+	Store     keystore.Store
+	Transport Transport
+	// PSK bootstraps the MAC slots at the link's first start; ignored later.
+	// Its length must be a multiple of 2*keystore.SlotSize.
+	PSK      secret.PSK
+	LocalSAE func(qkd.SAEID) bool
+
+	BatchBlocks    int           // blocks per new_key_batch (default 16)
+	BatchDelay     time.Duration // max wait for a full batch (default 1s)
+	SlotLowWater   int           // refill own MAC slots below this (default 32)
+	SlotRefill     int           // slots per make_keys_internal (default 256)
+	StatusInterval time.Duration // get_status period (default 30s)
+	CallTimeout    time.Duration // per peer round trip (default 5s)
+	RetryDelay     time.Duration // first retry delay (default 50ms, doubling to 2s)
+
+	Logger   *slog.Logger
+	Observer Observer
+	Now      func() time.Time
+	Rand     io.Reader
+}
+
+func (o *Options) defaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.BatchBlocks, 16)
+	def(&o.SlotLowWater, 32)
+	def(&o.SlotRefill, 256)
+	defd(&o.BatchDelay, time.Second)
+	defd(&o.StatusInterval, 30*time.Second)
+	defd(&o.CallTimeout, 5*time.Second)
+	defd(&o.RetryDelay, 50*time.Millisecond)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.LocalSAE == nil {
+		o.LocalSAE = func(qkd.SAEID) bool { return false }
+	}
+}
+
+// Link is one end of a QKD link's KMS↔KMS protocol.
+type Link struct {
+	o      Options
+	log    *slog.Logger
+	leader bool
+	parity int // index parity of the blocks this end allocates from
+
+	wakeConfirm chan struct{}
+	wakeOutbox  chan struct{}
+	wakeSlots   chan struct{}
+
+	allocMu sync.Mutex // serialises local allocations (store only, never a round trip)
+
+	mu        sync.Mutex
+	nextSeq   uint64                // guarded by mu: next own slot number to use
+	usableEnd uint64                // guarded by mu: own slots < usableEnd are known to the peer
+	pskEnd    uint64                // guarded by mu: own slots < pskEnd came from the PSK
+	waiters   map[string]chan error // guarded by mu: outbox ID → completion
+	peer      PeerStatus            // guarded by mu
+	inactive  bool                  // guarded by mu: this node was zeroised
+}
+
+// PeerStatus is what this end knows of the peer.
+type PeerStatus struct {
+	State    string // kmsproto.StateActive / StateInactive / "" unknown
+	LastSeen time.Time
+	Err      string
+}
+
+// New prepares a link; Start runs it.
+func New(o Options) (*Link, error) {
+	o.defaults()
+	if o.ID == "" || o.Self == "" || o.Peer == "" || o.Self == o.Peer || o.Store == nil || o.Transport == nil {
+		return nil, errors.New("link: incomplete options")
+	}
+	l := &Link{
+		o:           o,
+		log:         o.Logger.With("link", string(o.ID), "peer", string(o.Peer)),
+		leader:      o.Self < o.Peer,
+		wakeConfirm: make(chan struct{}, 1),
+		wakeOutbox:  make(chan struct{}, 1),
+		wakeSlots:   make(chan struct{}, 1),
+		waiters:     map[string]chan error{},
+	}
+	if !l.leader {
+		l.parity = 1
+	}
+	return l, nil
+}
+
+// ID returns the link's ID.
+func (l *Link) ID() qkd.LinkID { return l.o.ID }
+
+// Peer returns the peer node.
+func (l *Link) Peer() qkd.NodeID { return l.o.Peer }
+
+// Leader reports whether this end confirms blocks and allocates even blocks.
+func (l *Link) Leader() bool { return l.leader }
+
+// Init bootstraps the MAC slots from the PSK (first start only) and loads
+// the send counters from the store. Call before Start and before handling.
+func (l *Link) Init(ctx context.Context) error {
+	if err := l.initPSK(ctx); err != nil {
+		return err
+	}
+	lowest, next, count, err := l.o.Store.SlotBounds(ctx, l.o.ID, l.o.Self)
+	if err != nil {
+		return fmt.Errorf("link %s: slot bounds: %w", l.o.ID, err)
+	}
+	usable := next
+	if count == 0 {
+		lowest = next
+	}
+	pending, err := l.pendingInternal(ctx)
+	if err != nil {
+		return err
+	}
+	if pending >= 0 && uint64(pending) < usable {
+		usable = uint64(pending)
+	}
+	l.mu.Lock()
+	l.nextSeq, l.usableEnd = lowest, usable
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *Link) initPSK(ctx context.Context) error {
+	psk := l.o.PSK.Expose()
+	half := len(psk) / 2
+	if half < 4*keystore.SlotSize || half%keystore.SlotSize != 0 {
+		return fmt.Errorf("link %s: PSK must be a multiple of %d bytes and at least %d", l.o.ID, 2*keystore.SlotSize, 8*keystore.SlotSize)
+	}
+	first, second := l.o.Self, l.o.Peer
+	if !l.leader {
+		first, second = second, first
+	}
+	n := half / keystore.SlotSize
+	init := keystore.LinkInit{
+		Link:     l.o.ID,
+		Slots:    []keystore.SlotRange{{Sender: first, First: 0, Count: n}, {Sender: second, First: 0, Count: n}},
+		Material: []secret.Bytes{secret.From(psk[:half]), secret.From(psk[half:])},
+	}
+	defer secret.WipeAll(init.Material)
+	fresh, err := l.o.Store.InitLink(ctx, init)
+	if err != nil {
+		return fmt.Errorf("link %s: init from PSK: %w", l.o.ID, err)
+	}
+	if fresh {
+		l.log.Info("link bootstrapped from pre-shared key", "psk_slots", n)
+	}
+	l.mu.Lock()
+	l.pskEnd = uint64(n)
+	l.mu.Unlock()
+	return nil
+}
+
+// Start runs the link's loops until ctx ends.
+func (l *Link) Start(ctx context.Context) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for _, f := range []func(context.Context){l.confirmLoop, l.outboxLoop, l.slotLoop, l.statusLoop} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(ctx)
+		}()
+	}
+	return &wg
+}
+
+// Ingest stores a block pushed by the local QKD module.
+func (l *Link) Ingest(ctx context.Context, index uint64, data secret.Bytes) error {
+	err := l.o.Store.AddBlock(ctx, keystore.Block{Link: l.o.ID, Index: index, State: keystore.BlockUnconfirmed,
+		Data: data, Remaining: data.Len(), Arrived: l.o.Now()})
+	if err != nil {
+		return fmt.Errorf("link %s: store block %d: %w", l.o.ID, index, err)
+	}
+	if l.leader {
+		poke(l.wakeConfirm)
+	}
+	return nil
+}
+
+// PeerStatus returns what this end knows of the peer.
+func (l *Link) PeerStatus() PeerStatus {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.peer
+}
+
+// SlotsLeft returns the number of own MAC slots still usable.
+func (l *Link) SlotsLeft() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.usableEnd < l.nextSeq {
+		return 0
+	}
+	return int(l.usableEnd - l.nextSeq)
+}
+
+func poke(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// sleep waits d or until ctx ends; false if ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+type nopObserver struct{}
+
+func (nopObserver) MACFailure(qkd.LinkID, string)             {}
+func (nopObserver) Message(qkd.LinkID, kmsproto.Type, string) {}
+func (nopObserver) Batch(qkd.LinkID, string, int)             {}
+func (nopObserver) InternalBytes(qkd.LinkID, int)             {}
+func (nopObserver) PSKTag(qkd.LinkID)                         {}

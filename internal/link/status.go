@@ -1,0 +1,117 @@
+package link
+
+import (
+	"context"
+	"time"
+
+	"github.com/qkms/qkms/internal/kmsproto"
+	"github.com/qkms/qkms/internal/qkd"
+)
+
+// statusLoop asks the peer for its status now and then (get_status), so a
+// lost peer is noticed and reported.
+func (l *Link) statusLoop(ctx context.Context) {
+	t := time.NewTicker(l.o.StatusInterval)
+	defer t.Stop()
+	for {
+		if err := l.pollStatus(ctx); err != nil {
+			l.log.Debug("get_status", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (l *Link) pollStatus(ctx context.Context) error {
+	var st kmsproto.Status
+	if err := l.call(ctx, kmsproto.GetStatus, struct{}{}, &st); err != nil {
+		return err
+	}
+	l.notePeerStatus(st)
+	return nil
+}
+
+// status is this end's view of the link, for get_status.
+func (l *Link) status(ctx context.Context) kmsproto.Status {
+	st := kmsproto.Status{Node: l.o.Self, State: kmsproto.StateActive, Time: l.o.Now().UnixMilli()}
+	l.mu.Lock()
+	if l.inactive {
+		st.State = kmsproto.StateInactive
+	}
+	l.mu.Unlock()
+	if s, err := l.o.Store.Stats(ctx, l.o.ID); err == nil {
+		st.ConfirmedBytes = s.ConfirmedBytes[0] + s.ConfirmedBytes[1]
+		st.ReadyKeys = int64(s.KeysReady)
+		st.Slots = int64(s.Slots[l.o.Self])
+	}
+	return st
+}
+
+func (l *Link) notePeerStatus(st kmsproto.Status) {
+	l.mu.Lock()
+	prev := l.peer.State
+	l.peer = PeerStatus{State: st.State, LastSeen: l.o.Now()}
+	l.mu.Unlock()
+	if prev != st.State {
+		l.log.Info("peer status", "state", st.State)
+	}
+}
+
+func (l *Link) notePeerAlive() {
+	l.mu.Lock()
+	l.peer.LastSeen = l.o.Now()
+	l.peer.Err = ""
+	if l.peer.State == "" {
+		l.peer.State = kmsproto.StateActive
+	}
+	l.mu.Unlock()
+}
+
+func (l *Link) notePeerError(err error) {
+	l.mu.Lock()
+	first := l.peer.Err == ""
+	l.peer.Err = err.Error()
+	l.mu.Unlock()
+	if first {
+		l.log.Warn("peer KMS unreachable", "err", err)
+	}
+}
+
+// Announce tells the peer this node's state (post_status), e.g. before a
+// zeroisation; it uses one MAC slot.
+func (l *Link) Announce(ctx context.Context, state string) error {
+	st := l.status(ctx)
+	st.State = state
+	return l.call(ctx, kmsproto.PostStatus, st, nil)
+}
+
+// SetInactive stops the link from sending and accepting anything but
+// get_status (after zeroisation).
+func (l *Link) SetInactive() {
+	l.mu.Lock()
+	l.inactive = true
+	l.mu.Unlock()
+}
+
+// DeleteAtPeer asks the peer to delete keys (delete_keys), e.g. expired ones.
+func (l *Link) DeleteAtPeer(ctx context.Context, ids []qkd.KeyID, reason string) (int, error) {
+	var resp kmsproto.DeleteKeysResp
+	if err := l.call(ctx, kmsproto.DeleteKeys, kmsproto.DeleteKeysReq{IDs: ids, Reason: reason}, &resp); err != nil {
+		return 0, err
+	}
+	return int(resp.Deleted), nil
+}
+
+func (l *Link) handleDelete(ctx context.Context, req kmsproto.DeleteKeysReq) handlerResult {
+	if len(req.IDs) > 1<<16 {
+		return refuse(kmsproto.BadRequest, "too many keys")
+	}
+	n, err := l.o.Store.DeleteKeys(ctx, req.IDs)
+	if err != nil {
+		return refuse(kmsproto.Internal, "store error")
+	}
+	return ok(kmsproto.DeleteKeysResp{Deleted: uint32(n)})
+}
