@@ -1,0 +1,143 @@
+package config
+
+import (
+	"log/slog"
+	"slices"
+
+	"github.com/qkms/qkms/internal/qkd"
+)
+
+// Config is one node's configuration. Load or Parse return it with defaults
+// applied and validated.
+type Config struct {
+	NodeID     qkd.NodeID `yaml:"node_id"`     // required
+	KMEID      qkd.KMEID  `yaml:"kme_id"`      // default "KME_" + node_id
+	DataDir    string     `yaml:"data_dir"`    // required
+	Listen     Listen     `yaml:"listen"`      //
+	TLS        TLS        `yaml:"tls"`         // required
+	OperatorCN string     `yaml:"operator_cn"` // client cert CN allowed on admin endpoints
+	SAEs       []SAE      `yaml:"saes,omitempty"`
+	Links      []Link     `yaml:"links,omitempty"`
+	Keys       Keys       `yaml:"keys"`
+	Store      Store      `yaml:"store"`
+	Log        Log        `yaml:"log"`
+}
+
+// Listen holds the node's listen addresses (host:port; port 0 picks a free
+// port). An empty address turns that listener off (etsi014 is required).
+type Listen struct {
+	ETSI014 string `yaml:"etsi014"`  // HTTPS with mTLS (ETSI GS QKD 014)
+	PeerUDP string `yaml:"peer_udp"` // KMS<->KMS CoAP over UDP (RFC 7252)
+	PeerTCP string `yaml:"peer_tcp"` // KMS<->KMS CoAP over TCP (RFC 8323)
+	Metrics string `yaml:"metrics"`  // plain HTTP /metrics, /healthz, /readyz
+}
+
+// TLS names the node's PKI files (PEM).
+type TLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// SAE is an SAE of the network and the node it is attached to; it is local
+// when Node is the configured node.
+type SAE struct {
+	ID   qkd.SAEID  `yaml:"id"`
+	Node qkd.NodeID `yaml:"node"`
+}
+
+// Link is one QKD link from this node to a neighbour.
+type Link struct {
+	ID        qkd.LinkID `yaml:"id"`
+	Peer      qkd.NodeID `yaml:"peer"`
+	PeerAddr  string     `yaml:"peer_addr"` // the peer KMS's peer_tcp or peer_udp address
+	Transport string     `yaml:"transport"` // TransportTCP (default) or TransportUDP
+	PSKFile   string     `yaml:"psk_file"`  // pre-shared key authenticating the first exchanges; mode 0600
+	MAC       string     `yaml:"mac"`       // MACPoly1305 (default) or MACWegmanCarter
+	Device    Device     `yaml:"device"`
+}
+
+// Device is the local QKD module of a link, which pushes keys over CoAP
+// (ETSI GS QKD 004).
+type Device struct {
+	Addr        string `yaml:"addr"`
+	Transport   string `yaml:"transport"`     // TransportTCP (default) or TransportUDP
+	KeyStreamID string `yaml:"key_stream_id"` // optional UUID
+}
+
+// Keys holds key sizes and pool settings. Sizes are in bits.
+type Keys struct {
+	DefaultSize     int      `yaml:"default_size"`
+	MinSize         int      `yaml:"min_size"`
+	MaxSize         int      `yaml:"max_size"`
+	MaxPerRequest   int      `yaml:"max_per_request"`
+	MaxKeyCount     int      `yaml:"max_key_count"`
+	TTL             Duration `yaml:"ttl"`
+	Prereserve      int      `yaml:"prereserve"`        // default-size keys kept ready per local-master SAE pair
+	BatchBlocks     int      `yaml:"batch_blocks"`      // blocks per new_key_batch
+	MaxLinkMaterial ByteSize `yaml:"max_link_material"` // cap on unused link key material per link
+}
+
+// Store configures the key store.
+type Store struct {
+	Path        string   `yaml:"path"`        // default data_dir/keys.db
+	KEKFile     string   `yaml:"kek_file"`    // default path + ".kek"
+	Synchronous string   `yaml:"synchronous"` // SQLite PRAGMA synchronous: off, normal, full, extra
+	KEKRotation Duration `yaml:"kek_rotation"`
+}
+
+// Log configures the node's slog handler.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json, text
+}
+
+// Values of Link.Transport, Device.Transport, Link.MAC, Log.Format.
+const (
+	TransportTCP    = "tcp"
+	TransportUDP    = "udp"
+	MACPoly1305     = "poly1305"
+	MACWegmanCarter = "wegman_carter"
+	FormatJSON      = "json"
+	FormatText      = "text"
+)
+
+// SlogLevel returns the slog level named by l.Level (info if unknown).
+func (l Log) SlogLevel() slog.Level {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(l.Level)); err != nil {
+		return slog.LevelInfo
+	}
+	return lv
+}
+
+// LocalSAEs returns the SAEs attached to this node, in file order.
+func (c *Config) LocalSAEs() []qkd.SAEID {
+	var out []qkd.SAEID
+	for _, s := range c.SAEs {
+		if s.Node == c.NodeID {
+			out = append(out, s.ID)
+		}
+	}
+	return out
+}
+
+// NodeOf returns the node of a configured SAE.
+func (c *Config) NodeOf(sae qkd.SAEID) (qkd.NodeID, bool) {
+	for _, s := range c.SAEs {
+		if s.ID == sae {
+			return s.Node, true
+		}
+	}
+	return "", false
+}
+
+// Sanitized returns a deep copy of c that is safe to log. No field holds a
+// secret today (secrets are only named by *_file paths); a field added with
+// secret content must be redacted here.
+func (c *Config) Sanitized() *Config {
+	s := *c
+	s.SAEs = slices.Clone(c.SAEs)
+	s.Links = slices.Clone(c.Links)
+	return &s
+}
