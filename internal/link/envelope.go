@@ -33,12 +33,15 @@ func tagOK(key, msg, got []byte) bool {
 }
 
 // takeSendSlot reserves the next own message number and its MAC slot.
-// Only the messages that replenish key material (new_key_batch,
-// make_keys_internal) may use the last reserveSlots slots, so that a link
-// can always refill its MAC keys.
+// The last reserveSlots slots are kept for the messages that replenish key
+// material: new_key_batch may use half of them, make_keys_internal all, so
+// that a link can always refill its MAC keys.
 func (l *Link) takeSendSlot(ctx context.Context, t kmsproto.Type) (uint64, secret.MACKey, error) {
 	reserve := uint64(reserveSlots)
-	if t == kmsproto.NewKeyBatch || t == kmsproto.MakeKeysInternal {
+	switch t {
+	case kmsproto.NewKeyBatch:
+		reserve = reserveSlots / 2
+	case kmsproto.MakeKeysInternal:
 		reserve = 0
 	}
 	for {

@@ -292,7 +292,7 @@ func TestPeerDownDoesNotDrainSlots(t *testing.T) {
 			t.Fatalf("call to a down peer = %v", err)
 		}
 	}
-	if used := before - p.a.SlotsLeft(); used > 1 {
+	if used := before - p.a.SlotsLeft(); used > 4 { // at most one per concurrent sender (status, confirm, outbox, this test)
 		t.Fatalf("a down peer drained %d MAC slots", used)
 	}
 	p.pa.down.Store(false)
