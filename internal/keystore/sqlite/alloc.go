@@ -1,0 +1,158 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/keystore/internal/rules"
+	"github.com/qkms/qkms/internal/secret"
+)
+
+// Allocate implements keystore.Store.
+func (s *Store) Allocate(ctx context.Context, a keystore.Allocation) error {
+	a.Keys = slices.Clone(a.Keys)
+	total, err := rules.CheckAllocation(&a)
+	if err != nil {
+		return err
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if done, err := s.applied(ctx, tx, &a); done || err != nil {
+			return err
+		}
+		if err := checkNew(ctx, tx, &a); err != nil {
+			return err
+		}
+		buf, err := s.takePieces(ctx, tx, &a, total)
+		if err != nil {
+			return err
+		}
+		slots := rules.Cut(buf, &a)
+		secret.Wipe(buf)
+		defer secret.WipeAll(slots)
+		defer func() {
+			for i := range a.Keys {
+				a.Keys[i].Data.Wipe()
+			}
+		}()
+		return s.store(ctx, tx, &a, slots)
+	})
+}
+
+// applied reports whether a was applied before: its first key exists or
+// its first slot was ever stored.
+func (s *Store) applied(ctx context.Context, tx *sql.Tx, a *keystore.Allocation) (bool, error) {
+	if len(a.Keys) > 0 {
+		var one int
+		err := tx.QueryRowContext(ctx, "SELECT 1 FROM keys WHERE id = ?", a.Keys[0].ID[:]).Scan(&one)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return false, fmt.Errorf("keystore/sqlite: allocate: %w", err)
+		}
+	}
+	if a.Slots == nil {
+		return false, nil
+	}
+	return slotSet(a.Link, a.Slots.Sender).overlaps(ctx, tx, a.Slots.First, a.Slots.First)
+}
+
+// checkNew returns keystore.ErrConflict if a key, slot or outbox entry of a exists.
+func checkNew(ctx context.Context, tx *sql.Tx, a *keystore.Allocation) error {
+	var one int
+	for _, k := range a.Keys {
+		err := tx.QueryRowContext(ctx, "SELECT 1 FROM keys WHERE id = ?", k.ID[:]).Scan(&one)
+		if err == nil {
+			return fmt.Errorf("keystore: key %s exists: %w", k.ID, keystore.ErrConflict)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("keystore/sqlite: allocate: %w", err)
+		}
+	}
+	if r := a.Slots; r != nil {
+		had, err := slotSet(a.Link, r.Sender).overlaps(ctx, tx, r.First, r.First+uint64(r.Count)-1)
+		if err != nil {
+			return err
+		}
+		if had {
+			return fmt.Errorf("keystore: slots %d+%d of %s were stored before: %w", r.First, r.Count, r.Sender, keystore.ErrConflict)
+		}
+	}
+	if o := a.Outbox; o != nil {
+		err := tx.QueryRowContext(ctx, "SELECT 1 FROM outbox WHERE id = ?", o.ID).Scan(&one)
+		if err == nil {
+			return fmt.Errorf("keystore: outbox entry %q exists: %w", o.ID, keystore.ErrConflict)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("keystore/sqlite: allocate: %w", err)
+		}
+	}
+	return nil
+}
+
+// takePieces consumes a's pieces in order and returns their bytes (the
+// caller wipes them); keystore.ErrConflict if a piece is not free.
+func (s *Store) takePieces(ctx context.Context, tx *sql.Tx, a *keystore.Allocation, total int) ([]byte, error) {
+	buf := make([]byte, 0, total)
+	for _, p := range a.Pieces {
+		b, ok, err := s.getBlock(ctx, tx, a.Link, p.Index)
+		if err == nil && (!ok || b.State != keystore.BlockConfirmed || p.Off != b.Offset || p.Len > b.Remaining) {
+			err = fmt.Errorf("keystore: piece [%d,+%d) of block %d is not free confirmed material: %w",
+				p.Off, p.Len, p.Index, keystore.ErrConflict)
+		}
+		if err == nil {
+			buf = append(buf, b.Data.Expose()[:p.Len]...)
+			err = s.consume(ctx, tx, b, p.Len)
+		}
+		if err != nil {
+			b.Data.Wipe()
+			secret.Wipe(buf)
+			return nil, err
+		}
+	}
+	return buf, nil
+}
+
+// store inserts a's keys (with Data cut), slots and outbox entry.
+func (s *Store) store(ctx context.Context, tx *sql.Tx, a *keystore.Allocation, slots []secret.Bytes) error {
+	now := s.now()
+	for i := range a.Keys {
+		if a.Keys[i].Created.IsZero() {
+			a.Keys[i].Created = now
+		}
+		if err := s.insertKey(ctx, tx, &a.Keys[i]); err != nil {
+			return err
+		}
+	}
+	if r := a.Slots; r != nil {
+		if err := s.insertSlots(ctx, tx, a.Link, *r, slots); err != nil {
+			return err
+		}
+	}
+	if o := a.Outbox; o != nil {
+		link, created := o.Link, o.Created
+		if link == "" {
+			link = a.Link
+		}
+		if created.IsZero() {
+			created = now
+		}
+		_, err := tx.ExecContext(ctx, "INSERT INTO outbox (id, link, payload, created) VALUES (?, ?, ?, ?)",
+			o.ID, string(link), nonNil(o.Payload), encTime(created))
+		if err != nil {
+			return fmt.Errorf("keystore/sqlite: outbox: %w", err)
+		}
+	}
+	return nil
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}

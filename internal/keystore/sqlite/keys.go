@@ -1,0 +1,329 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/keystore/internal/rules"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/secret"
+)
+
+// encSAEs is the stored form of an SAE list: a JSON array, compared as text.
+func encSAEs(s []qkd.SAEID) string {
+	if s == nil {
+		s = []qkd.SAEID{}
+	}
+	b, _ := json.Marshal(s) // strings always marshal
+	return string(b)
+}
+
+func decSAEs(s string) ([]qkd.SAEID, error) {
+	var out []qkd.SAEID
+	if err := json.Unmarshal([]byte(s), &out); err != nil {
+		return nil, fmt.Errorf("keystore/sqlite: SAE list: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, k *keystore.Key) error {
+	slaves := encSAEs(k.Slaves)
+	data, err := s.ring.seal(s.rand, s.ring.current, k.Data.Expose(), adKey(k.ID, k.Link, k.Master, slaves, k.SizeBits))
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO keys (id, link, state, master, slaves, pending, size_bits, created, expires, data)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.ID[:], string(k.Link), k.State, string(k.Master), slaves, encSAEs(k.Pending), k.SizeBits,
+		encTime(k.Created), encTime(k.Expires), data)
+	if err != nil {
+		return fmt.Errorf("keystore/sqlite: insert key: %w", err)
+	}
+	return nil
+}
+
+const keyCols = "seq, id, link, state, master, slaves, pending, size_bits, created, expires"
+
+// keyRow is a key as read without its bytes, with its stored slaves text.
+type keyRow struct {
+	seq    int64
+	slaves string
+	key    keystore.Key
+}
+
+func scanKey(sc interface{ Scan(...any) error }) (keyRow, error) {
+	var r keyRow
+	var id []byte
+	var link, master, pending string
+	var created, expires int64
+	err := sc.Scan(&r.seq, &id, &link, &r.key.State, &master, &r.slaves, &pending, &r.key.SizeBits, &created, &expires)
+	if err != nil {
+		return r, err
+	}
+	if len(id) != len(r.key.ID) {
+		return r, fmt.Errorf("keystore/sqlite: key ID of %d bytes", len(id))
+	}
+	r.key.ID = qkd.KeyID(id)
+	r.key.Link, r.key.Master = qkd.LinkID(link), qkd.SAEID(master)
+	r.key.Created, r.key.Expires = decTime(created), decTime(expires)
+	if r.key.Slaves, err = decSAEs(r.slaves); err != nil {
+		return r, err
+	}
+	r.key.Pending, err = decSAEs(pending)
+	return r, err
+}
+
+// queryKeys returns the keys of a query on keyCols for which keep is true,
+// stopping after limit (no limit if limit <= 0).
+func queryKeys(ctx context.Context, q querier, limit int, keep func(*keystore.Key) bool, query string, args ...any) ([]keyRow, error) {
+	rows, err := q.QueryContext(ctx, "SELECT "+keyCols+" FROM keys "+query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("keystore/sqlite: keys: %w", err)
+	}
+	defer rows.Close()
+	var out []keyRow
+	for rows.Next() && (limit <= 0 || len(out) < limit) {
+		r, err := scanKey(rows)
+		if err != nil {
+			return nil, fmt.Errorf("keystore/sqlite: keys: %w", err)
+		}
+		if keep(&r.key) {
+			out = append(out, r)
+		}
+	}
+	return out, rows.Err()
+}
+
+// pairKeys returns up to limit keys that r.Caller may take for its pair.
+func pairKeys(ctx context.Context, q querier, r *keystore.TakeRequest, limit int) ([]keyRow, error) {
+	return queryKeys(ctx, q, limit, func(k *keystore.Key) bool { return rules.MatchesPair(k, r) },
+		"WHERE master = ? AND slaves = ? AND size_bits = ? AND state = ? AND (expires = 0 OR expires > ?) ORDER BY seq",
+		string(r.Master), encSAEs(r.Slaves), r.SizeBits, keystore.KeyReady, encTime(r.Now))
+}
+
+// deliver opens the keys of rows for caller, and records the delivery:
+// the key loses caller from Pending, or is deleted if it was the last.
+func (s *Store) deliver(ctx context.Context, tx *sql.Tx, rows []keyRow, caller qkd.SAEID) ([]keystore.Key, error) {
+	out := make([]keystore.Key, 0, len(rows))
+	fail := func(err error) ([]keystore.Key, error) {
+		for i := range out {
+			out[i].Data.Wipe()
+		}
+		return nil, err
+	}
+	for _, r := range rows {
+		k := r.key
+		var sealed []byte
+		if err := tx.QueryRowContext(ctx, "SELECT data FROM keys WHERE seq = ?", r.seq).Scan(&sealed); err != nil {
+			return fail(fmt.Errorf("keystore/sqlite: deliver: %w", err))
+		}
+		pt, err := s.ring.open(sealed, adKey(k.ID, k.Link, k.Master, r.slaves, k.SizeBits))
+		if err != nil {
+			return fail(fmt.Errorf("keystore/sqlite: key %s: %w", k.ID, err))
+		}
+		k.Data = secret.Adopt(pt)
+		out = append(out, k)
+		if rules.Served(&out[len(out)-1], caller) {
+			_, err = tx.ExecContext(ctx, "DELETE FROM keys WHERE seq = ?", r.seq)
+		} else {
+			_, err = tx.ExecContext(ctx, "UPDATE keys SET pending = ? WHERE seq = ?", encSAEs(out[len(out)-1].Pending), r.seq)
+		}
+		if err != nil {
+			return fail(fmt.Errorf("keystore/sqlite: deliver: %w", err))
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) defaultNow(r *keystore.TakeRequest) {
+	if r.Now.IsZero() {
+		r.Now = s.now()
+	}
+}
+
+// TakeForPair implements keystore.Store.
+func (s *Store) TakeForPair(ctx context.Context, r keystore.TakeRequest) ([]keystore.Key, error) {
+	if err := rules.CheckTake(&r, false); err != nil {
+		return nil, err
+	}
+	s.defaultNow(&r)
+	var out []keystore.Key
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := pairKeys(ctx, tx, &r, r.Number)
+		if err != nil {
+			return err
+		}
+		if len(rows) < r.Number {
+			return fmt.Errorf("keystore: %d of %d keys: %w", len(rows), r.Number, qkd.ErrInsufficientKey)
+		}
+		out, err = s.deliver(ctx, tx, rows, r.Caller)
+		return err
+	})
+	return out, s.wipeOnError(out, err)
+}
+
+// wipeOnError wipes keys that will not be returned because err != nil.
+func (s *Store) wipeOnError(keys []keystore.Key, err error) error {
+	if err != nil {
+		for i := range keys {
+			keys[i].Data.Wipe()
+		}
+	}
+	return err
+}
+
+// TakeByID implements keystore.Store.
+func (s *Store) TakeByID(ctx context.Context, r keystore.TakeRequest) ([]keystore.Key, error) {
+	if err := rules.CheckTake(&r, true); err != nil {
+		return nil, err
+	}
+	s.defaultNow(&r)
+	var out []keystore.Key
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var rows []keyRow
+		var failed error
+		for _, id := range r.IDs {
+			row, err := scanKey(tx.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE id = ?", id[:]))
+			var k *keystore.Key
+			switch {
+			case err == nil:
+				k = &row.key
+			case !errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("keystore/sqlite: take: %w", err)
+			}
+			if err := rules.CheckByID(k, &r); err != nil {
+				failed = rules.Worse(failed, err)
+			}
+			rows = append(rows, row)
+		}
+		if failed != nil {
+			return failed
+		}
+		var err error
+		out, err = s.deliver(ctx, tx, rows, r.Caller)
+		return err
+	})
+	return out, s.wipeOnError(out, err)
+}
+
+// CountKeys implements keystore.Store.
+func (s *Store) CountKeys(ctx context.Context, r keystore.TakeRequest) (int, error) {
+	s.defaultNow(&r)
+	n := 0
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := pairKeys(ctx, tx, &r, 0)
+		n = len(rows)
+		return err
+	})
+	return n, err
+}
+
+// DeleteKeys implements keystore.Store.
+func (s *Store) DeleteKeys(ctx context.Context, ids []qkd.KeyID) (int, error) {
+	n := 0
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		n = 0
+		for _, id := range ids {
+			res, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE id = ?", id[:])
+			if err != nil {
+				return fmt.Errorf("keystore/sqlite: delete keys: %w", err)
+			}
+			k, _ := res.RowsAffected()
+			n += int(k)
+		}
+		return nil
+	})
+	return n, err
+}
+
+// ExpireKeys implements keystore.Store.
+func (s *Store) ExpireKeys(ctx context.Context, now time.Time) ([]keystore.Key, error) {
+	var out []keystore.Key
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		out = nil
+		rows, err := queryKeys(ctx, tx, 0, func(*keystore.Key) bool { return true },
+			"WHERE expires != 0 AND expires <= ? ORDER BY seq", encTime(now))
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if _, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE seq = ?", r.seq); err != nil {
+				return fmt.Errorf("keystore/sqlite: expire: %w", err)
+			}
+			out = append(out, r.key)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// SetKeysReady implements keystore.Store. Absent keys are ignored.
+func (s *Store) SetKeysReady(ctx context.Context, ids []qkd.KeyID, outboxID string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, "UPDATE keys SET state = ? WHERE id = ? AND state = ?",
+				keystore.KeyReady, id[:], keystore.KeyPending); err != nil {
+				return fmt.Errorf("keystore/sqlite: set ready: %w", err)
+			}
+		}
+		return deleteOutbox(ctx, tx, outboxID)
+	})
+}
+
+func deleteOutbox(ctx context.Context, tx *sql.Tx, id string) error {
+	if id == "" {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM outbox WHERE id = ?", id); err != nil {
+		return fmt.Errorf("keystore/sqlite: outbox: %w", err)
+	}
+	return nil
+}
+
+// PendingOutbox implements keystore.Store.
+func (s *Store) PendingOutbox(ctx context.Context, l qkd.LinkID) ([]keystore.Outbox, error) {
+	var out []keystore.Outbox
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		out = nil
+		rows, err := tx.QueryContext(ctx, "SELECT id, link, payload, created FROM outbox WHERE link = ? ORDER BY created, seq", string(l))
+		if err != nil {
+			return fmt.Errorf("keystore/sqlite: outbox: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var o keystore.Outbox
+			var created int64
+			if err := rows.Scan(&o.ID, &o.Link, &o.Payload, &created); err != nil {
+				return fmt.Errorf("keystore/sqlite: outbox: %w", err)
+			}
+			if len(o.Payload) == 0 {
+				o.Payload = nil
+			}
+			o.Created = decTime(created)
+			out = append(out, o)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// AbortAllocation implements keystore.Store: it deletes the outbox entry and
+// those of ids that are still Pending.
+func (s *Store) AbortAllocation(ctx context.Context, outboxID string, ids []qkd.KeyID) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE id = ? AND state = ?", id[:], keystore.KeyPending); err != nil {
+				return fmt.Errorf("keystore/sqlite: abort: %w", err)
+			}
+		}
+		return deleteOutbox(ctx, tx, outboxID)
+	})
+}

@@ -1,0 +1,136 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+const schemaVersion = 1
+
+// The schema. Integers that hold uint64 values (block indices, slot
+// numbers) are stored through enc. Columns named data are sealed.
+const schema = `
+CREATE TABLE IF NOT EXISTS meta (
+	k TEXT PRIMARY KEY,
+	v INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS links (
+	link        TEXT PRIMARY KEY,
+	initialised INTEGER NOT NULL
+);
+-- seen: every block index (kind 0) or slot number (kind 1) ever stored, as
+-- disjoint ranges [lo, hi]; it outlives the rows.
+CREATE TABLE IF NOT EXISTS seen (
+	kind   INTEGER NOT NULL,
+	link   TEXT NOT NULL,
+	sender TEXT NOT NULL,
+	lo     INTEGER NOT NULL,
+	hi     INTEGER NOT NULL,
+	PRIMARY KEY (kind, link, sender, lo)
+);
+CREATE TABLE IF NOT EXISTS blocks (
+	link    TEXT NOT NULL,
+	idx     INTEGER NOT NULL,
+	state   INTEGER NOT NULL,
+	off     INTEGER NOT NULL,
+	size    INTEGER NOT NULL,
+	arrived INTEGER NOT NULL,
+	data    BLOB NOT NULL,
+	PRIMARY KEY (link, idx)
+);
+CREATE TABLE IF NOT EXISTS keys (
+	seq       INTEGER PRIMARY KEY,
+	id        BLOB NOT NULL UNIQUE,
+	link      TEXT NOT NULL,
+	state     INTEGER NOT NULL,
+	master    TEXT NOT NULL,
+	slaves    TEXT NOT NULL,
+	pending   TEXT NOT NULL,
+	size_bits INTEGER NOT NULL,
+	created   INTEGER NOT NULL,
+	expires   INTEGER NOT NULL,
+	data      BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS keys_pair ON keys (master, slaves, size_bits, state);
+CREATE INDEX IF NOT EXISTS keys_link ON keys (link, state);
+CREATE INDEX IF NOT EXISTS keys_expires ON keys (expires) WHERE expires != 0;
+CREATE TABLE IF NOT EXISTS slots (
+	link   TEXT NOT NULL,
+	sender TEXT NOT NULL,
+	seq    INTEGER NOT NULL,
+	data   BLOB NOT NULL,
+	PRIMARY KEY (link, sender, seq)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+	seq     INTEGER PRIMARY KEY,
+	id      TEXT NOT NULL UNIQUE,
+	link    TEXT NOT NULL,
+	payload BLOB NOT NULL,
+	created INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_link ON outbox (link, created, seq);
+`
+
+// tables lists every table, for Zeroize.
+var tables = []string{"meta", "links", "seen", "blocks", "keys", "slots", "outbox"}
+
+func createSchema(ctx context.Context, db *sql.DB) error {
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("keystore/sqlite: %w", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("keystore/sqlite: journal_mode is %q, want wal", mode)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("keystore/sqlite: begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("keystore/sqlite: create schema: %w", err)
+	}
+	var v int
+	err = tx.QueryRowContext(ctx, "SELECT v FROM meta WHERE k = 'schema'").Scan(&v)
+	switch {
+	case err == sql.ErrNoRows:
+		if _, err := tx.ExecContext(ctx, "INSERT INTO meta (k, v) VALUES ('schema', ?)", schemaVersion); err != nil {
+			return fmt.Errorf("keystore/sqlite: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("keystore/sqlite: %w", err)
+	case v != schemaVersion:
+		return fmt.Errorf("keystore/sqlite: schema version %d, this build knows %d", v, schemaVersion)
+	}
+	return tx.Commit()
+}
+
+// metaEpoch returns the KEK epoch the rows are sealed under (0 if none).
+func metaEpoch(ctx context.Context, q querier) (uint32, error) {
+	var v int64
+	err := q.QueryRowContext(ctx, "SELECT v FROM meta WHERE k = 'kek_epoch'").Scan(&v)
+	if err == sql.ErrNoRows {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("keystore/sqlite: %w", err)
+	}
+	return uint32(v), nil
+}
+
+func setMetaEpoch(ctx context.Context, q querier, epoch uint32) error {
+	_, err := q.ExecContext(ctx, "INSERT INTO meta (k, v) VALUES ('kek_epoch', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", int64(epoch))
+	if err != nil {
+		return fmt.Errorf("keystore/sqlite: %w", err)
+	}
+	return nil
+}
+
+// querier is what *sql.Tx and *sql.DB have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}

@@ -1,0 +1,63 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+)
+
+// Zeroize implements keystore.Store: it destroys the KEK file first (after
+// which no sealed row can be opened), wipes the KEKs in memory, then deletes
+// every row, vacuums the database and truncates the WAL. From then on every
+// method returns keystore.ErrZeroized; zeroizing again is not an error.
+// A later Open starts an empty store with a new KEK.
+func (s *Store) Zeroize(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.zeroized {
+		return nil
+	}
+	if s.closed {
+		return ErrClosed
+	}
+	s.zeroized = true
+	errKEK := destroyFile(s.kekFile)
+	s.ring.wipe()
+	// The rows are unreadable already; removing them must not depend on the
+	// caller's context, which may be the one being cancelled.
+	ctx = context.WithoutCancel(ctx)
+	errRows := s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, t := range tables {
+			if _, err := tx.ExecContext(ctx, "DELETE FROM "+t); err != nil {
+				return fmt.Errorf("keystore/sqlite: zeroize %s: %w", t, err)
+			}
+		}
+		return nil
+	})
+	if _, err := s.db.ExecContext(ctx, "VACUUM"); err != nil {
+		s.log.Warn("VACUUM after zeroisation failed", "err", err)
+	}
+	s.checkpoint(ctx)
+	s.log.Warn("key store zeroized", "kek_destroyed", errKEK == nil)
+	return errors.Join(errKEK, errRows)
+}
+
+// ZeroizeFiles destroys a store that is not open (`qkms zeroize` with the
+// node stopped): the KEK file is overwritten with zeros, synced and removed
+// (kekFile defaults to path + ".kek"), then the database and its -wal and
+// -shm files are removed. Absent files are not an error.
+func ZeroizeFiles(path, kekFile string) error {
+	if kekFile == "" {
+		kekFile = path + ".kek"
+	}
+	errs := []error{destroyFile(kekFile), destroyFile(kekFile + ".tmp")}
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("keystore/sqlite: remove %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
