@@ -1,0 +1,122 @@
+package kms
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/qkd"
+)
+
+// pairKey names a (local master, neighbour slave) pair kept stocked.
+type pairKey struct {
+	master, slave qkd.SAEID
+	link          Link
+}
+
+// pairs lists the pairs whose keys this node allocates: each local SAE as
+// master with every SAE on a neighbour node as slave.
+func (s *Service) pairs() []pairKey {
+	var out []pairKey
+	for sae, node := range s.o.SAEs {
+		if node != s.o.Node {
+			continue
+		}
+		for slave, sn := range s.o.SAEs {
+			if l := s.byPeer[sn]; l != nil && sn != s.o.Node {
+				out = append(out, pairKey{master: sae, slave: slave, link: l})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].master != out[j].master {
+			return out[i].master < out[j].master
+		}
+		return out[i].slave < out[j].slave
+	})
+	return out
+}
+
+// Run keeps the reserved pools stocked and deletes expired keys until ctx ends.
+func (s *Service) Run(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	lastExpire := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-tick.C:
+		}
+		if !s.Active() {
+			continue
+		}
+		if now := s.o.Now(); now.Sub(lastExpire) >= time.Second {
+			lastExpire = now
+			s.expire(ctx)
+		}
+		for _, p := range s.pairs() {
+			if ctx.Err() != nil {
+				return
+			}
+			s.restock(ctx, p)
+		}
+	}
+}
+
+// restock tops up a pair's pool of ready default-size keys when it is below
+// half of Prereserve, in one reservation (one message to the peer).
+func (s *Service) restock(ctx context.Context, p pairKey) {
+	want := s.o.Limits.Prereserve
+	if want <= 0 {
+		return
+	}
+	size := s.o.Limits.KeySize
+	have, err := s.o.Store.CountKeys(ctx, keystore.TakeRequest{Master: p.master, Slaves: []qkd.SAEID{p.slave},
+		Caller: p.master, SizeBits: size, Now: s.o.Now()})
+	if err != nil || have > want/2 {
+		return
+	}
+	st, err := s.o.Store.Stats(ctx, p.link.ID())
+	if err != nil {
+		return
+	}
+	// Leave material for on-demand requests of other sizes and for MAC keys:
+	// stock at most half of what is free.
+	n := min(want-have, int(st.ConfirmedBytes[parity(p.link)]*8/int64(size))/2)
+	if n < 1 || (n < want/4 && have > 0) {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := p.link.Reserve(rctx, p.master, []qkd.SAEID{p.slave}, size, n, s.o.Limits.TTL); err != nil &&
+		!errors.Is(err, qkd.ErrInsufficientKey) && !errors.Is(err, qkd.ErrPeerUnavailable) {
+		s.log.Warn("restocking reserved keys failed", "master", string(p.master), "slave", string(p.slave), "err", err)
+	}
+}
+
+// expire deletes keys whose TTL ended and tells the peer about the ones
+// this node allocated (it deletes them on its own clock too).
+func (s *Service) expire(ctx context.Context) {
+	gone, err := s.o.Store.ExpireKeys(ctx, s.o.Now())
+	if err != nil || len(gone) == 0 {
+		return
+	}
+	byLink := map[qkd.LinkID][]qkd.KeyID{}
+	for _, k := range gone {
+		if s.local(k.Master) {
+			byLink[k.Link] = append(byLink[k.Link], k.ID)
+		}
+	}
+	s.log.Info("expired keys deleted", "keys", len(gone))
+	for _, l := range s.o.Links {
+		if ids := byLink[l.ID()]; len(ids) > 0 {
+			if _, err := l.DeleteAtPeer(ctx, ids, "ttl"); err != nil {
+				s.log.Debug("delete_keys after expiry", "link", string(l.ID()), "err", err)
+			}
+		}
+	}
+}

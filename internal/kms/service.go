@@ -1,0 +1,301 @@
+package kms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/secret"
+)
+
+// Link is what the service needs of a QKD link to a neighbour (link.Link).
+type Link interface {
+	ID() qkd.LinkID
+	Peer() qkd.NodeID
+	Leader() bool
+	Reserve(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error)
+	DeleteAtPeer(ctx context.Context, ids []qkd.KeyID, reason string) (int, error)
+	Announce(ctx context.Context, state string) error
+	SetInactive()
+}
+
+// Limits are the ETSI 014 limits this node announces and enforces (sizes in bits).
+type Limits struct {
+	KeySize          int
+	MinKeySize       int
+	MaxKeySize       int
+	MaxKeyPerRequest int
+	MaxKeyCount      int
+	TTL              time.Duration
+	// Prereserve: default-size keys kept ready per (local master, neighbour slave) pair.
+	Prereserve int
+}
+
+// Options configure the service.
+type Options struct {
+	Node  qkd.NodeID
+	KME   qkd.KMEID
+	Store keystore.Store
+	Links []Link
+	// SAEs maps every SAE this node knows to its node.
+	SAEs   map[qkd.SAEID]qkd.NodeID
+	Limits Limits
+	Logger *slog.Logger
+	Now    func() time.Time
+	// OnDelivered counts keys handed to applications (api: "etsi014").
+	OnDelivered func(api string, n int)
+}
+
+// Service answers the application interfaces.
+type Service struct {
+	o      Options
+	log    *slog.Logger
+	byPeer map[qkd.NodeID]Link
+	wake   chan struct{}
+
+	mu       sync.Mutex
+	inactive bool // guarded by mu
+}
+
+// New returns a Service; Run starts its background work.
+func New(o Options) (*Service, error) {
+	if o.Store == nil || o.Node == "" {
+		return nil, errors.New("kms: incomplete options")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.KME == "" {
+		o.KME = qkd.KMEOf(o.Node)
+	}
+	if o.OnDelivered == nil {
+		o.OnDelivered = func(string, int) {}
+	}
+	s := &Service{o: o, log: o.Logger, byPeer: map[qkd.NodeID]Link{}, wake: make(chan struct{}, 1)}
+	for _, l := range o.Links {
+		if _, dup := s.byPeer[l.Peer()]; !dup {
+			s.byPeer[l.Peer()] = l
+		}
+	}
+	return s, nil
+}
+
+// Active reports whether the node still serves keys (not zeroised).
+func (s *Service) Active() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.inactive
+}
+
+func (s *Service) checkActive() error {
+	if !s.Active() {
+		return qkd.ErrInactive
+	}
+	return nil
+}
+
+// local reports whether sae is attached to this node.
+func (s *Service) local(sae qkd.SAEID) bool {
+	n, ok := s.o.SAEs[sae]
+	return ok && n == s.o.Node
+}
+
+// route finds the link serving keys between a local SAE and slave.
+func (s *Service) route(caller, slave qkd.SAEID) (Link, qkd.NodeID, error) {
+	if !s.local(caller) {
+		return nil, "", qkd.ErrUnknownSAE
+	}
+	node, ok := s.o.SAEs[slave]
+	if !ok {
+		return nil, "", &qkd.RequestError{Msg: "slave SAE ID is not known to this KME"}
+	}
+	if slave == caller {
+		return nil, "", &qkd.RequestError{Msg: "slave SAE ID must differ from the master SAE ID"}
+	}
+	l := s.byPeer[node]
+	if l == nil {
+		return nil, node, qkd.ErrNoRoute
+	}
+	return l, node, nil
+}
+
+// Status answers ETSI 014 Get status for (caller as master, slave).
+func (s *Service) Status(ctx context.Context, caller, slave qkd.SAEID) (Status, error) {
+	if err := s.checkActive(); err != nil {
+		return Status{}, err
+	}
+	l, node, err := s.route(caller, slave)
+	if err != nil && !errors.Is(err, qkd.ErrNoRoute) {
+		return Status{}, err
+	}
+	lim := s.o.Limits
+	st := Status{SourceKME: s.o.KME, TargetKME: qkd.KMEOf(node), Master: caller, Slave: slave,
+		KeySize: lim.KeySize, MaxKeyCount: lim.MaxKeyCount, MaxKeyPerRequest: lim.MaxKeyPerRequest,
+		MaxKeySize: lim.MaxKeySize, MinKeySize: lim.MinKeySize, MaxSAEIDCount: 0}
+	if l != nil {
+		n, err := s.stored(ctx, l, caller, slave)
+		if err != nil {
+			return Status{}, err
+		}
+		st.StoredKeyCount = n
+	}
+	return st, nil
+}
+
+// stored is the number of default-size keys deliverable now for the pair:
+// keys already reserved for it plus what this end's free material yields.
+func (s *Service) stored(ctx context.Context, l Link, master, slave qkd.SAEID) (int, error) {
+	size := s.o.Limits.KeySize
+	ready, err := s.o.Store.CountKeys(ctx, keystore.TakeRequest{Master: master, Slaves: []qkd.SAEID{slave},
+		Caller: master, SizeBits: size, Now: s.o.Now()})
+	if err != nil {
+		return 0, fmt.Errorf("kms: count keys: %w", err)
+	}
+	st, err := s.o.Store.Stats(ctx, l.ID())
+	if err != nil {
+		return 0, fmt.Errorf("kms: link stats: %w", err)
+	}
+	free := int(st.ConfirmedBytes[parity(l)] * 8 / int64(size))
+	return min(ready+free, s.o.Limits.MaxKeyCount), nil
+}
+
+func parity(l Link) int {
+	if l.Leader() {
+		return 0
+	}
+	return 1
+}
+
+// checkRequest applies defaults and the limits to an enc_keys request.
+func (s *Service) checkRequest(req *KeyRequest) error {
+	lim := s.o.Limits
+	if req.Number == 0 {
+		req.Number = 1
+	}
+	if req.Size == 0 {
+		req.Size = lim.KeySize
+	}
+	switch {
+	case req.Number < 1 || req.Number > lim.MaxKeyPerRequest:
+		return &qkd.RequestError{Msg: fmt.Sprintf("number shall be between 1 and max_key_per_request (%d)", lim.MaxKeyPerRequest)}
+	case req.Size%8 != 0:
+		return &qkd.RequestError{Msg: "size shall be a multiple of 8"}
+	case req.Size < lim.MinKeySize || req.Size > lim.MaxKeySize:
+		return &qkd.RequestError{Msg: fmt.Sprintf("size shall be between min_key_size (%d) and max_key_size (%d)", lim.MinKeySize, lim.MaxKeySize)}
+	case len(req.AdditionalSlaves) > 0:
+		return &qkd.RequestError{Msg: "additional_slave_SAE_IDs exceeds max_SAE_ID_count (0): multicast is not supported"}
+	}
+	return nil
+}
+
+// EncKeys answers ETSI 014 Get key: keys for (caller as master, slave) that
+// the slave's KME already holds. Each is deleted here once handed out.
+func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyRequest) ([]Key, error) {
+	if err := s.checkActive(); err != nil {
+		return nil, err
+	}
+	l, _, err := s.route(caller, slave)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkRequest(&req); err != nil {
+		return nil, err
+	}
+	slaves := []qkd.SAEID{slave}
+	keys, err := s.o.Store.TakeForPair(ctx, keystore.TakeRequest{Master: caller, Slaves: slaves, Caller: caller,
+		SizeBits: req.Size, Number: req.Number, Now: s.o.Now()})
+	if errors.Is(err, qkd.ErrInsufficientKey) {
+		keys, err = s.reserveAndTake(ctx, l, caller, slaves, req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	poke(s.wake)
+	s.o.OnDelivered("etsi014", len(keys))
+	return toKeys(keys), nil
+}
+
+// reserveAndTake reserves keys on demand (one round trip to the peer).
+func (s *Service) reserveAndTake(ctx context.Context, l Link, caller qkd.SAEID, slaves []qkd.SAEID, req KeyRequest) ([]keystore.Key, error) {
+	ids, err := l.Reserve(ctx, caller, slaves, req.Size, req.Number, s.o.Limits.TTL)
+	if err != nil {
+		if errors.Is(err, qkd.ErrInsufficientKey) || errors.Is(err, qkd.ErrPeerUnavailable) {
+			return nil, err
+		}
+		s.log.Warn("on-demand key reservation failed", "link", string(l.ID()), "err", err)
+		return nil, fmt.Errorf("%w: %w", qkd.ErrPeerUnavailable, err)
+	}
+	return s.o.Store.TakeByID(ctx, keystore.TakeRequest{IDs: ids, Master: caller, Caller: caller, Now: s.o.Now()})
+}
+
+// maxDecIDs bounds the key IDs of one dec_keys request.
+const maxDecIDs = 4096
+
+// DecKeys answers ETSI 014 Get key with key IDs for the slave caller.
+func (s *Service) DecKeys(ctx context.Context, caller, master qkd.SAEID, ids []qkd.KeyID) ([]Key, error) {
+	if err := s.checkActive(); err != nil {
+		return nil, err
+	}
+	if !s.local(caller) {
+		return nil, qkd.ErrUnknownSAE
+	}
+	if len(ids) == 0 || len(ids) > maxDecIDs {
+		return nil, &qkd.RequestError{Msg: fmt.Sprintf("key_IDs shall name between 1 and %d keys", maxDecIDs)}
+	}
+	keys, err := s.o.Store.TakeByID(ctx, keystore.TakeRequest{IDs: ids, Master: master, Caller: caller, Now: s.o.Now()})
+	if err != nil {
+		return nil, err
+	}
+	s.o.OnDelivered("etsi014", len(keys))
+	return toKeys(keys), nil
+}
+
+func toKeys(ks []keystore.Key) []Key {
+	out := make([]Key, len(ks))
+	for i, k := range ks {
+		out[i] = Key{ID: k.ID, Bytes: k.Data}
+	}
+	return out
+}
+
+// Zeroize destroys every key and the store's key-encryption keys, tells the
+// peers, and makes the node inactive (SPEC §3, FIPS 140 style).
+func (s *Service) Zeroize(ctx context.Context) error {
+	s.mu.Lock()
+	already := s.inactive
+	s.inactive = true
+	s.mu.Unlock()
+	if already {
+		return nil
+	}
+	for _, l := range s.o.Links {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := l.Announce(actx, "inactive"); err != nil {
+			s.log.Warn("could not tell peer about zeroisation", "link", string(l.ID()), "err", err)
+		}
+		cancel()
+		l.SetInactive()
+	}
+	if err := s.o.Store.Zeroize(ctx); err != nil {
+		return fmt.Errorf("kms: zeroize store: %w", err)
+	}
+	s.log.Warn("node zeroised: all key material destroyed; status inactive")
+	return nil
+}
+
+func poke(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+var _ = secret.Wipe

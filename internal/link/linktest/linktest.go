@@ -1,0 +1,179 @@
+// Package linktest connects two link.Link ends in memory for tests of the
+// link layer and of the services above it: the real protocol, real stores,
+// no sockets.
+package linktest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/keystore/memstore"
+	"github.com/qkms/qkms/internal/kmsproto"
+	"github.com/qkms/qkms/internal/link"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/secret"
+)
+
+// Pipe is an in-memory link.Transport to the other end's Mux, with hooks to
+// tamper with, record or drop messages.
+type Pipe struct {
+	To   *link.Mux
+	Down atomic.Bool
+
+	mu     sync.Mutex
+	tamper func(t kmsproto.Type, payload []byte) []byte
+	sent   [][]byte
+}
+
+// Call implements link.Transport.
+func (p *Pipe) Call(ctx context.Context, t kmsproto.Type, payload []byte) ([]byte, error) {
+	if p.Down.Load() {
+		return nil, errors.New("pipe down")
+	}
+	p.mu.Lock()
+	if p.tamper != nil {
+		payload = p.tamper(t, payload)
+	}
+	p.sent = append(p.sent, bytes.Clone(payload))
+	p.mu.Unlock()
+	return p.To.Handle(ctx, t, payload)
+}
+
+// Ping implements link.Transport.
+func (p *Pipe) Ping(context.Context) error {
+	if p.Down.Load() {
+		return errors.New("pipe down")
+	}
+	return nil
+}
+
+// SetTamper installs a function that may change every payload sent.
+func (p *Pipe) SetTamper(f func(t kmsproto.Type, payload []byte) []byte) {
+	p.mu.Lock()
+	p.tamper = f
+	p.mu.Unlock()
+}
+
+// Last returns the last payload sent.
+func (p *Pipe) Last() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sent[len(p.sent)-1]
+}
+
+// Pair is two ends A (leader) and B of link "A-B".
+type Pair struct {
+	A, B   *link.Link
+	SA, SB keystore.Store
+	PA, PB *Pipe
+	index  uint64
+}
+
+// Options tune NewPair; zero values take small test-friendly defaults.
+type Options struct {
+	PSKSlots int // per direction (default 32)
+	Logger   *slog.Logger
+	// SAEs places SAEs on nodes "A" and "B" (default SAE_A1 at A, SAE_B1 at B).
+	SAEs map[qkd.SAEID]qkd.NodeID
+}
+
+// NewPair starts two connected ends on memstores; they stop at test end.
+func NewPair(t testing.TB, o Options) *Pair {
+	t.Helper()
+	if o.PSKSlots == 0 {
+		o.PSKSlots = 32
+	}
+	psk := make([]byte, 2*o.PSKSlots*keystore.SlotSize)
+	_, _ = rand.Read(psk)
+	p := &Pair{SA: memstore.New(memstore.Options{}), SB: memstore.New(memstore.Options{}), PA: &Pipe{}, PB: &Pipe{}}
+	if o.SAEs == nil {
+		o.SAEs = map[qkd.SAEID]qkd.NodeID{"SAE_A1": "A", "SAE_B1": "B"}
+	}
+	mk := func(self, peer qkd.NodeID, st keystore.Store, tr link.Transport) *link.Link {
+		l, err := link.New(link.Options{ID: "A-B", Self: self, Peer: peer, Store: st, Transport: tr,
+			PSK: secret.PSK{Bytes: secret.From(psk)}, BatchBlocks: 4, BatchDelay: 20 * time.Millisecond,
+			SlotLowWater: 8, SlotRefill: 16, RetryDelay: 5 * time.Millisecond, StatusInterval: time.Hour,
+			Logger: o.Logger, LocalSAE: func(s qkd.SAEID) bool { return o.SAEs[s] == self }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Init(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	p.A = mk("A", "B", p.SA, p.PA)
+	p.B = mk("B", "A", p.SB, p.PB)
+	p.PA.To, p.PB.To = link.NewMux([]*link.Link{p.B}), link.NewMux([]*link.Link{p.A})
+	ctx, cancel := context.WithCancel(context.Background())
+	wa, wb := p.A.Start(ctx), p.B.Start(ctx)
+	t.Cleanup(func() {
+		cancel()
+		wa.Wait()
+		wb.Wait()
+	})
+	return p
+}
+
+// Push gives both ends the same n random blocks of size bytes; mutate may
+// change B's copy or tell an end to lose the block.
+func (p *Pair) Push(t testing.TB, n, size int, mutate func(i int, b []byte) (skipA, skipB bool)) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		blk := make([]byte, size)
+		_, _ = rand.Read(blk)
+		bb := bytes.Clone(blk)
+		var skipA, skipB bool
+		if mutate != nil {
+			skipA, skipB = mutate(i, bb)
+		}
+		ctx := context.Background()
+		if !skipA {
+			if err := p.A.Ingest(ctx, p.index, secret.From(blk)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !skipB {
+			if err := p.B.Ingest(ctx, p.index, secret.From(bb)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p.index++
+	}
+}
+
+// WaitFor polls cond until it holds or 10 s pass.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+// Stats returns a store's stats of link A-B.
+func Stats(t testing.TB, s keystore.Store) keystore.LinkStats {
+	t.Helper()
+	st, err := s.Stats(context.Background(), "A-B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// Confirmed returns a store's confirmed free bytes of link A-B.
+func Confirmed(t testing.TB, s keystore.Store) int64 {
+	st := Stats(t, s)
+	return st.ConfirmedBytes[0] + st.ConfirmedBytes[1]
+}
