@@ -7,8 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"golang.org/x/crypto/poly1305"
-
 	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/kmsproto"
 	"github.com/qkms/qkms/internal/secret"
@@ -37,12 +35,7 @@ func batchCheck(blocks []keystore.Block) ([]byte, bool) {
 		buf = append(buf, b.Data.Expose()...)
 	}
 	defer secret.Wipe(buf)
-	var key [32]byte
-	copy(key[:], buf[:checkKeyLen])
-	defer secret.Wipe(key[:])
-	var out [16]byte
-	poly1305.Sum(&out, buf[checkKeyLen:], &key)
-	return out[:], true
+	return tag(buf[:checkKeyLen], buf[checkKeyLen:]), true
 }
 
 func wipeBlocks(bs []keystore.Block) {

@@ -2,13 +2,12 @@ package link
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 
 	"github.com/fxamacker/cbor/v2"
-	"golang.org/x/crypto/poly1305"
 
+	"github.com/qkms/qkms/internal/itsmac"
 	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/kmsproto"
 	"github.com/qkms/qkms/internal/qkd"
@@ -18,21 +17,20 @@ import (
 // reserveSlots MAC slots are kept for the messages that refill them.
 const reserveSlots = 8
 
-// tag computes a one-time Poly1305 tag with a 32-byte key (r‖s).
+// tag computes the one-time Poly1305 tag of msg with a 32-byte slice of a
+// MAC slot (the slot's owner wipes it).
 func tag(key []byte, msg []byte) []byte {
-	var k [32]byte
-	copy(k[:], key)
-	var out [16]byte
-	poly1305.Sum(&out, msg, &k)
-	secret.Wipe(k[:])
-	return out[:]
+	t, err := itsmac.Sum(secret.MACKey{Bytes: secret.Adopt(key)}, msg)
+	if err != nil {
+		panic("link: MAC slot of the wrong size") // slots are always SlotSize bytes
+	}
+	return t[:]
 }
 
 func tagOK(key, msg, got []byte) bool {
-	return len(got) == 16 && subtle.ConstantTimeCompare(tag(key, msg), got) == 1
+	return itsmac.Verify(secret.MACKey{Bytes: secret.Adopt(key)}, got, msg)
 }
 
-// takeSendSlot reserves the next own message number and its MAC slot.
 // The last reserveSlots slots are kept for the messages that replenish key
 // material: new_key_batch may use half of them, make_keys_internal all, so
 // that a link can always refill its MAC keys.
