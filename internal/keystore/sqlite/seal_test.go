@@ -1,0 +1,228 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/keystore/storetest"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/secret"
+)
+
+// rawDB opens the database file directly, as an attacker with the disk would.
+func rawDB(t testing.TB, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func countRows(t testing.TB, path string) int {
+	t.Helper()
+	db := rawDB(t, path)
+	total := 0
+	for _, table := range tables {
+		var n int
+		if err := db.QueryRow("SELECT COUNT(*) FROM " + table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	return total
+}
+
+func exec(t testing.TB, db *sql.DB, query string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(query, args...); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+}
+
+// containsAny reports whether file holds any 16-byte window of secret.
+func containsAny(file, secret []byte) bool {
+	for i := 0; i+16 <= len(secret); i += 4 {
+		if bytes.Contains(file, secret[i:i+16]) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestNoKeyBytesOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	s := openAt(t, dir)
+	fixture(t, s)
+	psk := storetest.Pattern("psk", 0, 4*keystore.SlotSize)
+	init := keystore.LinkInit{Link: "A-C", Slots: []keystore.SlotRange{{Sender: "A", Count: 4}}, Material: []secret.Bytes{secret.From(psk)}}
+	if _, err := s.InitLink(t.Context(), init); err != nil {
+		t.Fatal(err)
+	}
+	secrets := [][]byte{psk}
+	for i := uint64(1); i <= 6; i++ {
+		secrets = append(secrets, storetest.Pattern(link, i, 256))
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, name := range []string{"keys.db", "keys.db-wal"} {
+			raw, err := os.ReadFile(filepath.Join(dir, name))
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, sec := range secrets {
+				if containsAny(raw, sec) {
+					t.Errorf("%s: %s holds bytes of secret %d in the clear", when, name, i)
+				}
+			}
+		}
+	}
+	check("while open")
+	_ = s.Close()
+	check("after close")
+}
+
+// tamper opens a store, applies change to its database from a second
+// connection, and returns the store.
+func tamper(t *testing.T, change ...string) (*Store, []qkd.KeyID) {
+	t.Helper()
+	dir := t.TempDir()
+	s := openAt(t, dir)
+	ids, _ := fixture(t, s)
+	db := rawDB(t, filepath.Join(dir, "keys.db"))
+	for _, q := range change {
+		exec(t, db, q)
+	}
+	return s, ids
+}
+
+func TestTamperedRows(t *testing.T) {
+	tests := []struct {
+		name   string
+		change []string
+		read   func(ctx context.Context, s *Store, ids []qkd.KeyID) error
+	}{
+		{"flipped key byte", []string{
+			"UPDATE keys SET data = substr(data, 1, 40) || x'00' || substr(data, 42) WHERE seq = (SELECT MIN(seq) FROM keys)",
+			"UPDATE keys SET data = CAST(data AS BLOB)",
+		}, takeKeys},
+		{"swapped keys", []string{
+			"UPDATE keys SET data = (SELECT data FROM keys k2 WHERE k2.seq != keys.seq)",
+		}, takeKeys},
+		{"key readdressed to another master", []string{
+			"UPDATE keys SET master = 'SAE_EVIL'",
+		}, func(ctx context.Context, s *Store, ids []qkd.KeyID) error {
+			_, err := s.TakeByID(ctx, keystore.TakeRequest{Master: "SAE_EVIL", Caller: slave, IDs: ids[:1]})
+			return err
+		}},
+		{"swapped blocks", []string{
+			"UPDATE blocks SET data = (SELECT data FROM blocks b2 WHERE b2.idx = blocks.idx + 1) WHERE state = 1 AND idx = (SELECT MIN(idx) FROM blocks WHERE state = 1)",
+		}, func(ctx context.Context, s *Store, _ []qkd.KeyID) error {
+			_, err := s.GetBlocks(ctx, link, []uint64{5})
+			return err
+		}},
+		{"block offset moved", []string{
+			"UPDATE blocks SET off = off + 8 WHERE state = 2 AND off > 0",
+		}, func(ctx context.Context, s *Store, _ []qkd.KeyID) error {
+			_, err := s.GetBlocks(ctx, link, []uint64{4})
+			return err
+		}},
+		{"slot renumbered", []string{
+			"UPDATE slots SET seq = seq + 10",
+		}, func(ctx context.Context, s *Store, _ []qkd.KeyID) error {
+			_, err := s.TakeSlot(ctx, link, "A", 13)
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, ids := tamper(t, tt.change...)
+			if err := tt.read(t.Context(), s, ids); !errors.Is(err, ErrSealed) {
+				t.Errorf("reading a tampered row = %v, want ErrSealed", err)
+			}
+			if err := s.RotateKEK(t.Context()); !errors.Is(err, ErrSealed) {
+				t.Errorf("RotateKEK over a tampered row = %v, want ErrSealed", err)
+			}
+		})
+	}
+}
+
+func takeKeys(ctx context.Context, s *Store, ids []qkd.KeyID) error {
+	_, err := s.TakeByID(ctx, keystore.TakeRequest{Master: master, Caller: slave, IDs: ids})
+	return err
+}
+
+func copyFile(t testing.TB, from, to string) {
+	t.Helper()
+	src, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRotationDestroysOldEpochs: a copy of the database taken before a
+// rotation opens with the KEK file of its time, but not with the KEK file
+// after the rotation.
+func TestRotationDestroysOldEpochs(t *testing.T) {
+	dir, old := t.TempDir(), t.TempDir()
+	db, kek := filepath.Join(dir, "keys.db"), filepath.Join(dir, "keys.db.kek")
+	s := openAt(t, dir)
+	ids, _ := fixture(t, s)
+	_ = s.Close() // checkpoints the WAL into keys.db
+	copyFile(t, db, filepath.Join(old, "keys.db"))
+	copyFile(t, kek, filepath.Join(old, "then.kek"))
+
+	s = openAt(t, dir) // rotates once
+	if err := s.RotateKEK(t.Context()); err != nil {
+		t.Fatalf("RotateKEK = %v", err)
+	}
+	if n, err := s.DeleteKeys(t.Context(), ids); n != 2 || err != nil {
+		t.Fatalf("DeleteKeys = %d, %v", n, err)
+	}
+	_ = s.Close()
+
+	raw, err := os.ReadFile(kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := parseKEK(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ring.epochs) != 1 || ring.current < 3 {
+		t.Errorf("KEK file after rotations holds epochs %v (current %d); want only the newest", len(ring.epochs), ring.current)
+	}
+	ring.wipe()
+
+	copyPath := filepath.Join(old, "keys.db")
+	if _, err := Open(t.Context(), Options{Path: copyPath, KEKFile: kek}); !errors.Is(err, ErrSealed) {
+		t.Fatalf("Open(old copy, new KEK file) = %v, want ErrSealed", err)
+	}
+	then, err := Open(t.Context(), Options{Path: copyPath, KEKFile: filepath.Join(old, "then.kek")})
+	if err != nil {
+		t.Fatalf("Open(old copy, old KEK file) = %v; the copy itself must be sound", err)
+	}
+	_ = then.Close()
+}
