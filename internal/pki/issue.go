@@ -11,9 +11,9 @@ import (
 	"strings"
 )
 
-// DefaultHosts are the subject alternative names of a server certificate
+// defaultHosts are the subject alternative names of a server certificate
 // issued without hosts: every qkms endpoint of a local network is loopback.
-var DefaultHosts = []string{"localhost", "127.0.0.1", "::1"}
+var defaultHosts = []string{"localhost", "127.0.0.1", "::1"}
 
 // Pair is an issued (or kept) certificate and its key on disk.
 type Pair struct {
@@ -27,11 +27,11 @@ type Pair struct {
 
 // IssueServer issues name.pem / name-key.pem: CN = name, server and client
 // authentication (a node is a TLS server and a client of its peers), SANs =
-// hosts (IP literals become IP SANs, the rest DNS names), DefaultHosts if
-// hosts is empty.
+// hosts (IP literals become IP SANs, the rest DNS names), defaultHosts if
+// hosts is empty (localhost, 127.0.0.1, ::1).
 func (ca *CA) IssueServer(name string, hosts []string) (Pair, error) {
 	if len(hosts) == 0 {
-		hosts = DefaultHosts
+		hosts = defaultHosts
 	}
 	spec := leafSpec{
 		cn:    name,
