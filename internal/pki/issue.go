@@ -27,8 +27,8 @@ type Pair struct {
 
 // IssueServer issues name.pem / name-key.pem: CN = name, server and client
 // authentication (a node is a TLS server and a client of its peers), SANs =
-// hosts (IP literals become IP SANs, the rest DNS names), defaultHosts if
-// hosts is empty (localhost, 127.0.0.1, ::1).
+// hosts (IP literals become IP SANs, the rest DNS names), or localhost,
+// 127.0.0.1 and ::1 if hosts is empty.
 func (ca *CA) IssueServer(name string, hosts []string) (Pair, error) {
 	if len(hosts) == 0 {
 		hosts = defaultHosts
