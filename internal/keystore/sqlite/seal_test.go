@@ -3,11 +3,14 @@ package sqlite
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/qkms/qkms/internal/keystore"
@@ -41,7 +44,7 @@ func countRows(t testing.TB, path string) int {
 	return total
 }
 
-func exec(t testing.TB, db *sql.DB, query string, args ...any) {
+func mustExec(t testing.TB, db *sql.DB, query string, args ...any) {
 	t.Helper()
 	if _, err := db.Exec(query, args...); err != nil {
 		t.Fatalf("%s: %v", query, err)
@@ -102,7 +105,7 @@ func tamper(t *testing.T, change ...string) (*Store, []qkd.KeyID) {
 	ids, _ := fixture(t, s)
 	db := rawDB(t, filepath.Join(dir, "keys.db"))
 	for _, q := range change {
-		exec(t, db, q)
+		mustExec(t, db, q)
 	}
 	return s, ids
 }
@@ -225,4 +228,66 @@ func TestRotationDestroysOldEpochs(t *testing.T) {
 		t.Fatalf("Open(old copy, old KEK file) = %v; the copy itself must be sound", err)
 	}
 	_ = then.Close()
+}
+
+func kekOf(b byte) secret.KEK {
+	k := make([]byte, kekSize)
+	for i := range k {
+		k[i] = b
+	}
+	return secret.KEK{Bytes: secret.Adopt(k)}
+}
+
+func TestSealFormat(t *testing.T) {
+	ring := newKeyring()
+	defer ring.wipe()
+	if err := ring.add(3, kekOf(1)); err != nil {
+		t.Fatal(err)
+	}
+	pt := []byte("sixteen byte key")
+	sealed, err := ring.seal(rand.Reader, 3, pt, adSlot("L", "A", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sealed[0] != sealVersion || binary.BigEndian.Uint32(sealed[1:5]) != 3 || len(sealed) != headerSize+len(pt)+16 {
+		t.Fatalf("seal() = version %d epoch %d length %d; want 1, 3, %d", sealed[0], binary.BigEndian.Uint32(sealed[1:5]), len(sealed), headerSize+len(pt)+16)
+	}
+	got, err := ring.open(sealed, adSlot("L", "A", 1))
+	if err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("open(seal(x)) = %q, %v", got, err)
+	}
+	tests := []struct {
+		name   string
+		sealed func() []byte
+		ad     []byte
+	}{
+		{"other row", func() []byte { return sealed }, adSlot("L", "A", 2)},
+		{"other table", func() []byte { return sealed }, ad("keys").str("L").str("A").u64(1)},
+		{"epoch changed", func() []byte { c := bytes.Clone(sealed); c[4] = 4; return c }, adSlot("L", "A", 1)},
+		{"version changed", func() []byte { c := bytes.Clone(sealed); c[0] = 2; return c }, adSlot("L", "A", 1)},
+		{"truncated", func() []byte { return sealed[:headerSize] }, adSlot("L", "A", 1)},
+		{"ciphertext flipped", func() []byte { c := bytes.Clone(sealed); c[len(c)-20] ^= 1; return c }, adSlot("L", "A", 1)},
+	}
+	for _, tt := range tests {
+		if _, err := ring.open(tt.sealed(), tt.ad); !errors.Is(err, ErrSealed) {
+			t.Errorf("open(%s) = %v, want ErrSealed", tt.name, err)
+		}
+	}
+	if _, err := ring.seal(rand.Reader, 9, pt, nil); err == nil {
+		t.Error("seal(unknown epoch) = nil error")
+	}
+}
+
+func TestErrorsHoldNoKeyBytes(t *testing.T) {
+	ring := newKeyring()
+	defer ring.wipe()
+	if err := ring.add(1, kekOf(0x41)); err != nil {
+		t.Fatal(err)
+	}
+	sealed, _ := ring.seal(rand.Reader, 1, []byte("AAAAAAAAAAAAAAAA"), nil)
+	sealed[len(sealed)-1] ^= 1
+	_, err := ring.open(sealed, nil)
+	if err == nil || strings.Contains(err.Error(), "AAAA") {
+		t.Errorf("open(tampered) error = %v", err)
+	}
 }
