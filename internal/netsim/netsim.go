@@ -1,0 +1,294 @@
+package netsim
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/qkms/qkms/internal/config"
+	"github.com/qkms/qkms/internal/node"
+	"github.com/qkms/qkms/internal/pki"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/qkdsim"
+	"github.com/qkms/qkms/internal/topology"
+)
+
+// Options configure a network.
+type Options struct {
+	Topology *topology.Topology
+	Dir      string
+	Logger   *slog.Logger
+	// Scale multiplies every link rate (simulations may run faster; default 1).
+	Scale float64
+	// PeerTransport is "tcp" (default) or "udp" for KMS↔KMS CoAP.
+	PeerTransport string
+	// ReadyTimeout bounds the wait for every node to be ready (default 2 min).
+	ReadyTimeout time.Duration
+	// Tune, if set, may change each node's config before it starts.
+	Tune func(*config.Config)
+}
+
+// Network is a running network.
+type Network struct {
+	o     Options
+	Info  Info
+	Nodes map[qkd.NodeID]*node.Node
+	Sims  map[qkd.LinkID]*qkdsim.Link
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errMu  sync.Mutex
+	err    error
+}
+
+// Info is DIR/network.json (SPEC §10).
+type Info struct {
+	CA       string     `json:"ca"`
+	Nodes    []NodeInfo `json:"nodes"`
+	SAEs     []SAEInfo  `json:"saes"`
+	Operator CertPair   `json:"operator"`
+}
+
+// NodeInfo is one node's entry in network.json.
+type NodeInfo struct {
+	ID         qkd.NodeID `json:"id"`
+	KMEID      qkd.KMEID  `json:"kme_id"`
+	ETSI014URL string     `json:"etsi014_url"`
+	PeerAddr   string     `json:"peer_addr"`
+	PeerUDP    string     `json:"peer_udp_addr,omitempty"`
+	MetricsURL string     `json:"metrics_url"`
+	Config     string     `json:"config"`
+	DataDir    string     `json:"data_dir"`
+}
+
+// SAEInfo is one SAE's entry in network.json.
+type SAEInfo struct {
+	ID   qkd.SAEID  `json:"id"`
+	Node qkd.NodeID `json:"node"`
+	Cert string     `json:"cert"`
+	Key  string     `json:"key"`
+}
+
+// CertPair names a certificate and its key.
+type CertPair struct {
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+}
+
+// bound are one node's pre-bound listeners.
+type bound struct {
+	etsi014, peerTCP, metrics net.Listener
+	peerUDP                   *net.UDPConn
+}
+
+// Up starts the network and returns once every node is ready and
+// network.json is written. Stop it with Close.
+func Up(ctx context.Context, o Options) (*Network, error) {
+	if o.Topology == nil || o.Dir == "" {
+		return nil, errors.New("netsim: topology and dir are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Scale <= 0 {
+		o.Scale = 1
+	}
+	if o.PeerTransport == "" {
+		o.PeerTransport = config.TransportTCP
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 2 * time.Minute
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	o.Dir = dir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("netsim: %w", err)
+	}
+	n := &Network{o: o, Nodes: map[qkd.NodeID]*node.Node{}, Sims: map[qkd.LinkID]*qkdsim.Link{}}
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	if err := n.start(ctx, runCtx); err != nil {
+		n.Close()
+		return nil, err
+	}
+	if err := n.waitReady(ctx); err != nil {
+		n.Close()
+		return nil, err
+	}
+	if err := n.writeInfo(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Network) start(ctx, runCtx context.Context) error {
+	ca, err := n.issuePKI()
+	if err != nil {
+		return err
+	}
+	ls := map[qkd.NodeID]*bound{}
+	for _, nd := range n.o.Topology.Nodes {
+		b, err := bindAll()
+		if err != nil {
+			return err
+		}
+		ls[nd.ID] = b
+	}
+	devAddrs, err := n.startSims(runCtx)
+	if err != nil {
+		return err
+	}
+	for _, nd := range n.o.Topology.Nodes {
+		cfg, err := n.nodeConfig(nd.ID, ca, ls, devAddrs)
+		if err != nil {
+			return err
+		}
+		b := ls[nd.ID]
+		nn, err := node.New(ctx, node.Options{Config: cfg, Logger: n.o.Logger,
+			Listeners: node.Listeners{ETSI014: b.etsi014, PeerTCP: b.peerTCP, PeerUDP: b.peerUDP, Metrics: b.metrics}})
+		if err != nil {
+			return fmt.Errorf("netsim: node %s: %w", nd.ID, err)
+		}
+		n.Nodes[nd.ID] = nn
+		n.info(nd.ID, cfg, nn)
+	}
+	for _, nn := range n.Nodes {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := nn.Run(runCtx); err != nil {
+				n.setErr(fmt.Errorf("node %s: %w", nn.ID(), err))
+			}
+		}()
+	}
+	return nil
+}
+
+func (n *Network) setErr(err error) {
+	n.errMu.Lock()
+	if n.err == nil {
+		n.err = err
+	}
+	n.errMu.Unlock()
+}
+
+// Err returns the first fatal error of a node, if any.
+func (n *Network) Err() error {
+	n.errMu.Lock()
+	defer n.errMu.Unlock()
+	return n.err
+}
+
+func bindAll() (*bound, error) {
+	var b bound
+	var err error
+	for _, p := range []*net.Listener{&b.etsi014, &b.peerTCP, &b.metrics} {
+		if *p, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("netsim: listen: %w", err)
+		}
+	}
+	if b.peerUDP, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		return nil, fmt.Errorf("netsim: listen: %w", err)
+	}
+	return &b, nil
+}
+
+// waitReady polls every node until all are ready.
+func (n *Network) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, n.o.ReadyTimeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if err := n.Err(); err != nil {
+			return err
+		}
+		all := true
+		var waiting qkd.NodeID
+		for id, nn := range n.Nodes {
+			if !nn.Ready(ctx) {
+				all, waiting = false, id
+				break
+			}
+		}
+		if all {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("netsim: node %s not ready: %w", waiting, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// Wait blocks until ctx ends or a node fails.
+func (n *Network) Wait(ctx context.Context) error {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := n.Err(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Close stops every node and simulator. Idempotent.
+func (n *Network) Close() {
+	n.cancel()
+	n.wg.Wait()
+	for _, s := range n.Sims {
+		s.Shutdown()
+	}
+}
+
+func (n *Network) writeInfo() error {
+	b, err := json.MarshalIndent(n.Info, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(n.o.Dir, "network.json")
+	if err := os.WriteFile(p+".tmp", append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(p+".tmp", p)
+}
+
+func randomFile(path string, size int) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	b := make([]byte, size)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	defer clear(b)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+var _ = pki.ServerTLSConfig

@@ -1,0 +1,148 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/qkms/qkms/internal/config"
+	"github.com/qkms/qkms/internal/device"
+	"github.com/qkms/qkms/internal/link"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/secret"
+)
+
+// nodeLink is a link with its transport, device and ingest meter.
+type nodeLink struct {
+	*link.Link
+	transport *peerTransport
+	dev       config.Device
+	self      qkd.NodeID
+	rate      rateMeter
+	full      atomic.Bool // the link holds max_link_material: new blocks are dropped
+	n         *Node
+}
+
+func (n *Node) newLinks(ctx context.Context) error {
+	dir := n.directory()
+	for _, lc := range n.cfg.Links {
+		psk, err := readPSK(lc.PSKFile)
+		if err != nil {
+			return fmt.Errorf("node: link %s: %w", lc.ID, err)
+		}
+		tr := &peerTransport{network: lc.Transport, addr: lc.PeerAddr, log: n.log.With("link", string(lc.ID))}
+		l, err := link.New(link.Options{ID: lc.ID, Self: n.cfg.NodeID, Peer: lc.Peer, Store: n.store, Transport: tr,
+			PSK: psk, LocalSAE: func(s qkd.SAEID) bool { return dir[s] == n.cfg.NodeID },
+			BatchBlocks: n.cfg.Keys.BatchBlocks, Logger: n.log, Observer: observer{n.metrics}})
+		if err == nil {
+			err = l.Init(ctx)
+		}
+		psk.Wipe()
+		if err != nil {
+			return fmt.Errorf("node: link %s: %w", lc.ID, err)
+		}
+		n.metrics.InitLink(lc.ID)
+		n.links = append(n.links, &nodeLink{Link: l, transport: tr, dev: lc.Device, self: n.cfg.NodeID, n: n})
+	}
+	return nil
+}
+
+// readPSK reads a link's pre-shared key file; it must not be readable by
+// group or others.
+func readPSK(path string) (secret.PSK, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return secret.PSK{}, fmt.Errorf("pre-shared key: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return secret.PSK{}, fmt.Errorf("pre-shared key %s has mode %v; want 0600", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return secret.PSK{}, fmt.Errorf("pre-shared key: %w", err)
+	}
+	return secret.PSK{Bytes: secret.Adopt(b)}, nil
+}
+
+// runDevice keeps the link's QKD module connected and stores its blocks.
+func (l *nodeLink) runDevice(ctx context.Context) error {
+	if l.dev.Addr == "" {
+		return nil
+	}
+	log := l.n.log.With("link", string(l.ID()), "device", l.dev.Addr)
+	for ctx.Err() == nil {
+		c, err := device.Dial(ctx, device.Options{Network: l.dev.Transport, Addr: l.dev.Addr,
+			Source: "kms://" + string(l.self), Destination: "kms://" + string(l.Peer()),
+			KeyStreamID: l.dev.KeyStreamID, Logger: log})
+		if err != nil {
+			log.Warn("QKD module unreachable", "err", err)
+			if !sleepCtx(ctx, time.Second) {
+				return nil
+			}
+			continue
+		}
+		err = c.Run(ctx, l.deliver)
+		_ = c.Close()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn("QKD module stream ended", "err", err)
+			if !sleepCtx(ctx, time.Second) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+func (l *nodeLink) deliver(ctx context.Context, b device.Block) error {
+	defer b.Data.Wipe()
+	if l.full.Load() {
+		return nil // the store holds max_link_material for this link: drop (the peer discards it too)
+	}
+	l.rate.add(b.Data.Len())
+	return l.Ingest(ctx, b.Index, b.Data)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// rateMeter measures the ingest rate over the last few seconds.
+type rateMeter struct {
+	mu      sync.Mutex
+	total   int64     // guarded by mu
+	last    int64     // guarded by mu
+	lastAt  time.Time // guarded by mu
+	current float64   // guarded by mu: bits per second
+}
+
+func (r *rateMeter) add(n int) {
+	r.mu.Lock()
+	r.total += int64(n)
+	r.mu.Unlock()
+}
+
+// bitsPerSecond updates and returns the rate (call about once a second).
+func (r *rateMeter) bitsPerSecond() float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if !r.lastAt.IsZero() {
+		if dt := now.Sub(r.lastAt).Seconds(); dt > 0 {
+			inst := float64(r.total-r.last) * 8 / dt
+			r.current = 0.7*r.current + 0.3*inst
+		}
+	}
+	r.last, r.lastAt = r.total, now
+	return r.current
+}

@@ -1,0 +1,310 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/qkms/qkms/internal/coapx"
+	"github.com/qkms/qkms/internal/config"
+	"github.com/qkms/qkms/internal/etsi014"
+	"github.com/qkms/qkms/internal/keystore/sqlite"
+	"github.com/qkms/qkms/internal/kms"
+	"github.com/qkms/qkms/internal/link"
+	"github.com/qkms/qkms/internal/peer"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/telemetry"
+)
+
+// Listeners are optional pre-bound listeners (qkms net up binds them all
+// before any node starts so that configs can name real ports). A nil field
+// makes the node listen on its configured address.
+type Listeners struct {
+	ETSI014 net.Listener
+	PeerUDP *net.UDPConn
+	PeerTCP net.Listener
+	Metrics net.Listener
+}
+
+// Options configure a node.
+type Options struct {
+	Config    *config.Config
+	Logger    *slog.Logger
+	Listeners Listeners
+}
+
+// Addrs are the node's bound addresses (written to DATA_DIR/listen.json).
+type Addrs struct {
+	ETSI014 string `json:"etsi014,omitempty"`
+	PeerUDP string `json:"peer_udp,omitempty"`
+	PeerTCP string `json:"peer_tcp,omitempty"`
+	Metrics string `json:"metrics,omitempty"`
+}
+
+// Node is one running trusted node.
+type Node struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	metrics *telemetry.Metrics
+	store   *sqlite.Store
+	links   []*nodeLink
+	svc     *kms.Service
+	etsi    *etsi014.Server
+	coap    *coapx.Server
+	ln      Listeners
+	addrs   Addrs
+
+	zeroOnce sync.Once
+	zeroErr  error
+}
+
+// New builds a node: opens its store, links and servers. Nothing runs
+// until Run; on error everything opened is closed again.
+func New(ctx context.Context, o Options) (n *Node, err error) {
+	if o.Config == nil {
+		return nil, errors.New("node: no config")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg := o.Config
+	n = &Node{cfg: cfg, log: o.Logger.With("node", string(cfg.NodeID)), metrics: telemetry.NewMetrics(string(cfg.NodeID)), ln: o.Listeners}
+	defer func() {
+		if err != nil {
+			n.close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("node: data dir: %w", err)
+	}
+	if n.store, err = sqlite.Open(ctx, sqlite.Options{Path: cfg.Store.Path, KEKFile: cfg.Store.KEKFile,
+		Synchronous: cfg.Store.Synchronous, Logger: n.log}); err != nil {
+		return nil, fmt.Errorf("node: open key store: %w", err)
+	}
+	if err := n.newLinks(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.newService(); err != nil {
+		return nil, err
+	}
+	if err := n.newServers(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// localSAEs and directory come from the config.
+func (n *Node) directory() map[qkd.SAEID]qkd.NodeID {
+	m := make(map[qkd.SAEID]qkd.NodeID, len(n.cfg.SAEs))
+	for _, s := range n.cfg.SAEs {
+		m[s.ID] = s.Node
+	}
+	return m
+}
+
+func (n *Node) newService() error {
+	k := n.cfg.Keys
+	links := make([]kms.Link, len(n.links))
+	for i, l := range n.links {
+		links[i] = l.Link
+	}
+	svc, err := kms.New(kms.Options{Node: n.cfg.NodeID, KME: n.cfg.KMEID, Store: n.store, Links: links,
+		SAEs: n.directory(), Logger: n.log,
+		Limits: kms.Limits{KeySize: k.DefaultSize, MinKeySize: k.MinSize, MaxKeySize: k.MaxSize,
+			MaxKeyPerRequest: k.MaxPerRequest, MaxKeyCount: k.MaxKeyCount, TTL: k.TTL.D(), Prereserve: k.Prereserve},
+		OnDelivered: func(api string, c int) { n.metrics.AddKeysDelivered(telemetry.API(api), c) }})
+	if err != nil {
+		return err
+	}
+	n.svc = svc
+	return nil
+}
+
+// Service returns the key service (for in-process tools and tests).
+func (n *Node) Service() *kms.Service { return n.svc }
+
+// Metrics returns the node's metrics.
+func (n *Node) Metrics() *telemetry.Metrics { return n.metrics }
+
+// Addrs returns the bound addresses (valid after New).
+func (n *Node) Addrs() Addrs { return n.addrs }
+
+// ID returns the node ID.
+func (n *Node) ID() qkd.NodeID { return n.cfg.NodeID }
+
+// Run serves until ctx ends, then shuts everything down.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := n.writeAddrs(); err != nil {
+		return err
+	}
+	n.metrics.SetNodeActive(true)
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	goRun := func(f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				errc <- err
+			}
+		}()
+	}
+	n.startServers(goRun)
+	for _, l := range n.links {
+		lwg := l.Start(ctx)
+		goRun(func(ctx context.Context) error { <-ctx.Done(); lwg.Wait(); return nil })
+		goRun(l.runDevice)
+	}
+	goRun(func(ctx context.Context) error { n.svc.Run(ctx); return nil })
+	goRun(n.housekeeping)
+	n.log.Info("node running", "etsi014", n.addrs.ETSI014, "peer_tcp", n.addrs.PeerTCP,
+		"peer_udp", n.addrs.PeerUDP, "metrics", n.addrs.Metrics, "links", len(n.links))
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		n.log.Error("node stopping after a fatal error", "err", err)
+	}
+	cancel()
+	n.shutdownServers()
+	wg.Wait()
+	n.log.Info("node stopped")
+	return err
+}
+
+func (n *Node) writeAddrs() error {
+	b, err := json.MarshalIndent(n.addrs, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(n.cfg.DataDir, "listen.json")
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("node: write listen.json: %w", err)
+	}
+	return os.Rename(tmp, p)
+}
+
+// Zeroize destroys all key material and the store's KEKs, and leaves the
+// node inactive (SPEC §3). Idempotent.
+func (n *Node) Zeroize(ctx context.Context) error {
+	n.zeroOnce.Do(func() {
+		n.zeroErr = n.svc.Zeroize(ctx)
+		n.metrics.SetNodeActive(false)
+	})
+	return n.zeroErr
+}
+
+// Ready reports whether every link's peer answered and every local SAE has
+// keys available towards each neighbour's SAEs.
+func (n *Node) Ready(ctx context.Context) bool {
+	if !n.svc.Active() {
+		return false
+	}
+	for _, l := range n.links {
+		if st := l.PeerStatus(); st.LastSeen.IsZero() || st.Err != "" {
+			return false
+		}
+	}
+	dir := n.directory()
+	for sae, node := range dir {
+		if node != n.cfg.NodeID {
+			continue
+		}
+		for slave, sn := range dir {
+			if sn == node || !n.neighbour(sn) {
+				continue
+			}
+			st, err := n.svc.Status(ctx, sae, slave)
+			if err != nil || st.StoredKeyCount < 1 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (n *Node) neighbour(id qkd.NodeID) bool {
+	for _, l := range n.links {
+		if l.Peer() == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *Node) close() {
+	for _, l := range n.links {
+		l.transport.Close()
+	}
+	if n.store != nil {
+		_ = n.store.Close()
+	}
+}
+
+// housekeeping updates gauges and rotates the KEK.
+func (n *Node) housekeeping(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	rotate := n.cfg.Store.KEKRotation.D()
+	lastRotate := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if !n.svc.Active() {
+			continue
+		}
+		n.updateGauges(ctx)
+		if rotate > 0 && time.Since(lastRotate) >= rotate {
+			lastRotate = time.Now()
+			if err := n.store.RotateKEK(ctx); err != nil {
+				n.log.Error("KEK rotation failed", "err", err)
+			}
+		}
+	}
+}
+
+func (n *Node) updateGauges(ctx context.Context) {
+	for _, l := range n.links {
+		st, err := n.store.Stats(ctx, l.ID())
+		if err != nil {
+			continue
+		}
+		id := l.ID()
+		n.metrics.SetMaterialBytes(id, telemetry.MaterialUnconfirmed, st.UnconfirmedBytes)
+		n.metrics.SetMaterialBytes(id, telemetry.MaterialConfirmed, st.ConfirmedBytes[0]+st.ConfirmedBytes[1])
+		n.metrics.SetKeys(id, telemetry.KeysPending, st.KeysPending)
+		n.metrics.SetKeys(id, telemetry.KeysReady, st.KeysReady)
+		for sender, c := range st.Slots {
+			n.metrics.SetMACSlots(id, sender, c)
+		}
+		n.metrics.SetLinkSKR(id, l.rate.bitsPerSecond())
+		l.full.Store(st.UnconfirmedBytes+st.ConfirmedBytes[0]+st.ConfirmedBytes[1] > int64(n.cfg.Keys.MaxLinkMaterial))
+	}
+}
+
+var (
+	_ = link.ErrNoSlots
+	_ = peer.ErrNotSent
+)
+
+func (n *Node) linkMux() *link.Mux {
+	ls := make([]*link.Link, len(n.links))
+	for i, l := range n.links {
+		ls[i] = l.Link
+	}
+	return link.NewMux(ls)
+}

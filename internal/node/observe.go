@@ -1,0 +1,37 @@
+package node
+
+import (
+	"github.com/qkms/qkms/internal/kmsproto"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/telemetry"
+)
+
+// observer feeds link events into the node's metrics.
+type observer struct{ m *telemetry.Metrics }
+
+func (o observer) MACFailure(l qkd.LinkID, _ string) { o.m.IncMACFailures(l) }
+
+func (o observer) Message(l qkd.LinkID, t kmsproto.Type, result string) {
+	r := telemetry.PeerRejected
+	switch result {
+	case kmsproto.OK.String():
+		r = telemetry.PeerOK
+	case "transport_error":
+		r = telemetry.PeerError
+	}
+	o.m.IncPeerMessages(l, string(t), r)
+}
+
+func (o observer) Batch(l qkd.LinkID, result string, _ int) {
+	switch result {
+	case kmsproto.BatchConfirmed:
+		o.m.IncBatches(l, telemetry.BatchConfirmed)
+	case kmsproto.BatchMismatch:
+		o.m.IncBatches(l, telemetry.BatchMismatch)
+	case kmsproto.BatchMissing:
+		o.m.IncBatches(l, telemetry.BatchMissing)
+	}
+}
+
+func (o observer) InternalBytes(l qkd.LinkID, n int) { o.m.AddInternalKeyBytes(l, n) }
+func (o observer) PSKTag(l qkd.LinkID)               { o.m.IncPSKTags(l) }
