@@ -122,23 +122,29 @@ func (l *listener) AcceptWithContext(ctx context.Context) (net.Conn, error) {
 
 func (l *listener) Close() error { return l.l.Close() }
 
-// DialUDP connects a CoAP-over-UDP client.
-func DialUDP(ctx context.Context, addr string, log *slog.Logger) (*udpclient.Conn, error) {
-	return udp.Dial(addr,
+// DialUDP connects a CoAP-over-UDP client. ctx bounds the connection's
+// lifetime, not just the dial. extra options (parallel request limits,
+// transmission parameters, a dialer) are applied after the shared ones.
+func DialUDP(ctx context.Context, addr string, log *slog.Logger, extra ...udp.Option) (*udpclient.Conn, error) {
+	opts := []udp.Option{
 		options.WithContext(ctx),
 		options.WithErrors(errorsTo(log)),
 		options.WithMessagePool(NoPool()),
 		options.WithBlockwise(true, blockwise.SZX1024, 30*time.Second),
-	)
+	}
+	return udp.Dial(addr, append(opts, extra...)...)
 }
 
-// DialTCP connects a CoAP-over-TCP client.
-func DialTCP(ctx context.Context, addr string, log *slog.Logger) (*tcpclient.Conn, error) {
-	return tcp.Dial(addr,
+// DialTCP connects a CoAP-over-TCP client. ctx bounds the connection's
+// lifetime, not just the dial. extra options are applied after the shared
+// ones.
+func DialTCP(ctx context.Context, addr string, log *slog.Logger, extra ...tcp.Option) (*tcpclient.Conn, error) {
+	opts := []tcp.Option{
 		options.WithContext(ctx),
 		options.WithErrors(errorsTo(log)),
 		options.WithMessagePool(NoPool()),
 		options.WithBlockwise(true, blockwise.SZXBERT, 30*time.Second),
-		options.WithMaxMessageSize(16<<20),
-	)
+		options.WithMaxMessageSize(16 << 20),
+	}
+	return tcp.Dial(addr, append(opts, extra...)...)
 }
