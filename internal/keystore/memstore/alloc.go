@@ -101,7 +101,9 @@ func (s *Store) apply(a *keystore.Allocation, total int) {
 		if k.Created.IsZero() {
 			k.Created = now
 		}
-		s.keys[k.ID] = &keyRecord{key: k, seq: s.nextSeq()}
+		rec := &keyRecord{key: k, seq: s.nextSeq()}
+		s.keys[k.ID] = rec
+		s.indexKey(rec)
 	}
 	if r := a.Slots; r != nil {
 		snd := ls.sender(r.Sender, true)

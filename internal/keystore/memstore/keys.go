@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/qkms/qkms/internal/keystore"
@@ -66,7 +67,7 @@ func (s *Store) TakeForPair(ctx context.Context, r keystore.TakeRequest) ([]keys
 	}
 	defer s.mu.Unlock()
 	s.defaultNow(&r)
-	found := s.sortedKeys(func(k *keystore.Key) bool { return rules.MatchesPair(k, &r) })
+	found := s.pairKeys(&r, r.Number)
 	if len(found) < r.Number {
 		return nil, fmt.Errorf("keystore: %d of %d keys: %w", len(found), r.Number, qkd.ErrInsufficientKey)
 	}
@@ -80,8 +81,7 @@ func (s *Store) deliver(recs []*keyRecord, caller qkd.SAEID) []keystore.Key {
 		last := rules.Served(&k.key, caller)
 		out[i] = copyKey(&k.key, true)
 		if last {
-			k.key.Data.Wipe()
-			delete(s.keys, k.key.ID)
+			s.deleteKey(k.key.ID)
 		}
 	}
 	return out
@@ -123,13 +123,7 @@ func (s *Store) CountKeys(ctx context.Context, r keystore.TakeRequest) (int, err
 	}
 	defer s.mu.Unlock()
 	s.defaultNow(&r)
-	n := 0
-	for _, k := range s.keys {
-		if rules.MatchesPair(&k.key, &r) {
-			n++
-		}
-	}
-	return n, nil
+	return len(s.pairKeys(&r, 0)), nil
 }
 
 // DeleteKeys implements keystore.Store.
@@ -153,8 +147,58 @@ func (s *Store) deleteKey(id qkd.KeyID) bool {
 		return false
 	}
 	k.key.Data.Wipe()
+	k.gone = true
 	delete(s.keys, id)
 	return true
+}
+
+// pairKey names the (master, slaves, size) a key is delivered for.
+func pairKey(master qkd.SAEID, slaves []qkd.SAEID, sizeBits int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d|%q", sizeBits, master)
+	for _, s := range slaves {
+		fmt.Fprintf(&b, "|%q", s)
+	}
+	return b.String()
+}
+
+func (s *Store) indexKey(k *keyRecord) {
+	pk := pairKey(k.key.Master, k.key.Slaves, k.key.SizeBits)
+	s.pairs[pk] = append(s.pairs[pk], k)
+}
+
+// pairKeys returns up to limit keys r.Caller may take for its pair, oldest
+// first (all of them if limit <= 0). Deleted records are swept from the
+// pair's index: from its front always, from the rest when they are more
+// than half of it.
+func (s *Store) pairKeys(r *keystore.TakeRequest, limit int) []*keyRecord {
+	pk := pairKey(r.Master, r.Slaves, r.SizeBits)
+	list := s.pairs[pk]
+	for len(list) > 0 && list[0].gone {
+		list[0] = nil
+		list = list[1:]
+	}
+	var out []*keyRecord
+	gone := 0
+	for _, k := range list {
+		if limit > 0 && len(out) == limit {
+			break
+		}
+		if k.gone {
+			gone++
+		} else if rules.MatchesPair(&k.key, r) {
+			out = append(out, k)
+		}
+	}
+	if 2*gone > len(list) {
+		list = slices.DeleteFunc(list, func(k *keyRecord) bool { return k.gone })
+	}
+	if len(list) == 0 {
+		delete(s.pairs, pk)
+	} else {
+		s.pairs[pk] = list
+	}
+	return out
 }
 
 // ExpireKeys implements keystore.Store.

@@ -33,6 +33,9 @@ type Store struct {
 	keys     map[qkd.KeyID]*keyRecord // guarded by mu
 	outbox   map[string]*outboxRecord // guarded by mu
 	seq      uint64                   // guarded by mu; orders keys and outbox entries
+	// pairs indexes keys by pairKey in insertion order, for TakeForPair;
+	// deleted records are swept lazily. guarded by mu.
+	pairs map[string][]*keyRecord
 }
 
 var _ keystore.Store = (*Store)(nil)
@@ -57,8 +60,9 @@ type sender struct {
 }
 
 type keyRecord struct {
-	key keystore.Key
-	seq uint64
+	key  keystore.Key
+	seq  uint64
+	gone bool // deleted; still in pairs until swept
 }
 
 type outboxRecord struct {
@@ -76,6 +80,7 @@ func New(opts Options) *Store {
 		links:  make(map[qkd.LinkID]*link),
 		keys:   make(map[qkd.KeyID]*keyRecord),
 		outbox: make(map[string]*outboxRecord),
+		pairs:  make(map[string][]*keyRecord),
 	}
 }
 
@@ -186,6 +191,7 @@ func (s *Store) wipeAll() {
 	clear(s.links)
 	clear(s.keys)
 	clear(s.outbox)
+	clear(s.pairs)
 }
 
 // copyKey returns an independent copy of k (with Data if withData).
