@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"log/slog"
 	"fmt"
 	"net"
 	"os"
@@ -24,7 +25,7 @@ func qkdSimCmd() *cobra.Command {
 		Short: "Simulate one QKD link pair serving both KMSes through ETSI 004 push mode over CoAP",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := telemetry.NewLogger(os.Stderr, 0, "json")
+			log := telemetry.NewLogger(os.Stderr, slog.LevelInfo, "json")
 			opts := qkdsim.Options{Rate: rate, BlockSize: block, Logger: log}
 			if ksid != "" {
 				id, err := pushproto.ParseKeyStreamID(ksid)

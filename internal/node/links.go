@@ -11,6 +11,7 @@ import (
 
 	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/device"
+	"github.com/qkms/qkms/internal/device/pushproto"
 	"github.com/qkms/qkms/internal/link"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/secret"
@@ -74,10 +75,22 @@ func (l *nodeLink) runDevice(ctx context.Context) error {
 		return nil
 	}
 	log := l.n.log.With("link", string(l.ID()), "device", l.dev.Addr)
+	var ksid pushproto.KeyStreamID
+	if l.dev.KeyStreamID != "" {
+		id, err := pushproto.ParseKeyStreamID(l.dev.KeyStreamID)
+		if err != nil {
+			return fmt.Errorf("node: link %s: key_stream_id: %w", l.ID(), err)
+		}
+		ksid = id
+	}
 	for ctx.Err() == nil {
+		var next uint64
+		if st, err := l.n.store.Stats(ctx, l.ID()); err == nil && st.HasIndex {
+			next = st.MaxIndex + 1
+		}
 		c, err := device.Dial(ctx, device.Options{Network: l.dev.Transport, Addr: l.dev.Addr,
 			Source: "kms://" + string(l.self), Destination: "kms://" + string(l.Peer()),
-			KeyStreamID: l.dev.KeyStreamID, Logger: log})
+			KeyStreamID: ksid, NextIndex: next, Logger: log})
 		if err != nil {
 			log.Warn("QKD module unreachable", "err", err)
 			if !sleepCtx(ctx, time.Second) {
