@@ -259,3 +259,36 @@ func TestZeroizeFiles(t *testing.T) {
 		t.Errorf("ZeroizeFiles(nothing there) = %v, want nil", err)
 	}
 }
+
+func TestPragmas(t *testing.T) {
+	for _, sync := range []string{"normal", "full"} {
+		s, err := Open(t.Context(), Options{Path: filepath.Join(t.TempDir(), "p.db"), Synchronous: sync})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{
+			"journal_mode": "wal", "secure_delete": "1", "foreign_keys": "1",
+			"synchronous": map[string]string{"normal": "1", "full": "2"}[sync],
+		}
+		for p, w := range want {
+			var got string
+			if err := s.db.QueryRow("PRAGMA " + p).Scan(&got); err != nil || got != w {
+				t.Errorf("PRAGMA %s = %q, %v; want %q", p, got, err, w)
+			}
+		}
+		_ = s.Close()
+	}
+}
+
+func TestZeroizeAfterClose(t *testing.T) {
+	dir := t.TempDir()
+	s := openAt(t, dir)
+	fixture(t, s)
+	_ = s.Close()
+	if err := s.Zeroize(t.Context()); err != nil {
+		t.Fatalf("Zeroize after Close = %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+		t.Errorf("files left after Zeroize of a closed store: %v", left)
+	}
+}

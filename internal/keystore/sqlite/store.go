@@ -51,6 +51,7 @@ type Options struct {
 // Store is a keystore.Store on SQLite. Create it with Open.
 type Store struct {
 	db      *sql.DB
+	path    string
 	kekFile string
 	now     func() time.Time
 	rand    io.Reader
@@ -114,7 +115,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
-	s := &Store{db: db, kekFile: opts.KEKFile, now: opts.Now, rand: opts.Rand,
+	s := &Store{db: db, path: opts.Path, kekFile: opts.KEKFile, now: opts.Now, rand: opts.Rand,
 		log: opts.Logger.With("store", opts.Path)}
 	if err := s.init(ctx); err != nil {
 		if s.ring != nil {

@@ -13,17 +13,19 @@ import (
 // which no sealed row can be opened), wipes the KEKs in memory, then deletes
 // every row, vacuums the database and truncates the WAL. From then on every
 // method returns keystore.ErrZeroized; zeroizing again is not an error.
-// A later Open starts an empty store with a new KEK.
+// A later Open starts an empty store with a new KEK. After Close, Zeroize
+// falls back to ZeroizeFiles.
 func (s *Store) Zeroize(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.zeroized {
 		return nil
 	}
-	if s.closed {
-		return ErrClosed
-	}
 	s.zeroized = true
+	if s.closed {
+		s.log.Warn("key store zeroized (closed: files destroyed)")
+		return ZeroizeFiles(s.path, s.kekFile)
+	}
 	errKEK := destroyFile(s.kekFile)
 	s.ring.wipe()
 	// The rows are unreadable already; removing them must not depend on the

@@ -14,11 +14,8 @@ import (
 	"github.com/qkms/qkms/internal/secret"
 )
 
-// Opener returns a new, empty Store for one test and arranges for it to be
-// closed when the test ends (t.Cleanup).
-type Opener func(t *testing.T) keystore.Store
-
-// Run runs the conformance suite against stores made by open.
+// Run runs the conformance suite. open returns a new, empty Store for one
+// subtest and arranges for it to be closed when the subtest ends (t.Cleanup).
 func Run(t *testing.T, open func(t *testing.T) keystore.Store) {
 	tests := []struct {
 		name string
