@@ -292,3 +292,22 @@ func TestZeroizeAfterClose(t *testing.T) {
 		t.Errorf("files left after Zeroize of a closed store: %v", left)
 	}
 }
+
+func TestOddPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a b%20c#d?e")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s := openAt(t, dir)
+	fixture(t, s)
+	_ = s.Close()
+	for _, name := range []string{"keys.db", "keys.db.kek"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("%s not where Options.Path says: %v", name, err)
+		}
+	}
+	s = openAt(t, dir)
+	if st, err := s.Stats(t.Context(), link); err != nil || st.MaxIndex != 6 {
+		t.Errorf("Stats after reopening = %+v, %v", st, err)
+	}
+}

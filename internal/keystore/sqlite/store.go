@@ -99,7 +99,9 @@ func dsn(o Options) string {
 	q.Add("_pragma", "foreign_keys(ON)")
 	q.Add("_pragma", "synchronous("+o.Synchronous+")")
 	q.Set("_txlock", "immediate")
-	return "file:" + o.Path + "?" + q.Encode()
+	// A "file:" name is a URI to SQLite: escape the path so that '%', '?'
+	// and '#' in it stay part of the file name.
+	return "file:" + (&url.URL{Path: o.Path}).EscapedPath() + "?" + q.Encode()
 }
 
 // Open opens (creating if needed) the store at opts.Path with its KEK file,
