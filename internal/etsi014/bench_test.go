@@ -17,6 +17,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -96,6 +97,7 @@ func benchServer(b *testing.B, h http.Handler) (*httptest.Server, *http.Client) 
 	p := newTestPKI(b)
 	ts := httptest.NewUnstartedServer(h)
 	ts.TLS = p.serverConfig(b, tls.RequireAndVerifyClientCert)
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes cut at Close
 	ts.StartTLS()
 	b.Cleanup(ts.Close)
 	return ts, p.client(b, saeA)

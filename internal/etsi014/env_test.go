@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -60,6 +61,7 @@ func newEnv(t *testing.T, auth tls.ClientAuthType, opts func(*etsi014.Options)) 
 	}
 	e.ts = httptest.NewUnstartedServer(etsi014.New(o).Handler())
 	e.ts.TLS = e.pki.serverConfig(t, auth)
+	e.ts.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes
 	e.ts.StartTLS()
 	t.Cleanup(e.ts.Close)
 	return e
