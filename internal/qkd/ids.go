@@ -62,26 +62,22 @@ func (id KeyID) IsZero() bool { return id == KeyID{} }
 // ErrBadKeyID is returned for text that is not a UUID.
 var ErrBadKeyID = errors.New("qkd: malformed key ID")
 
+// keyIDHexOffsets are the positions of the 16 hex pairs in 8-4-4-4-12 form.
+var keyIDHexOffsets = [16]int{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+
 // ParseKeyID parses the canonical UUID text form (case-insensitive).
 func ParseKeyID(s string) (KeyID, error) {
 	var id KeyID
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return id, ErrBadKeyID
 	}
-	j := 0
-	for i := 0; i < 36; {
-		if s[i] == '-' {
-			i++
-			continue
-		}
+	for j, i := range keyIDHexOffsets {
 		hi, ok1 := unhex(s[i])
 		lo, ok2 := unhex(s[i+1])
 		if !ok1 || !ok2 {
 			return KeyID{}, ErrBadKeyID
 		}
 		id[j] = hi<<4 | lo
-		j++
-		i += 2
 	}
 	return id, nil
 }
