@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS keys (
 	expires   INTEGER NOT NULL,
 	data      BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS keys_pair ON keys (master, slaves, size_bits, state);
+CREATE INDEX IF NOT EXISTS keys_pair ON keys (master, slaves, size_bits, state, seq);
 CREATE INDEX IF NOT EXISTS keys_link ON keys (link, state);
 CREATE INDEX IF NOT EXISTS keys_expires ON keys (expires) WHERE expires != 0;
 CREATE TABLE IF NOT EXISTS slots (

@@ -209,9 +209,9 @@ func produceKey(ctx context.Context, s keystore.Store, idx uint64) (keystore.Key
 }
 
 // BenchTakeForPair measures TakeForPair of one 256-bit key from a store
-// refilled with b.N keys.
+// holding b.N Ready keys.
 func BenchTakeForPair(b *testing.B, s keystore.Store) {
-	keys := makeKeys(b, s, keySpec{n: b.N, ready: true})
+	fillKeys(b, s, b.N)
 	r := pairReq(1)
 	b.ResetTimer()
 	for range b.N {
@@ -221,8 +221,25 @@ func BenchTakeForPair(b *testing.B, s keystore.Store) {
 		}
 		got[0].Data.Wipe()
 	}
-	b.StopTimer()
-	secretWipeKeys(keys)
+}
+
+// fillKeys stores n Ready 256-bit keys for (master, slave), up to 1024 per
+// block and allocation.
+func fillKeys(b *testing.B, s keystore.Store, n int) {
+	ctx := context.Background()
+	for idx := freshIndex(b, s, linkAB); n > 0; idx++ {
+		chunk := min(n, 1024)
+		n -= chunk
+		addConfirmed(b, s, linkAB, 32*chunk, idx)
+		a := keystore.Allocation{Link: linkAB, Pieces: []keystore.Piece{{Index: idx, Len: 32 * chunk}}}
+		for range chunk {
+			a.Keys = append(a.Keys, keystore.Key{ID: newID(b), State: keystore.KeyReady, Master: master,
+				Slaves: []qkd.SAEID{slave}, Pending: []qkd.SAEID{slave}, SizeBits: 256})
+		}
+		if err := s.Allocate(ctx, a); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // BenchAddBlock measures AddBlock of 4 KiB blocks.
@@ -234,11 +251,5 @@ func BenchAddBlock(b *testing.B, s keystore.Store) {
 		if err := s.AddBlock(context.Background(), keystore.Block{Link: linkAB, Index: uint64(i), Data: data}); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-func secretWipeKeys(keys []keystore.Key) {
-	for i := range keys {
-		keys[i].Data.Wipe()
 	}
 }
