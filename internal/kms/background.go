@@ -39,16 +39,18 @@ func (s *Service) pairs() []pairKey {
 	return out
 }
 
+// restockEvery is how often the reserved pools are looked at.
+const restockEvery = 200 * time.Millisecond
+
 // Run keeps the reserved pools stocked and deletes expired keys until ctx ends.
 func (s *Service) Run(ctx context.Context) {
-	tick := time.NewTicker(250 * time.Millisecond)
+	tick := time.NewTicker(restockEvery)
 	defer tick.Stop()
 	lastExpire := time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.wake:
 		case <-tick.C:
 		}
 		if !s.Active() {

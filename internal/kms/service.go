@@ -56,7 +56,6 @@ type Service struct {
 	o      Options
 	log    *slog.Logger
 	byPeer map[qkd.NodeID]Link
-	wake   chan struct{}
 
 	mu       sync.Mutex
 	inactive bool // guarded by mu
@@ -79,7 +78,7 @@ func New(o Options) (*Service, error) {
 	if o.OnDelivered == nil {
 		o.OnDelivered = func(string, int) {}
 	}
-	s := &Service{o: o, log: o.Logger, byPeer: map[qkd.NodeID]Link{}, wake: make(chan struct{}, 1)}
+	s := &Service{o: o, log: o.Logger, byPeer: map[qkd.NodeID]Link{}}
 	for _, l := range o.Links {
 		if _, dup := s.byPeer[l.Peer()]; !dup {
 			s.byPeer[l.Peer()] = l
@@ -218,7 +217,6 @@ func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyR
 	if err != nil {
 		return nil, err
 	}
-	poke(s.wake)
 	s.o.OnDelivered("etsi014", len(keys))
 	return toKeys(keys), nil
 }
@@ -289,13 +287,6 @@ func (s *Service) Zeroize(ctx context.Context) error {
 	}
 	s.log.Warn("node zeroised: all key material destroyed; status inactive")
 	return nil
-}
-
-func poke(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
 }
 
 var _ = secret.Wipe
