@@ -17,6 +17,7 @@ import (
 	"github.com/qkms/qkms/internal/netsim"
 	"github.com/qkms/qkms/internal/pki"
 	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/telemetry"
 	"github.com/qkms/qkms/internal/topology"
 )
 
@@ -31,11 +32,17 @@ func benchNet(b *testing.B) *netsim.Network {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	n, err := netsim.Up(ctx, netsim.Options{Topology: topo, Dir: b.TempDir(), Scale: 400,
-		Tune: func(c *config.Config) { c.Keys.Prereserve = 8192; c.Keys.MaxKeyCount = 1 << 30 }})
+		Tune: func(c *config.Config) { c.Keys.Prereserve = 4096; c.Keys.MaxKeyCount = 1 << 30 }})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(n.Close)
+	// Let the reserved pool fill before measuring.
+	m := n.Nodes["A"].Metrics()
+	deadline := time.Now().Add(time.Minute)
+	for readyKeys(m) < 3000 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
+	}
 	return n
 }
 
@@ -146,6 +153,27 @@ func BenchmarkEncKeys(b *testing.B) {
 		load(b, c, "GET", url+"?number=128&size=256", "", 8)
 		b.ReportMetric(float64(b.N)*128*32/b.Elapsed().Seconds()/1e6, "keyMB/s")
 	})
+}
+
+// readyKeys reads qkms_keys{state="ready"} from a node's registry.
+func readyKeys(m *telemetry.Metrics) float64 {
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		return 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "qkms_keys" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == "state" && l.GetValue() == "ready" {
+					return mt.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func itoa(i int) string { return string(rune('0'+i/10%10)) + string(rune('0'+i%10)) }

@@ -214,14 +214,20 @@ func (s *Store) TakeByID(ctx context.Context, r keystore.TakeRequest) ([]keystor
 	return out, s.wipeOnError(out, err)
 }
 
-// CountKeys implements keystore.Store.
+// CountKeys implements keystore.Store. It counts in SQL on the pair index:
+// Pending is a JSON array of SAE IDs, so the caller's quoted ID is in it
+// exactly when the caller may still receive the key (Allocate admits only
+// the key's recipients to Pending).
 func (s *Store) CountKeys(ctx context.Context, r keystore.TakeRequest) (int, error) {
 	s.defaultNow(&r)
+	caller, _ := json.Marshal(string(r.Caller))
 	n := 0
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := pairKeys(ctx, tx, &r, 0)
-		n = len(rows)
-		return err
+		return tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM keys "+
+			"WHERE master = ? AND slaves = ? AND size_bits = ? AND state = ? AND (expires = 0 OR expires > ?) "+
+			"AND (? = '' OR link = ?) AND instr(pending, ?) > 0",
+			string(r.Master), encSAEs(r.Slaves), r.SizeBits, keystore.KeyReady, encTime(r.Now),
+			string(r.Link), string(r.Link), string(caller)).Scan(&n)
 	})
 	return n, err
 }
