@@ -221,18 +221,28 @@ func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyR
 	return toKeys(keys), nil
 }
 
-// reserveAndTake reserves keys on demand (one round trip to the peer).
+// reserveAndTake reserves keys on demand (one round trip to the peer) and
+// takes them from the pair's pool. Concurrent requests of the same pair may
+// take the fresh keys first; then it reserves again, a few times at most.
 func (s *Service) reserveAndTake(ctx context.Context, l Link, caller qkd.SAEID, slaves []qkd.SAEID, req KeyRequest) ([]keystore.Key, error) {
-	ids, err := l.Reserve(ctx, caller, slaves, req.Size, req.Number, s.o.Limits.TTL)
-	if err != nil {
-		if errors.Is(err, qkd.ErrInsufficientKey) || errors.Is(err, qkd.ErrPeerUnavailable) {
-			return nil, err
+	for attempt := 0; ; attempt++ {
+		if _, err := l.Reserve(ctx, caller, slaves, req.Size, req.Number, s.o.Limits.TTL); err != nil {
+			if errors.Is(err, qkd.ErrInsufficientKey) || errors.Is(err, qkd.ErrPeerUnavailable) {
+				return nil, err
+			}
+			s.log.Warn("on-demand key reservation failed", "link", string(l.ID()), "err", err)
+			return nil, fmt.Errorf("%w: %w", qkd.ErrPeerUnavailable, err)
 		}
-		s.log.Warn("on-demand key reservation failed", "link", string(l.ID()), "err", err)
-		return nil, fmt.Errorf("%w: %w", qkd.ErrPeerUnavailable, err)
+		keys, err := s.o.Store.TakeForPair(ctx, keystore.TakeRequest{Master: caller, Slaves: slaves, Caller: caller,
+			SizeBits: req.Size, Number: req.Number, Now: s.o.Now()})
+		if !errors.Is(err, qkd.ErrInsufficientKey) || attempt == maxReserveAttempts-1 {
+			return keys, err
+		}
 	}
-	return s.o.Store.TakeByID(ctx, keystore.TakeRequest{IDs: ids, Master: caller, Caller: caller, Now: s.o.Now()})
 }
+
+// maxReserveAttempts bounds on-demand reservations for one request.
+const maxReserveAttempts = 3
 
 // maxDecIDs bounds the key IDs of one dec_keys request.
 const maxDecIDs = 4096
