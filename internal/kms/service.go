@@ -20,8 +20,10 @@ type Link interface {
 	Leader() bool
 	Reserve(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error)
 	DeleteAtPeer(ctx context.Context, ids []qkd.KeyID, reason string) (int, error)
-	Announce(ctx context.Context, state string) error
+	PrepareAnnounce(ctx context.Context, state string) (func(context.Context) error, error)
 	SetInactive()
+	// PeerInactive reports that the peer announced it was zeroised or stopped.
+	PeerInactive() bool
 }
 
 // Limits are the ETSI 014 limits this node announces and enforces (sizes in bits).
@@ -120,7 +122,7 @@ func (s *Service) route(caller, slave qkd.SAEID) (Link, qkd.NodeID, error) {
 		return nil, "", &qkd.RequestError{Msg: "slave SAE ID must differ from the master SAE ID"}
 	}
 	l := s.byPeer[node]
-	if l == nil {
+	if l == nil || l.PeerInactive() {
 		return nil, node, qkd.ErrNoRoute
 	}
 	return l, node, nil
@@ -274,8 +276,10 @@ func toKeys(ks []keystore.Key) []Key {
 	return out
 }
 
-// Zeroize destroys every key and the store's key-encryption keys, tells the
-// peers, and makes the node inactive (SPEC §3, FIPS 140 style).
+// Zeroize destroys every key and the store's key-encryption keys, then
+// tells the peers, and leaves the node inactive (SPEC §3, FIPS 140 style).
+// Destruction comes first: the post_status messages are sealed beforehand
+// and sent afterwards.
 func (s *Service) Zeroize(ctx context.Context) error {
 	s.mu.Lock()
 	already := s.inactive
@@ -284,18 +288,25 @@ func (s *Service) Zeroize(ctx context.Context) error {
 	if already {
 		return nil
 	}
-	for _, l := range s.o.Links {
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if err := l.Announce(actx, "inactive"); err != nil {
-			s.log.Warn("could not tell peer about zeroisation", "link", string(l.ID()), "err", err)
-		}
-		cancel()
+	sends := make([]func(context.Context) error, len(s.o.Links))
+	for i, l := range s.o.Links {
+		sends[i], _ = l.PrepareAnnounce(ctx, "inactive") // nil if no MAC key is left
 		l.SetInactive()
 	}
 	if err := s.o.Store.Zeroize(ctx); err != nil {
 		return fmt.Errorf("kms: zeroize store: %w", err)
 	}
 	s.log.Warn("node zeroised: all key material destroyed; status inactive")
+	for i, send := range sends {
+		if send == nil {
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := send(actx); err != nil {
+			s.log.Warn("could not tell a peer about the zeroisation", "link", string(s.o.Links[i].ID()), "err", err)
+		}
+		cancel()
+	}
 	return nil
 }
 

@@ -94,44 +94,69 @@ func (l *Link) probe(ctx context.Context) error {
 
 // call sends one authenticated request and returns the verified reply body.
 func (l *Link) call(ctx context.Context, t kmsproto.Type, req any, resp any) error {
-	body, err := kmsproto.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("link: encode %s: %w", t, err)
-	}
 	if err := l.probe(ctx); err != nil {
 		return err
 	}
-	seq, key, err := l.takeSendSlot(ctx, t)
+	p, err := l.prepare(ctx, t, req)
 	if err != nil {
 		return err
 	}
-	defer key.Wipe()
+	return p.send(ctx, resp)
+}
+
+// prepared is a sealed request ready to send; it holds the reply's MAC key
+// until send wipes it.
+type prepared struct {
+	l    *Link
+	t    kmsproto.Type
+	seq  uint64
+	key  secret.MACKey
+	wire []byte
+}
+
+// prepare takes a MAC slot and seals the request, without any I/O.
+func (l *Link) prepare(ctx context.Context, t kmsproto.Type, req any) (*prepared, error) {
+	body, err := kmsproto.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("link: encode %s: %w", t, err)
+	}
+	seq, key, err := l.takeSendSlot(ctx, t)
+	if err != nil {
+		return nil, err
+	}
 	k := key.Expose()
 	hdr, err := kmsproto.Marshal(kmsproto.Header{V: kmsproto.Version, Type: t, Link: l.o.ID,
 		From: l.o.Self, To: l.o.Peer, Seq: seq, Body: body})
-	if err != nil {
-		return err
+	if err == nil {
+		var wire []byte
+		if wire, err = kmsproto.Marshal(kmsproto.Sealed{Data: hdr, Tag: tag(k[:32], hdr)}); err == nil {
+			return &prepared{l: l, t: t, seq: seq, key: key, wire: wire}, nil
+		}
 	}
-	wire, err := kmsproto.Marshal(kmsproto.Sealed{Data: hdr, Tag: tag(k[:32], hdr)})
-	if err != nil {
-		return err
-	}
+	key.Wipe()
+	return nil, err
+}
+
+// send sends a prepared request once and verifies the reply.
+func (p *prepared) send(ctx context.Context, resp any) error {
+	l, t := p.l, p.t
+	defer p.key.Wipe()
 	cctx, cancel := context.WithTimeout(ctx, l.o.CallTimeout)
 	defer cancel()
-	raw, err := l.o.Transport.Call(cctx, t, wire)
+	raw, err := l.o.Transport.Call(cctx, t, p.wire)
 	if err != nil {
 		l.o.Observer.Message(l.o.ID, t, "transport_error")
 		l.notePeerError(err)
 		return fmt.Errorf("%w: %s: %w", qkd.ErrPeerUnavailable, t, err)
 	}
 	s, err := kmsproto.DecodeSealed(raw)
-	if err != nil || !tagOK(k[32:64], s.Data, s.Tag) {
+	if err != nil || !tagOK(p.key.Expose()[32:64], s.Data, s.Tag) {
 		l.o.Observer.MACFailure(l.o.ID, "reply")
-		l.log.Warn("reply from peer failed authentication", "type", string(t), "seq", seq)
+		l.log.Warn("reply from peer failed authentication", "type", string(t), "seq", p.seq)
 		return fmt.Errorf("%w: reply to %s", ErrUnauthenticated, t)
 	}
 	rep, err := kmsproto.DecodeReply(s.Data)
-	if err != nil || rep.Seq != seq || rep.Type != t {
+	if err != nil || rep.Seq != p.seq || rep.Type != t {
 		return fmt.Errorf("%w: reply to %s does not match the request", ErrUnauthenticated, t)
 	}
 	l.notePeerAlive()

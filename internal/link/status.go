@@ -80,12 +80,26 @@ func (l *Link) notePeerError(err error) {
 	}
 }
 
-// Announce tells the peer this node's state (post_status), e.g. before a
-// zeroisation; it uses one MAC slot.
-func (l *Link) Announce(ctx context.Context, state string) error {
+// PrepareAnnounce seals a post_status telling the peer this node's state,
+// without sending it: a zeroisation prepares it, destroys the key store
+// (and with it every MAC key), then sends. The returned function sends it
+// once.
+func (l *Link) PrepareAnnounce(ctx context.Context, state string) (func(context.Context) error, error) {
 	st := l.status(ctx)
 	st.State = state
-	return l.call(ctx, kmsproto.PostStatus, st, nil)
+	p, err := l.prepare(ctx, kmsproto.PostStatus, st)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error { return p.send(ctx, nil) }, nil
+}
+
+// PeerInactive reports that the peer announced it is inactive (zeroised
+// or stopped): keys shared with it can no longer be delivered at its end.
+func (l *Link) PeerInactive() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.peer.State == kmsproto.StateInactive
 }
 
 // SetInactive stops the link from sending and accepting anything but
