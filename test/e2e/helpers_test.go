@@ -20,7 +20,9 @@ import (
 	"github.com/qkms/qkms/internal/topology"
 )
 
-func topoPath(name string) string { return filepath.Join("..", "..", "..", "shared", "topologies", name) }
+func topoPath(name string) string {
+	return filepath.Join("..", "..", "..", "shared", "topologies", name)
+}
 
 func loadTopology(t *testing.T, name string) *topology.Topology {
 	t.Helper()
