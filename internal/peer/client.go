@@ -35,8 +35,10 @@ type ClientOptions struct {
 	// forbids reusing a message ID towards a peer within EXCHANGE_LIFETIME
 	// (247 s), and go-coap's server keeps, and scans on every datagram, a
 	// response per message ID for that long; rotating bounds both.
-	// Default 4096; negative never rotates (message IDs then wrap after
-	// 65536 messages and a peer may answer from its cache).
+	// Default 1024 (measured best: 64 B calls/s with 512: 16.6k, 1024:
+	// 18.4k, 4096: 14.2k, 16384: 7.3k, never: 3.4k and falling); negative
+	// never rotates: message IDs then wrap after 65536 messages and a
+	// go-coap peer answers from its cache, so calls stall.
 	UDPRotate int
 }
 
@@ -57,7 +59,7 @@ func (o ClientOptions) withDefaults(network string) ClientOptions {
 		}
 	}
 	if o.UDPRotate == 0 {
-		o.UDPRotate = 4096
+		o.UDPRotate = 1024
 	}
 	return o
 }

@@ -462,3 +462,27 @@ func TestNoPayloadInLogs(t *testing.T) {
 		t.Errorf("logs = %q; want the rejection logged without the payload", out)
 	}
 }
+
+func TestPing(t *testing.T) {
+	for _, network := range transports {
+		t.Run(network, func(t *testing.T) {
+			s := startServer(t, echoHandler, nil, "127.0.0.1:0", "127.0.0.1:0")
+			c := dial(t, network, s.addr[network], ClientOptions{})
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := c.Ping(ctx); err != nil {
+				t.Fatalf("Ping() = %v", err)
+			}
+			s.stop()
+			eventually(t, 10*time.Second, "Ping to a stopped server fails", func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+				defer cancel()
+				err := c.Ping(ctx)
+				if errors.Is(err, ErrNotSent) || errors.Is(err, ErrNoReply) {
+					return nil
+				}
+				return fmt.Errorf("Ping() = %v, want ErrNotSent or ErrNoReply", err)
+			})
+		})
+	}
+}
