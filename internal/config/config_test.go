@@ -40,7 +40,7 @@ links:
     peer_addr: 127.0.0.1:5684
     transport: udp
     psk_file: psk/A-B.psk
-    mac: wegman_carter
+    mac: poly1305
     device:
       addr: 127.0.0.1:6000
       transport: udp

@@ -170,7 +170,7 @@ func (s Store) validate(v *validator, dataDir string) {
 	if s.Path != "" && s.Path == s.KEKFile {
 		v.add("store.kek_file", "must differ from store.path")
 	}
-	v.oneOf("store.synchronous", s.Synchronous, "off", "normal", "full", "extra")
+	v.oneOf("store.synchronous", s.Synchronous, "normal", "full")
 	v.positive("store.kek_rotation", s.KEKRotation)
 }
 

@@ -35,7 +35,9 @@ func (c *Config) validateLinks(v *validator) {
 		if v.required(at+".psk_file", l.PSKFile) {
 			checkPrivateFile(v, at+".psk_file", l.PSKFile)
 		}
-		v.oneOf(at+".mac", l.MAC, MACPoly1305, MACWegmanCarter)
+		// Wegman–Carter is defined (itsmac) but not yet wired into the link
+		// protocol: refuse it rather than silently use Poly1305.
+		v.oneOf(at+".mac", l.MAC, MACPoly1305)
 		if v.required(at+".device.addr", l.Device.Addr) {
 			v.addr(at+".device.addr", l.Device.Addr, false)
 		}

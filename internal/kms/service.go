@@ -290,7 +290,10 @@ func (s *Service) Zeroize(ctx context.Context) error {
 	}
 	sends := make([]func(context.Context) error, len(s.o.Links))
 	for i, l := range s.o.Links {
-		sends[i], _ = l.PrepareAnnounce(ctx, "inactive") // nil if no MAC key is left
+		var err error
+		if sends[i], err = l.PrepareAnnounce(ctx, "inactive"); err != nil {
+			s.log.Warn("cannot seal the zeroisation notice for a peer", "link", string(l.ID()), "err", err)
+		}
 		l.SetInactive()
 	}
 	if err := s.o.Store.Zeroize(ctx); err != nil {

@@ -39,7 +39,7 @@ func (l *Link) takeSendSlot(ctx context.Context, t kmsproto.Type) (uint64, secre
 	switch t {
 	case kmsproto.NewKeyBatch:
 		reserve = reserveSlots / 2
-	case kmsproto.MakeKeysInternal:
+	case kmsproto.MakeKeysInternal, kmsproto.PostStatus: // refills, and the zeroisation notice
 		reserve = 0
 	}
 	for {

@@ -2,9 +2,12 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +38,11 @@ func (n *Node) newLinks(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("node: link %s: %w", lc.ID, err)
 		}
+		marker, err := n.checkPSKFresh(ctx, lc.ID, psk)
+		if err != nil {
+			psk.Wipe()
+			return err
+		}
 		tr := &peerTransport{network: lc.Transport, addr: lc.PeerAddr, log: n.log.With("link", string(lc.ID))}
 		l, err := link.New(link.Options{ID: lc.ID, Self: n.cfg.NodeID, Peer: lc.Peer, Store: n.store, Transport: tr,
 			PSK: psk, LocalSAE: func(s qkd.SAEID) bool { return dir[s] == n.cfg.NodeID },
@@ -43,6 +51,9 @@ func (n *Node) newLinks(ctx context.Context) error {
 			err = l.Init(ctx)
 		}
 		psk.Wipe()
+		if err == nil && marker != "" {
+			err = writeMarker(marker)
+		}
 		if err != nil {
 			return fmt.Errorf("node: link %s: %w", lc.ID, err)
 		}
@@ -50,6 +61,38 @@ func (n *Node) newLinks(ctx context.Context) error {
 		n.links = append(n.links, &nodeLink{Link: l, transport: tr, dev: lc.Device, self: n.cfg.NodeID, n: n})
 	}
 	return nil
+}
+
+var errInactive = errors.New("node: inactive")
+
+// checkPSKFresh refuses to bootstrap a link from a pre-shared key that
+// bootstrapped it before (the store was zeroised or lost since): its MAC
+// keys were used and must never be used again. Used keys are remembered by
+// their SHA-256 in DATA_DIR/psk-used/, which zeroisation keeps.
+// It returns the marker to write once the link was bootstrapped ("" if the
+// store already holds the link).
+func (n *Node) checkPSKFresh(ctx context.Context, id qkd.LinkID, psk secret.PSK) (string, error) {
+	_, next, _, err := n.store.SlotBounds(ctx, id, n.cfg.NodeID)
+	if err != nil {
+		return "", fmt.Errorf("node: link %s: %w", id, err)
+	}
+	if next > 0 {
+		return "", nil // bootstrapped from this store before: the PSK is not used again
+	}
+	sum := sha256.Sum256(psk.Expose())
+	marker := filepath.Join(n.cfg.DataDir, "psk-used", hex.EncodeToString(sum[:]))
+	if _, err := os.Stat(marker); err == nil {
+		return "", fmt.Errorf("node: link %s: its pre-shared key was used before (the key store was zeroised or lost since); "+
+			"provision a new pre-shared key at both ends", id)
+	}
+	return marker, nil
+}
+
+func writeMarker(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(path, nil, 0o600)
 }
 
 // readPSK reads a link's pre-shared key file; it must not be readable by
@@ -74,7 +117,7 @@ func (l *nodeLink) runDevice(ctx context.Context) error {
 	if l.dev.Addr == "" {
 		return nil
 	}
-	log := l.n.log.With("link", string(l.ID()), "device", l.dev.Addr)
+	log := l.n.log.With("link", string(l.ID()), "device_addr", l.dev.Addr)
 	var ksid pushproto.KeyStreamID
 	if l.dev.KeyStreamID != "" {
 		id, err := pushproto.ParseKeyStreamID(l.dev.KeyStreamID)
@@ -83,7 +126,7 @@ func (l *nodeLink) runDevice(ctx context.Context) error {
 		}
 		ksid = id
 	}
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && l.n.svc.Active() {
 		var next uint64
 		if st, err := l.n.store.Stats(ctx, l.ID()); err == nil && st.HasIndex {
 			next = st.MaxIndex + 1
@@ -100,6 +143,10 @@ func (l *nodeLink) runDevice(ctx context.Context) error {
 		}
 		err = c.Run(ctx, l.deliver)
 		_ = c.Close()
+		if !l.n.svc.Active() {
+			log.Info("node inactive: QKD module disconnected")
+			return nil
+		}
 		if err != nil && !errors.Is(err, context.Canceled) {
 			log.Warn("QKD module stream ended", "err", err)
 			if !sleepCtx(ctx, time.Second) {
@@ -112,6 +159,9 @@ func (l *nodeLink) runDevice(ctx context.Context) error {
 
 func (l *nodeLink) deliver(ctx context.Context, b device.Block) error {
 	defer b.Data.Wipe()
+	if !l.n.svc.Active() {
+		return errInactive // ends the device session
+	}
 	if l.full.Load() {
 		return nil // the store holds max_link_material for this link: drop (the peer discards it too)
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/qkms/qkms/internal/keystore/sqlite"
 	"github.com/qkms/qkms/internal/kms"
 	"github.com/qkms/qkms/internal/link"
-	"github.com/qkms/qkms/internal/peer"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/telemetry"
 )
@@ -67,7 +66,7 @@ type Node struct {
 
 // New builds a node: opens its store, links and servers. Nothing runs
 // until Run; on error everything opened is closed again.
-func New(ctx context.Context, o Options) (n *Node, err error) {
+func New(ctx context.Context, o Options) (*Node, error) {
 	if o.Config == nil {
 		return nil, errors.New("node: no config")
 	}
@@ -75,29 +74,49 @@ func New(ctx context.Context, o Options) (n *Node, err error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg := o.Config
-	n = &Node{cfg: cfg, log: o.Logger.With("node", string(cfg.NodeID)), metrics: telemetry.NewMetrics(string(cfg.NodeID)), ln: o.Listeners}
-	defer func() {
-		if err != nil {
-			n.close()
-		}
-	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("node: data dir: %w", err)
-	}
-	if n.store, err = sqlite.Open(ctx, sqlite.Options{Path: cfg.Store.Path, KEKFile: cfg.Store.KEKFile,
-		Synchronous: cfg.Store.Synchronous, Logger: n.log}); err != nil {
-		return nil, fmt.Errorf("node: open key store: %w", err)
-	}
-	if err := n.newLinks(ctx); err != nil {
-		return nil, err
-	}
-	if err := n.newService(); err != nil {
-		return nil, err
-	}
-	if err := n.newServers(); err != nil {
+	n := &Node{cfg: cfg, log: o.Logger.With("node", string(cfg.NodeID)), metrics: telemetry.NewMetrics(string(cfg.NodeID)), ln: o.Listeners}
+	if err := n.build(ctx); err != nil {
+		n.close()
 		return nil, err
 	}
 	return n, nil
+}
+
+// build opens the store and builds links, service and servers.
+func (n *Node) build(ctx context.Context) error {
+	cfg := n.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("node: data dir: %w", err)
+	}
+	if err := createPrivate(cfg.Store.Path); err != nil {
+		return fmt.Errorf("node: key store: %w", err)
+	}
+	var err error
+	if n.store, err = sqlite.Open(ctx, sqlite.Options{Path: cfg.Store.Path, KEKFile: cfg.Store.KEKFile,
+		Synchronous: cfg.Store.Synchronous, Logger: n.log}); err != nil {
+		return fmt.Errorf("node: open key store: %w", err)
+	}
+	if err := n.newLinks(ctx); err != nil {
+		return err
+	}
+	if err := n.newService(); err != nil {
+		return err
+	}
+	return n.newServers()
+}
+
+// createPrivate creates an empty 0600 file if path does not exist, so that
+// SQLite's database (and its -wal and -shm files, which copy the database
+// file's mode) are readable by the owner only.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // localSAEs and directory come from the config.
@@ -247,6 +266,14 @@ func (n *Node) close() {
 	for _, l := range n.links {
 		l.transport.Close()
 	}
+	for _, ln := range []interface{ Close() error }{n.ln.ETSI014, n.ln.PeerTCP, n.ln.Metrics} {
+		if ln != nil && !isNilListener(ln) {
+			_ = ln.Close()
+		}
+	}
+	if n.ln.PeerUDP != nil {
+		_ = n.ln.PeerUDP.Close()
+	}
 	if n.store != nil {
 		_ = n.store.Close()
 	}
@@ -296,10 +323,11 @@ func (n *Node) updateGauges(ctx context.Context) {
 	}
 }
 
-var (
-	_ = link.ErrNoSlots
-	_ = peer.ErrNotSent
-)
+// isNilListener reports a nil net.Listener stored in an interface.
+func isNilListener(c interface{ Close() error }) bool {
+	l, ok := c.(net.Listener)
+	return ok && l == nil
+}
 
 func (n *Node) linkMux() *link.Mux {
 	ls := make([]*link.Link, len(n.links))

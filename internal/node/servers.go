@@ -114,30 +114,32 @@ func (n *Node) opsHandler() http.Handler {
 	return mux
 }
 
+func jsonReply(w http.ResponseWriter, code int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(body + "\n"))
+}
+
 // adminHandler serves POST /admin/zeroize to the operator certificate only.
 func (n *Node) adminHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		caller, err := etsi014.Caller(r)
-		if err != nil || string(caller) != n.cfg.OperatorCN || n.cfg.OperatorCN == "" {
-			http.Error(w, `{"message":"unauthorized"}`, http.StatusUnauthorized)
-			return
-		}
-		if r.URL.Path != "/admin/zeroize" {
-			http.NotFound(w, r)
-			return
-		}
-		if r.Method != http.MethodPost {
+		switch {
+		case err != nil || string(caller) != n.cfg.OperatorCN || n.cfg.OperatorCN == "":
+			jsonReply(w, http.StatusUnauthorized, `{"message":"unauthorized"}`)
+		case r.URL.Path != "/admin/zeroize":
+			jsonReply(w, http.StatusNotFound, `{"message":"not found"}`)
+		case r.Method != http.MethodPost:
 			w.Header().Set("Allow", http.MethodPost)
-			http.Error(w, `{"message":"method not allowed"}`, http.StatusMethodNotAllowed)
-			return
+			jsonReply(w, http.StatusMethodNotAllowed, `{"message":"method not allowed"}`)
+		default:
+			n.log.Warn("zeroisation requested through the admin API", "operator", string(caller))
+			if err := n.Zeroize(r.Context()); err != nil {
+				n.log.Error("zeroisation failed", "err", err)
+				jsonReply(w, http.StatusInternalServerError, `{"message":"zeroisation failed"}`)
+				return
+			}
+			jsonReply(w, http.StatusOK, `{"status":"inactive"}`)
 		}
-		n.log.Warn("zeroisation requested through the admin API", "operator", string(caller))
-		if err := n.Zeroize(r.Context()); err != nil {
-			n.log.Error("zeroisation failed", "err", err)
-			http.Error(w, `{"message":"zeroisation failed"}`, http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"status":"inactive"}` + "\n"))
 	})
 }

@@ -156,18 +156,21 @@ func BenchmarkEncKeys(b *testing.B) {
 }
 
 // readyKeys reads qkms_keys{state="ready"} from a node's registry.
-func readyKeys(m *telemetry.Metrics) float64 {
+func readyKeys(m *telemetry.Metrics) float64 { return gauge(m, "qkms_keys", "state", "ready") }
+
+// gauge reads the first series of a gauge with the given label value.
+func gauge(m *telemetry.Metrics, name, label, value string) float64 {
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		return 0
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "qkms_keys" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, mt := range mf.GetMetric() {
 			for _, l := range mt.GetLabel() {
-				if l.GetName() == "state" && l.GetValue() == "ready" {
+				if l.GetName() == label && l.GetValue() == value {
 					return mt.GetGauge().GetValue()
 				}
 			}

@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/netsim"
 	"github.com/qkms/qkms/internal/qkd"
 )
@@ -45,7 +47,9 @@ func saeOf(info netsim.Info, id qkd.SAEID) netsim.SAEInfo {
 // TestETSI014Line2 walks the acceptance list of ETSI 014 on line2.json
 // with a raw HTTPS client, using only the paths in network.json.
 func TestETSI014Line2(t *testing.T) {
-	n := startNet(t, "line2.json", nil, nil)
+	// A small ready pool (64 keys, restocked below 32) is full long before
+	// the test takes its 6 keys, so no restock runs in between.
+	n := startNet(t, "line2.json", nil, func(c *config.Config) { c.Keys.Prereserve = 64 })
 	info := readInfo(t, n.Info.Nodes[0].DataDir+"/../../..")
 	a, b := nodeOf(info, "A").ETSI014URL, nodeOf(info, "B").ETSI014URL
 	sa, sb := saeOf(info, "SAE_A1"), saeOf(info, "SAE_B1")
@@ -82,12 +86,26 @@ func TestETSI014Line2(t *testing.T) {
 		t.Errorf("sizes are not in bits: %s", r.body)
 	}
 
-	// Pause the QKD links so that stored_key_count changes only by what we take.
+	// Pause the QKD links and let the nodes settle (the ready pool filled,
+	// the last blocks confirmed) so that stored_key_count changes only by
+	// what we take: it must read the same four times over 1.5 s (a batch
+	// waits at most 1 s).
 	for _, s := range n.Sims {
 		s.Pause(true)
 	}
-	before := storedCount(t, ca, a)
-
+	ma := n.Nodes["A"].Metrics()
+	before, same := -1, 0
+	waitFor(t, 60*time.Second, "a steady stored_key_count", func() bool {
+		time.Sleep(500 * time.Millisecond) // sampling interval of the steadiness check
+		c := storedCount(t, ca, a)
+		if c == before && readyKeys(ma) >= 100 {
+			same++
+		} else {
+			same = 0
+		}
+		before = c
+		return same >= 3
+	})
 	getKeys := do(t, ca, "GET", a+"/api/v1/keys/SAE_B1/enc_keys?number=3&size=256", "")
 	postKeys := do(t, ca, "POST", a+"/api/v1/keys/SAE_B1/enc_keys", `{"number":3,"size":256}`)
 	var kg, kp keyContainer
