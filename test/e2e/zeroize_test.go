@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -79,5 +80,11 @@ func TestZeroizeBySignalAndCommand(t *testing.T) {
 		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s still there after qkms zeroize: %v", f, err)
 		}
+	}
+	// Restarting on the same pre-shared key would reuse one-time MAC keys:
+	// the node refuses and says why.
+	out, err = exec.Command(qkmsBinary(t), "serve", "--config", b.cfgPath).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "pre-shared key was used before") {
+		t.Errorf("qkms serve after zeroisation with the old PSK = %v\n%s", err, out)
 	}
 }
