@@ -34,14 +34,33 @@ func BenchmarkPush(b *testing.B) {
 }
 
 func benchPush(b *testing.B, network string, size int) {
+	// Over UDP an end slows down after MaxUDPBurst notifications to one KMS
+	// (message IDs, see qkdsim): measure bursts on fresh links.
+	chunk := b.N
+	if network == "udp" {
+		chunk = qkdsim.MaxUDPBurst / 2
+	}
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	var elapsed time.Duration
+	for done := 0; done < b.N; done += chunk {
+		b.StopTimer()
+		elapsed += pushBlocks(b, network, size, min(chunk, b.N-done))
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "blocks/s")
+	b.ReportMetric(float64(b.N)*float64(size)*8/elapsed.Seconds()/1e6, "Mbit/s")
+}
+
+// pushBlocks sets up a link and a client (untimed), then times n blocks
+// pushed through them.
+func pushBlocks(b *testing.B, network string, size, n int) time.Duration {
 	const buffer = 256
 	link, err := qkdsim.NewLink(qkdsim.Options{BlockSize: size, Buffer: buffer, Rand: rand.NewChaCha8([32]byte{1})})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer link.Shutdown()
-	s := &sim{t: nil, network: network, link: link, addr: map[string]string{}}
-	addr := serveBench(b, s, network)
+	addr := serveBench(b, link.End("a"), network)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c, err := device.Dial(ctx, device.Options{Network: network, Addr: addr, Source: "kms://bench"})
@@ -62,13 +81,13 @@ func benchPush(b *testing.B, network string, size int) {
 			return nil
 		})
 	}()
+	defer func() { cancel(); <-done }()
 	for c.Stats().Sessions == 0 { // registered (startup, not measured)
 		time.Sleep(time.Millisecond)
 	}
-	b.SetBytes(int64(size))
-	b.ResetTimer()
+	b.StartTimer()
 	start := time.Now()
-	for i := 0; i < b.N; i++ {
+	for i := 0; i < n; i++ {
 		for int64(i)-delivered.Load() >= buffer/2 { // never overflow the end's buffer
 			<-more
 		}
@@ -76,22 +95,18 @@ func benchPush(b *testing.B, network string, size int) {
 			b.Fatal(err)
 		}
 	}
-	for delivered.Load() < int64(b.N) {
+	for delivered.Load() < int64(n) {
 		<-more
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "blocks/s")
-	b.ReportMetric(float64(b.N)*float64(size)*8/elapsed.Seconds()/1e6, "Mbit/s")
 	if st := c.Stats(); st.Missing != 0 || st.Stale != 0 {
 		b.Errorf("client stats %+v", st)
 	}
-	cancel()
-	<-done
+	return elapsed
 }
 
-func serveBench(b *testing.B, s *sim, network string) string {
-	e := s.link.End("a")
+func serveBench(b *testing.B, e *qkdsim.End, network string) string {
 	if network == "udp" {
 		pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {

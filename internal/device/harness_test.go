@@ -12,7 +12,6 @@ import (
 
 	"github.com/qkms/qkms/internal/device"
 	"github.com/qkms/qkms/internal/qkdsim"
-	"github.com/qkms/qkms/internal/secret"
 )
 
 var networks = []string{"udp", "tcp"}
@@ -244,5 +243,3 @@ func bitDiff(a, b []byte) int {
 	}
 	return n
 }
-
-var _ = secret.Wipe

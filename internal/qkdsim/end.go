@@ -134,6 +134,12 @@ func (e *End) Shutdown() {
 	if s != nil {
 		s.Shutdown()
 	}
+	e.mu.Lock() // a registration that raced with the shutdown
+	if e.obs != nil {
+		e.obs.cancel()
+		e.obs = nil
+	}
+	e.mu.Unlock()
 	e.pushers.Wait()
 }
 

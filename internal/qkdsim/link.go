@@ -238,10 +238,10 @@ func (l *Link) Run(ctx context.Context) error {
 			continue
 		}
 		due := uint64(clock.Now().Sub(start).Seconds() * l.opts.Rate / float64(l.opts.BlockSize*8))
-		n := due - made
 		if due <= made {
 			continue
 		}
+		n := due - made
 		if n > uint64(l.opts.Buffer) { // the rest would only be pushed out again
 			made += n - uint64(l.opts.Buffer)
 			n = uint64(l.opts.Buffer)

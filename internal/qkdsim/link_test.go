@@ -163,7 +163,7 @@ func TestRunKeepsTheRate(t *testing.T) {
 func TestMIDWindow(t *testing.T) {
 	var w midWindow
 	t0 := time.Unix(1_800_000_000, 0)
-	for i := range midBudget {
+	for i := range MaxUDPBurst {
 		if d := w.reserve(t0.Add(time.Duration(i) * time.Millisecond)); d != 0 {
 			t.Fatalf("reserve #%d = %v, want 0", i, d)
 		}

@@ -13,10 +13,13 @@ import (
 // 247 s would lose key silently. midWindow keeps an end under that bound.
 const (
 	exchangeLifetime = 247 * time.Second
-	// midBudget leaves room under 2^16 for the end's other messages.
-	midBudget = 60000
-	windowSec = int64(exchangeLifetime/time.Second) + 1
+	windowSec        = int64(exchangeLifetime/time.Second) + 1
 )
+
+// MaxUDPBurst is the most confirmable messages an end sends to its KMS over
+// UDP within EXCHANGE_LIFETIME; it leaves room under 2^16 message IDs for
+// the end's other messages. Beyond it an end slows to ≈ 240 messages/s.
+const MaxUDPBurst = 60000
 
 // midWindow counts confirmable messages per second over the last
 // EXCHANGE_LIFETIME (plus one second, rounding up).
@@ -36,7 +39,7 @@ func (w *midWindow) reserve(now time.Time) time.Duration {
 			oldest = min(oldest, sec)
 		}
 	}
-	if total >= midBudget {
+	if total >= MaxUDPBurst {
 		return time.Unix(oldest+windowSec, 0).Sub(now)
 	}
 	slot := (s%windowSec + windowSec) % windowSec

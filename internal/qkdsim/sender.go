@@ -82,25 +82,32 @@ func (e *End) push(o *observer) {
 }
 
 // next waits until there is something to send to o: the oldest block once
-// its delay has passed, the first response, or a heartbeat.
+// its delay has passed, the first response (without key if no block is due:
+// the KMS's registration must not wait for a delay), or a heartbeat.
 func (e *End) next(o *observer, first bool) (outgoing, error) {
 	clock := e.link.opts.Clock
 	heartbeat := clock.After(e.link.opts.Heartbeat)
 	for {
 		e.mu.Lock()
+		now := clock.Now()
 		b, ok := e.buf.front()
-		changed, wait := e.changed, time.Duration(0)
+		var wait time.Duration // until the oldest block is due
 		if ok {
-			wait = b.made.Add(e.faults.Delay).Sub(clock.Now())
+			wait = b.made.Add(e.faults.Delay).Sub(now)
 		}
-		if (ok || first) && wait <= 0 && o.udp {
-			wait = e.mids.reserve(clock.Now())
+		due := ok && wait <= 0
+		send := due || first
+		if send && o.udp {
+			if d := e.mids.reserve(now); d > 0 {
+				send, wait = false, d
+			}
 		}
-		if (ok || first) && wait <= 0 {
-			out, err := e.outgoingLocked(b, ok)
+		if send {
+			out, err := e.outgoingLocked(b, due)
 			e.mu.Unlock()
 			return out, err
 		}
+		changed := e.changed
 		e.mu.Unlock()
 		var timer <-chan time.Time
 		if wait > 0 {
@@ -120,13 +127,18 @@ func (e *End) next(o *observer, first bool) (outgoing, error) {
 	}
 }
 
-// outgoingLocked encodes block b (hasBlock) or a keyless status-2 message.
+// outgoingLocked encodes block b (hasBlock) or a keyless status-2 message
+// carrying the index the end will deliver next.
 func (e *End) outgoingLocked(b block, hasBlock bool) (outgoing, error) {
 	seq := e.nextSeqLocked()
 	if !hasBlock {
+		next := e.link.next.Load()
+		if head, ok := e.buf.front(); ok {
+			next = head.index
+		}
 		p, err := pushproto.EncodeNotification(pushproto.Notification{
 			Status: pushproto.StatusInsufficientKey,
-			Index:  uint32(e.link.next.Load()),
+			Index:  uint32(next),
 		})
 		return outgoing{payload: p, seq: seq}, err
 	}

@@ -172,3 +172,65 @@ func TestRegisterAndDeregister(t *testing.T) {
 		return e.obs == nil
 	})
 }
+
+// TestDelayHoldsBlocksNotTheRegistration: with the delay fault on, the
+// first response comes at once (without key) and blocks come when due.
+func TestDelayHoldsBlocksNotTheRegistration(t *testing.T) {
+	clock := newFakeClock()
+	l, err := NewLink(Options{BlockSize: 32, Clock: clock, A: Faults{Delay: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Shutdown()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = l.End("a").ServeTCP(ln) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := coapx.DialTCP(ctx, ln.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p, _ := pushproto.CBOR.Marshal(pushproto.OpenConnect{Source: "kms://A"})
+	if _, err := c.Post(ctx, pushproto.PathOpenConnect, message.AppCBOR, bytes.NewReader(p)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Produce(2); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan pushproto.Notification, 4)
+	q := message.Option{ID: message.URIQuery, Value: []byte("ksid=" + l.KeyStreamID().String())}
+	if _, err := c.Observe(ctx, pushproto.PathGetKey, func(m *pool.Message) {
+		body, _ := m.ReadBody()
+		n, err := pushproto.DecodeNotification(body)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		got <- n
+	}, q); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-got; n.Status != pushproto.StatusInsufficientKey || n.Index != 0 {
+		t.Errorf("first response = %+v, want status 2 (block 0 not yet due)", n)
+	}
+	select {
+	case n := <-got:
+		t.Fatalf("notification before the delay passed: %+v", n)
+	default:
+	}
+	clock.Advance(time.Minute)
+	for i := uint32(0); i < 2; {
+		n := <-got
+		if n.Status == pushproto.StatusInsufficientKey && n.Index == i { // a heartbeat, also due
+			continue
+		}
+		if n.Status != pushproto.StatusSuccess || n.Index != i || n.AgeMS != 60_000 {
+			t.Errorf("notification = %+v, want block %d aged 60000 ms", n, i)
+		}
+		i++
+	}
+}
