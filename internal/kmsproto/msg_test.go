@@ -73,3 +73,20 @@ func mustMarshal(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+func TestKeyIDMustBe16Bytes(t *testing.T) {
+	for _, n := range []int{0, 3, 15, 17, 20} {
+		// {1: [h'00…']}: a DeleteKeysReq whose one key ID has n bytes.
+		raw := append([]byte{0xa1, 0x01, 0x81, 0x40 | byte(n)}, make([]byte, n)...)
+		var d DeleteKeysReq
+		if err := Unmarshal(raw, &d); err == nil {
+			t.Errorf("Unmarshal of a %d-byte key ID = %v, want an error", n, d.IDs)
+		}
+	}
+	id, _ := qkd.NewKeyID(nil)
+	b, _ := Marshal(DeleteKeysReq{IDs: []qkd.KeyID{id}})
+	var d DeleteKeysReq
+	if err := Unmarshal(b, &d); err != nil || d.IDs[0] != id {
+		t.Fatalf("16-byte key ID round trip = %v, %v", d.IDs, err)
+	}
+}

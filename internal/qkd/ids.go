@@ -106,3 +106,17 @@ func (id *KeyID) UnmarshalText(b []byte) error {
 	*id = v
 	return nil
 }
+
+// MarshalBinary implements encoding.BinaryMarshaler: the 16 UUID bytes
+// (RFC 4122 order). CBOR encodes a KeyID as a 16-byte byte string with it.
+func (id KeyID) MarshalBinary() ([]byte, error) { return id[:], nil }
+
+// UnmarshalBinary implements encoding.BinaryUnmarshaler; anything but
+// exactly 16 bytes is an error (never padded or truncated).
+func (id *KeyID) UnmarshalBinary(b []byte) error {
+	if len(b) != len(id) {
+		return ErrBadKeyID
+	}
+	copy(id[:], b)
+	return nil
+}
