@@ -225,8 +225,15 @@ func (l *Link) Handle(ctx context.Context, t kmsproto.Type, s kmsproto.Sealed, h
 	k := key.Expose()
 	if !tagOK(k[:32], s.Data, s.Tag) {
 		l.o.Observer.MACFailure(l.o.ID, "tag")
+		l.o.Observer.Message(l.o.ID, t, "bad_mac")
 		l.log.Warn("peer message rejected: bad ITS tag", "type", string(t), "seq", h.Seq)
 		return nil, fmt.Errorf("%w: bad tag", ErrUnauthenticated)
+	}
+	l.mu.Lock()
+	psk := h.Seq < l.pskEnd // both directions get the same number of PSK slots
+	l.mu.Unlock()
+	if psk {
+		l.o.Observer.PSKTag(l.o.ID)
 	}
 	res := l.dispatch(ctx, t, h.Body)
 	if res.code != kmsproto.OK {

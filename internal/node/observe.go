@@ -18,6 +18,8 @@ func (o observer) Message(l qkd.LinkID, t kmsproto.Type, result string) {
 		r = telemetry.PeerOK
 	case "transport_error":
 		r = telemetry.PeerError
+	case "bad_mac":
+		r = telemetry.PeerBadMAC
 	}
 	o.m.IncPeerMessages(l, string(t), r)
 }

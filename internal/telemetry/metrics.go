@@ -100,7 +100,7 @@ func NewMetrics(node string) *Metrics {
 	}
 	m := &Metrics{
 		reg:              reg,
-		skr:              gauge("qkms_link_skr_bits_per_second", "Measured ingest rate of confirmed key material per link (SKR).", "link"),
+		skr:              gauge("qkms_link_skr_bits_per_second", "Measured rate of key material pushed by the link's QKD module (SKR), bit/s.", "link"),
 		materialBytes:    gauge("qkms_link_material_bytes", "Key material held per link, by state.", "link", "state"),
 		keys:             gauge("qkms_keys", "Keys per link, by state.", "link", "state"),
 		macSlots:         gauge("qkms_mac_slots", "One-time MAC keys available per link and sending side.", "link", "sender"),
@@ -108,12 +108,12 @@ func NewMetrics(node string) *Metrics {
 		macFailures:      counter("qkms_mac_failures_total", "KMS-to-KMS messages whose ITS MAC did not verify.", "link"),
 		pskTags:          counter("qkms_psk_tags_total", "Tags computed or checked with the pre-shared key (bootstrap).", "link"),
 		batches:          counter("qkms_batches_total", "new_key_batch confirmations, by result.", "link", "result"),
-		internalKeyBytes: counter("qkms_internal_key_bytes_total", "Key bytes consumed internally (MAC keys); SKR minus this is the ESKR.", "link"),
+		internalKeyBytes: counter("qkms_internal_key_bytes_total", "QKD key bytes this node turned into MAC keys or spent on batch checks; the link's ESKR is its SKR minus the rate of this summed over both ends.", "link"),
 		peerMessages:     counter("qkms_peer_messages_total", "KMS-to-KMS messages, by type and result.", "link", "type", "result"),
 	}
 	m.nodeStatus = prometheus.NewGauge(prometheus.GaugeOpts{Name: "qkms_node_status", Help: "1 if the node is active, 0 if inactive (stopped or zeroised)."})
 	r.MustRegister(m.nodeStatus)
-	for _, api := range []API{APIETSI014, APIETSI004} {
+	for _, api := range []API{APIETSI014} {
 		m.keysDelivered.WithLabelValues(string(api))
 	}
 	return m

@@ -48,7 +48,6 @@ func TestMetricsHandler(t *testing.T) {
 		`qkms_keys{link="A-B",node="A",state="pending"} 0`,
 		`qkms_mac_slots{link="A-B",node="A",sender="A"} 64`,
 		`qkms_keys_delivered_total{api="etsi014",node="A"} 3`,
-		`qkms_keys_delivered_total{api="etsi004",node="A"} 0`,
 		`qkms_mac_failures_total{link="A-B",node="A"} 1`,
 		`qkms_psk_tags_total{link="A-B",node="A"} 1`,
 		`qkms_batches_total{link="A-B",node="A",result="mismatch"} 1`,
@@ -70,12 +69,12 @@ func TestMetricsHandler(t *testing.T) {
 
 func TestMetricsSeparateRegistries(t *testing.T) {
 	a, b := NewMetrics("A"), NewMetrics("B") // would panic on a shared registry
-	a.AddKeysDelivered(APIETSI004, 5)
+	a.AddKeysDelivered(APIETSI014, 5)
 	outA, outB := scrape(t, a), scrape(t, b)
-	if !strings.Contains(outA, `qkms_keys_delivered_total{api="etsi004",node="A"} 5`) {
+	if !strings.Contains(outA, `qkms_keys_delivered_total{api="etsi014",node="A"} 5`) {
 		t.Errorf("node A does not count its keys:\n%s", outA)
 	}
-	if !strings.Contains(outB, `qkms_keys_delivered_total{api="etsi004",node="B"} 0`) || strings.Contains(outB, `node="A"`) {
+	if !strings.Contains(outB, `qkms_keys_delivered_total{api="etsi014",node="B"} 0`) || strings.Contains(outB, `node="A"`) {
 		t.Errorf("node B sees node A's series:\n%s", outB)
 	}
 	if !strings.Contains(outA, `qkms_node_status{node="A"} 0`) {
