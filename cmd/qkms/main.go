@@ -4,7 +4,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -27,7 +29,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), qkdSimCmd(), pkiCmd(), netCmd(), demoCmd(), zeroizeCmd(), versionCmd())
+	root.AddCommand(serveCmd(), qkdSimCmd(), pkiCmd(), netCmd(), demoCmd(), benchCmd(), zeroizeCmd(), versionCmd())
 	return root
 }
 
@@ -41,3 +43,5 @@ func versionCmd() *cobra.Command {
 		},
 	}
 }
+
+func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }

@@ -2,21 +2,16 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/json"
-	"io"
+	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"sort"
-	"sync"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/qkms/qkms/internal/bench"
 	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/netsim"
 	"github.com/qkms/qkms/internal/pki"
-	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/telemetry"
 	"github.com/qkms/qkms/internal/topology"
 )
@@ -46,112 +41,50 @@ func benchNet(b *testing.B) *netsim.Network {
 	return n
 }
 
-// bareServer is the baseline: a Go TLS 1.3 server with client certificates
-// that returns one random 32-byte key as JSON.
-func bareServer(b *testing.B, info netsim.Info) *httptest.Server {
-	b.Helper()
-	node := info.Nodes[0]
-	cfg, err := pki.ServerTLSConfig(info.CA, node.DataDir+"/../../../pki/KME_A.pem", node.DataDir+"/../../../pki/KME_A-key.pem")
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var k [32]byte
-		_, _ = rand.Read(k[:])
-		id, _ := qkd.NewKeyID(nil)
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{"key_ID": id.String(), "key": base64.StdEncoding.EncodeToString(k[:])}}})
-	}))
-	s.TLS = cfg
-	s.StartTLS()
-	b.Cleanup(s.Close)
-	return s
-}
-
-// load runs b.N requests from `clients` goroutines and reports req/s and
+// run measures b.N requests from clients goroutines and reports req/s and
 // latency percentiles.
-func load(b *testing.B, c *http.Client, method, url, body string, clients int) {
+func run(b *testing.B, c *http.Client, url string, clients int) bench.Result {
 	b.Helper()
-	lat := make([]time.Duration, b.N)
-	var next int64
-	var mu sync.Mutex
-	var wg sync.WaitGroup
 	b.ResetTimer()
-	start := time.Now()
-	for g := 0; g < clients; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				i := next
-				next++
-				mu.Unlock()
-				if i >= int64(b.N) {
-					return
-				}
-				t0 := time.Now()
-				req, _ := http.NewRequest(method, url, stringsReader(body))
-				resp, err := c.Do(req)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					b.Errorf("HTTP %d: %s", resp.StatusCode, body)
-					return
-				}
-				lat[i] = time.Since(t0)
-			}
-		}()
-	}
-	wg.Wait()
-	el := time.Since(start)
+	r := bench.Load(context.Background(), b.Name(), clients, time.Hour, b.N, bench.GetOK(c, url))
 	b.StopTimer()
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	b.ReportMetric(float64(b.N)/el.Seconds(), "req/s")
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
-}
-
-func stringsReader(s string) io.Reader {
-	if s == "" {
-		return nil
+	if r.Errors > 0 {
+		b.Errorf("%d requests failed", r.Errors)
 	}
-	return &stringReader{s: s}
-}
-
-type stringReader struct{ s string }
-
-func (r *stringReader) Read(p []byte) (int, error) {
-	if r.s == "" {
-		return 0, io.EOF
-	}
-	n := copy(p, r.s)
-	r.s = r.s[n:]
-	return n, nil
+	b.ReportMetric(r.PerSecond(), "req/s")
+	b.ReportMetric(float64(r.P50.Microseconds()), "p50-µs")
+	b.ReportMetric(float64(r.P99.Microseconds()), "p99-µs")
+	return r
 }
 
 // BenchmarkEncKeys measures ETSI 014 enc_keys (1 × 256-bit key, mTLS
-// keep-alive, loopback) on a real node beside the bare TLS baseline, in the
-// same run: compare req/s and p99 of the sub-benchmarks.
+// keep-alive, loopback) on a real node beside the bare TLS baseline of
+// PERFORMANCE.md, in the same run: compare req/s and p99 of the
+// sub-benchmarks. `qkms bench` prints the ratios directly.
 func BenchmarkEncKeys(b *testing.B) {
 	n := benchNet(b)
 	info := n.Info
 	sa := saeOf(info, "SAE_A1")
 	c := httpsClient(&testing.T{}, info.CA, sa.Cert, sa.Key)
 	c.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
-	bare := bareServer(b, info)
+	pkiDir := filepath.Dir(info.CA)
+	srv, err := pki.ServerTLSConfig(info.CA, filepath.Join(pkiDir, "KME_A.pem"), filepath.Join(pkiDir, "KME_A-key.pem"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	bare, err := bench.StartBare(srv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bare.Close()
 	url := nodeOf(info, "A").ETSI014URL + "/api/v1/keys/SAE_B1/enc_keys"
 	for _, clients := range []int{1, 8} {
-		b.Run("bare/clients="+itoa(clients), func(b *testing.B) { load(b, c, "GET", bare.URL, "", clients) })
-		b.Run("enc_keys/clients="+itoa(clients), func(b *testing.B) { load(b, c, "GET", url, "", clients) })
+		b.Run(fmt.Sprintf("bare/clients=%d", clients), func(b *testing.B) { run(b, c, bare.URL, clients) })
+		b.Run(fmt.Sprintf("enc_keys/clients=%d", clients), func(b *testing.B) { run(b, c, url, clients) })
 	}
 	b.Run("enc_keys-128x256/clients=1", func(b *testing.B) {
-		load(b, c, "GET", url+"?number=128&size=256", "", 1)
-		b.ReportMetric(float64(b.N)*128*32/b.Elapsed().Seconds()/1e6, "keyMB/s")
+		r := run(b, c, url+"?number=128&size=256", 1)
+		b.ReportMetric(r.PerSecond()*128*32/1e6, "keyMB/s")
 	})
 }
 
@@ -178,5 +111,3 @@ func gauge(m *telemetry.Metrics, name, label, value string) float64 {
 	}
 	return 0
 }
-
-func itoa(i int) string { return string(rune('0'+i/10%10)) + string(rune('0'+i%10)) }
