@@ -28,7 +28,7 @@ func Default() Config {
 			MaxPerRequest:   128,
 			MaxKeyCount:     100000,
 			TTL:             Duration(time.Hour),
-			Prereserve:      256,
+			Prereserve:      1024,
 			BatchBlocks:     16,
 			MaxLinkMaterial: 64 * MiB,
 		},

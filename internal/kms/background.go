@@ -39,6 +39,10 @@ func (s *Service) pairs() []pairKey {
 	return out
 }
 
+// minRestockBytes is the smallest restock of a non-empty pool: 16 KiB of
+// keys per 64-byte MAC slot keeps the cost of restocking under 0.4 %.
+const minRestockBytes = 16 << 10
+
 // restockEvery is how often the reserved pools are looked at.
 const restockEvery = 200 * time.Millisecond
 
@@ -87,9 +91,11 @@ func (s *Service) restock(ctx context.Context, p pairKey) {
 		return
 	}
 	// Leave material for on-demand requests of other sizes and for MAC keys:
-	// stock at most half of what is free.
+	// stock at most half of what is free. Each reservation costs one
+	// message (a 64-byte MAC slot): unless the pool is empty, reserve at
+	// least minRestockBytes of keys at once.
 	n := min(want-have, int(st.ConfirmedBytes[parity(p.link)]*8/int64(size))/2)
-	if n < 1 || (n < want/4 && have > 0) {
+	if n < 1 || (have > 0 && n*size/8 < min(minRestockBytes, (want-have)*size/8)) {
 		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)

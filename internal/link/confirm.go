@@ -89,7 +89,9 @@ func (l *Link) confirmOnce(ctx context.Context) (time.Duration, error) {
 	if err != nil || len(list) == 0 {
 		return l.o.BatchDelay, err
 	}
-	if age := l.o.Now().Sub(list[0].Arrived); len(list) < l.o.BatchBlocks && age < l.o.BatchDelay {
+	// Batches are what the link pays MAC keys for: wait for a full one, or
+	// BatchDelay, unless the link has no usable material at all yet.
+	if age := l.o.Now().Sub(list[0].Arrived); len(list) < l.o.BatchBlocks && age < l.o.BatchDelay && l.hasMaterial(ctx) {
 		return l.o.BatchDelay - age, nil
 	}
 	indices := make([]uint64, len(list))
@@ -140,6 +142,12 @@ func (l *Link) applyBatchResult(ctx context.Context, indices []uint64, resp kmsp
 		return l.o.BatchDelay / 4, nil
 	}
 	return l.o.BatchDelay, nil
+}
+
+// hasMaterial reports whether this link holds any confirmed material.
+func (l *Link) hasMaterial(ctx context.Context) bool {
+	st, err := l.o.Store.Stats(ctx, l.o.ID)
+	return err != nil || st.ConfirmedBytes[0]+st.ConfirmedBytes[1] > 0
 }
 
 // handleBatch (follower) checks a batch against its own blocks.

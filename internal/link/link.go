@@ -57,7 +57,7 @@ type Options struct {
 	LocalSAE func(qkd.SAEID) bool
 
 	BatchBlocks    int           // blocks per new_key_batch (default 16)
-	BatchDelay     time.Duration // max wait for a full batch (default 1s)
+	BatchDelay     time.Duration // max wait for a full batch (default 4s; the first batch of a link goes at once)
 	SlotLowWater   int           // refill own MAC slots below this (default 32)
 	SlotRefill     int           // slots per make_keys_internal (default 256)
 	StatusInterval time.Duration // get_status period (default 30s)
@@ -84,7 +84,7 @@ func (o *Options) defaults() {
 	def(&o.BatchBlocks, 16)
 	def(&o.SlotLowWater, 32)
 	def(&o.SlotRefill, 256)
-	defd(&o.BatchDelay, time.Second)
+	defd(&o.BatchDelay, 4*time.Second)
 	defd(&o.StatusInterval, 30*time.Second)
 	defd(&o.CallTimeout, 5*time.Second)
 	defd(&o.RetryDelay, 50*time.Millisecond)
