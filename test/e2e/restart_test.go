@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -84,6 +85,19 @@ func (p *procNode) start(t *testing.T) {
 	exited := make(chan struct{})
 	p.exited = exited
 	go func() { _ = p.cmd.Wait(); f.Close(); close(exited) }()
+}
+
+// dumpLog prints the last lines of a node's log (for failed tests).
+func (p *procNode) dumpLog(t *testing.T) {
+	b, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 60 {
+		lines = lines[len(lines)-60:]
+	}
+	t.Logf("last log lines of node %s:\n%s", p.id, strings.Join(lines, "\n"))
 }
 
 func (p *procNode) kill9(t *testing.T) {
@@ -194,6 +208,9 @@ func twoProcesses(t *testing.T) (a, b *procNode, ca string, cl map[qkd.SAEID]*sa
 		t.Cleanup(func() {
 			_ = n.cmd.Process.Signal(syscall.SIGKILL)
 			<-n.exited
+			if t.Failed() {
+				n.dumpLog(t)
+			}
 		})
 	}
 	for _, n := range nodes {
@@ -270,7 +287,7 @@ func TestKill9Restart(t *testing.T) {
 	}
 	// waitMore waits until both masters got 20 more keys than in base.
 	waitMore := func(base map[qkd.SAEID]int) {
-		waitFor(t, 30*time.Second, "keys flowing in both directions", func() bool {
+		waitFor(t, 60*time.Second, "keys flowing in both directions", func() bool {
 			c := count()
 			return c["SAE_A1"] >= base["SAE_A1"]+20 && c["SAE_B1"] >= base["SAE_B1"]+20
 		})
