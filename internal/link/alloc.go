@@ -121,14 +121,19 @@ func (l *Link) Reserve(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID
 		return nil, err
 	}
 	poke(l.wakeOutbox)
+	// Wait for the peer at most a few round trips; the outbox finishes (the
+	// keys then join the pair's pool) or aborts the allocation on its own.
+	wait := time.NewTimer(2 * l.o.CallTimeout)
+	defer wait.Stop()
 	select {
 	case err := <-done:
 		if err != nil {
 			return nil, err
 		}
 		return ids, nil
+	case <-wait.C:
+		return nil, fmt.Errorf("%w: no answer to make_keys_external", qkd.ErrPeerUnavailable)
 	case <-ctx.Done():
-		// The outbox finishes or aborts the allocation on its own.
 		return nil, fmt.Errorf("%w: %w", qkd.ErrPeerUnavailable, ctx.Err())
 	}
 }
@@ -269,6 +274,10 @@ func (l *Link) sendOutbox(ctx context.Context, refusals map[string]int) (more bo
 	var e outboxEntry
 	if err := kmsproto.Unmarshal(o.Payload, &e); err != nil {
 		return true, l.finish(ctx, o.ID, nil, 0, fmt.Errorf("link: corrupt outbox entry: %w", err))
+	}
+	if l.PeerInactive() {
+		// The peer destroyed its keys: nothing it could acknowledge is left.
+		return len(box) > 1, l.finish(ctx, o.ID, &e, kmsproto.Inactive, fmt.Errorf("%w: peer is inactive", qkd.ErrNoRoute))
 	}
 	err = l.callRaw(ctx, e.Type, e.Body)
 	switch code := codeOf(err); {

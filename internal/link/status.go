@@ -57,6 +57,7 @@ func (l *Link) notePeerStatus(st kmsproto.Status) {
 	l.mu.Unlock()
 	if prev != st.State {
 		l.log.Info("peer status", "state", st.State)
+		poke(l.wakeOutbox) // an inactive peer ends pending allocations
 	}
 }
 
