@@ -16,7 +16,6 @@ import (
 	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/netsim"
 	"github.com/qkms/qkms/internal/pki"
-	"github.com/qkms/qkms/internal/topology"
 )
 
 func benchCmd() *cobra.Command {
@@ -48,15 +47,7 @@ func benchCmd() *cobra.Command {
 }
 
 func runBench(ctx context.Context, out io.Writer, dir string, d time.Duration, clients []int, runs int, scale float64) error {
-	raw, err := builtinTopologies.ReadFile("topologies/line2.json")
-	if err != nil {
-		return err
-	}
-	t, err := topology.Parse(raw)
-	if err != nil {
-		return err
-	}
-	logf, log, err := fileLogger(dir, "warn")
+	t, logf, log, err := builtin("line2.json", dir, "warn")
 	if err != nil {
 		return err
 	}

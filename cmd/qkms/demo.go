@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -49,16 +50,25 @@ func demoCmd() *cobra.Command {
 	return cmd
 }
 
-func runDemo(ctx context.Context, out io.Writer, dir string) error {
-	raw, err := builtinTopologies.ReadFile("topologies/line2.json")
+// builtin loads a built-in topology and opens DIR/qkms.log at level.
+func builtin(name, dir, level string) (*topology.Topology, *os.File, *slog.Logger, error) {
+	raw, err := builtinTopologies.ReadFile("topologies/" + name)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	t, err := topology.Parse(raw)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	logf, log, err := fileLogger(dir, "info")
+	logf, log, err := fileLogger(dir, level)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return t, logf, log, nil
+}
+
+func runDemo(ctx context.Context, out io.Writer, dir string) error {
+	t, logf, log, err := builtin("line2.json", dir, "info")
 	if err != nil {
 		return err
 	}
