@@ -9,6 +9,7 @@ import (
 
 	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/keystore/internal/rules"
+	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/secret"
 )
 
@@ -19,7 +20,7 @@ func (s *Store) Allocate(ctx context.Context, a keystore.Allocation) error {
 	if err != nil {
 		return err
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *txn) error {
 		if done, err := s.applied(ctx, tx, &a); done || err != nil {
 			return err
 		}
@@ -44,7 +45,7 @@ func (s *Store) Allocate(ctx context.Context, a keystore.Allocation) error {
 
 // applied reports whether a was applied before: its first key exists or
 // its first slot was ever stored.
-func (s *Store) applied(ctx context.Context, tx *sql.Tx, a *keystore.Allocation) (bool, error) {
+func (s *Store) applied(ctx context.Context, tx *txn, a *keystore.Allocation) (bool, error) {
 	if len(a.Keys) > 0 {
 		var one int
 		err := tx.QueryRowContext(ctx, "SELECT 1 FROM keys WHERE id = ?", a.Keys[0].ID[:]).Scan(&one)
@@ -62,17 +63,11 @@ func (s *Store) applied(ctx context.Context, tx *sql.Tx, a *keystore.Allocation)
 }
 
 // checkNew returns keystore.ErrConflict if a key, slot or outbox entry of a exists.
-func checkNew(ctx context.Context, tx *sql.Tx, a *keystore.Allocation) error {
-	var one int
-	for _, k := range a.Keys {
-		err := tx.QueryRowContext(ctx, "SELECT 1 FROM keys WHERE id = ?", k.ID[:]).Scan(&one)
-		if err == nil {
-			return fmt.Errorf("keystore: key %s exists: %w", k.ID, keystore.ErrConflict)
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("keystore/sqlite: allocate: %w", err)
-		}
+func checkNew(ctx context.Context, tx *txn, a *keystore.Allocation) error {
+	if err := checkNewKeys(ctx, tx, a.Keys); err != nil {
+		return err
 	}
+	var one int
 	if r := a.Slots; r != nil {
 		had, err := slotSet(a.Link, r.Sender).overlaps(ctx, tx, r.First, r.First+uint64(r.Count)-1)
 		if err != nil {
@@ -94,9 +89,39 @@ func checkNew(ctx context.Context, tx *sql.Tx, a *keystore.Allocation) error {
 	return nil
 }
 
+// checkNewKeys returns keystore.ErrConflict naming the first of keys that
+// exists: one statement for all of them, then one per key if any does.
+func checkNewKeys(ctx context.Context, tx *txn, keys []keystore.Key) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	ids := make([]qkd.KeyID, len(keys))
+	for i := range keys {
+		ids[i] = keys[i].ID
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM keys WHERE "+inIDs, idsJSON(ids)).Scan(&n); err != nil {
+		return fmt.Errorf("keystore/sqlite: allocate: %w", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	var one int
+	for _, id := range ids {
+		err := tx.QueryRowContext(ctx, "SELECT 1 FROM keys WHERE id = ?", id[:]).Scan(&one)
+		if err == nil {
+			return fmt.Errorf("keystore: key %s exists: %w", id, keystore.ErrConflict)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("keystore/sqlite: allocate: %w", err)
+		}
+	}
+	return nil
+}
+
 // takePieces consumes a's pieces in order and returns their bytes (the
 // caller wipes them); keystore.ErrConflict if a piece is not free.
-func (s *Store) takePieces(ctx context.Context, tx *sql.Tx, a *keystore.Allocation, total int) ([]byte, error) {
+func (s *Store) takePieces(ctx context.Context, tx *txn, a *keystore.Allocation, total int) ([]byte, error) {
 	buf := make([]byte, 0, total)
 	for _, p := range a.Pieces {
 		b, ok, err := s.getBlock(ctx, tx, a.Link, p.Index)
@@ -118,15 +143,15 @@ func (s *Store) takePieces(ctx context.Context, tx *sql.Tx, a *keystore.Allocati
 }
 
 // store inserts a's keys (with Data cut), slots and outbox entry.
-func (s *Store) store(ctx context.Context, tx *sql.Tx, a *keystore.Allocation, slots []secret.Bytes) error {
+func (s *Store) store(ctx context.Context, tx *txn, a *keystore.Allocation, slots []secret.Bytes) error {
 	now := s.now()
 	for i := range a.Keys {
 		if a.Keys[i].Created.IsZero() {
 			a.Keys[i].Created = now
 		}
-		if err := s.insertKey(ctx, tx, &a.Keys[i]); err != nil {
-			return err
-		}
+	}
+	if err := s.insertKeys(ctx, tx, a.Keys); err != nil {
+		return err
 	}
 	if r := a.Slots; r != nil {
 		if err := s.insertSlots(ctx, tx, a.Link, *r, slots); err != nil {

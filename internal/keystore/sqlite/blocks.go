@@ -23,7 +23,7 @@ func (s *Store) AddBlock(ctx context.Context, b keystore.Block) error {
 	if arrived.IsZero() {
 		arrived = s.now()
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *txn) error {
 		set := blockSet(b.Link)
 		if had, err := set.overlaps(ctx, tx, b.Index, b.Index); had || err != nil {
 			return err
@@ -56,7 +56,7 @@ func scanBlock(l qkd.LinkID, sc interface{ Scan(...any) error }, extra ...any) (
 // ListBlocks implements keystore.Store.
 func (s *Store) ListBlocks(ctx context.Context, l qkd.LinkID, state keystore.BlockState, limit int) ([]keystore.Block, error) {
 	var out []keystore.Block
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *txn) error {
 		rows, err := tx.QueryContext(ctx, "SELECT "+blockCols+" FROM blocks WHERE link = ? AND state = ? ORDER BY idx LIMIT ?",
 			string(l), state, limit)
 		if err != nil {
@@ -98,7 +98,7 @@ func (s *Store) getBlock(ctx context.Context, q querier, l qkd.LinkID, idx uint6
 // GetBlocks implements keystore.Store.
 func (s *Store) GetBlocks(ctx context.Context, l qkd.LinkID, indices []uint64) ([]keystore.Block, error) {
 	var out []keystore.Block
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *txn) error {
 		for _, i := range indices {
 			b, ok, err := s.getBlock(ctx, tx, l, i)
 			if err != nil {
@@ -148,7 +148,7 @@ func (s *Store) ConfirmBlocks(ctx context.Context, l qkd.LinkID, indices []uint6
 	if len(indices) == 0 {
 		return nil
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *txn) error {
 		for n, i := range indices {
 			var state keystore.BlockState
 			var size int
@@ -189,7 +189,7 @@ func (s *Store) skip(ctx context.Context, q querier, l qkd.LinkID, idx uint64, n
 // DiscardBlocks implements keystore.Store.
 func (s *Store) DiscardBlocks(ctx context.Context, l qkd.LinkID, ranges []keystore.Range) (int, error) {
 	n := 0
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *txn) error {
 		n = 0
 		for _, r := range ranges {
 			res, err := tx.ExecContext(ctx, "DELETE FROM blocks WHERE link = ? AND state = ? AND idx BETWEEN ? AND ?",
@@ -208,7 +208,7 @@ func (s *Store) DiscardBlocks(ctx context.Context, l qkd.LinkID, ranges []keysto
 // Material implements keystore.Store.
 func (s *Store) Material(ctx context.Context, l qkd.LinkID, parity int, want int) ([]keystore.Piece, error) {
 	var out []keystore.Piece
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *txn) error {
 		out = nil
 		rows, err := tx.QueryContext(ctx, "SELECT idx, off, size FROM blocks WHERE link = ? AND state = ? AND (idx & 1) = ? ORDER BY idx",
 			string(l), keystore.BlockConfirmed, parity)

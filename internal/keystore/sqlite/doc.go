@@ -8,6 +8,23 @@
 // The database runs in WAL mode with secure_delete=ON, one connection and
 // one transaction (BEGIN IMMEDIATE) per operation, so a crash (kill -9,
 // power loss with synchronous=full) leaves exactly the last committed state.
+// Statements are prepared once (stmts.go).
+//
+// The exception is the fast path of TakeForPair (cache.go): keys of a pair
+// are read and opened ahead into an in-memory cache, and a take pops them
+// and appends one frame naming the keys and the caller (no key bytes) to
+// the delivery journal, Path + ".journal", with a single write(2) (and an
+// fsync with synchronous=full) before it returns: that write is the durable
+// "delivered" mark. The journaled deliveries are applied to the database
+// (the rows deleted, under secure_delete) in the transaction of the next
+// operation of any other kind, by a background flush at most ~100 ms after
+// the first of them, or when 1024 accumulate; then the journal is emptied.
+// Open replays a journal a crash left before anything else. So after kill
+// -9 at any instant a key that was returned is never returned again, and a
+// key that was not returned is still there — except the keys of a take
+// whose journal write completed but which had not returned yet, as with a
+// commit that completes just before the crash. Every other operation sees
+// the exact state, and evicts (wipes) the cached keys it may touch first.
 //
 // # Sealing
 //

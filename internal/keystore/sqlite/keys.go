@@ -3,9 +3,11 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/qkms/qkms/internal/keystore"
@@ -34,37 +36,85 @@ func decSAEs(s string) ([]qkd.SAEID, error) {
 	return out, nil
 }
 
-func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, k *keystore.Key) error {
-	slaves := encSAEs(k.Slaves)
-	data, err := s.ring.seal(s.rand, s.ring.current, k.Data.Expose(), adKey(k.ID, k.Link, k.Master, slaves, k.SizeBits))
-	if err != nil {
-		return err
-	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO keys (id, link, state, master, slaves, pending, size_bits, created, expires, data)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		k.ID[:], string(k.Link), k.State, string(k.Master), slaves, encSAEs(k.Pending), k.SizeBits,
-		encTime(k.Created), encTime(k.Expires), data)
-	if err != nil {
-		return fmt.Errorf("keystore/sqlite: insert key: %w", err)
+// insertKeyQueries[n] inserts n keys (n in insertChunks).
+var (
+	insertChunks     = []int{64, 8, 1}
+	insertKeyQueries = func() map[int]string {
+		m := make(map[int]string)
+		for _, n := range insertChunks {
+			q := "INSERT INTO keys (id, link, state, master, slaves, pending, size_bits, created, expires, data) VALUES " +
+				strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", n)
+			m[n] = strings.TrimSuffix(q, ", ")
+		}
+		return m
+	}()
+)
+
+// insertKeys seals and inserts keys, several per statement.
+func (s *Store) insertKeys(ctx context.Context, tx *txn, keys []keystore.Key) error {
+	args := make([]any, 0, 10*insertChunks[0])
+	for len(keys) > 0 {
+		n := insertChunks[len(insertChunks)-1]
+		for _, c := range insertChunks {
+			if c <= len(keys) {
+				n = c
+				break
+			}
+		}
+		args = args[:0]
+		for i := range keys[:n] {
+			k := &keys[i]
+			slaves := encSAEs(k.Slaves)
+			data, err := s.ring.seal(s.rand, s.ring.current, k.Data.Expose(), adKey(k.ID, k.Link, k.Master, slaves, k.SizeBits))
+			if err != nil {
+				return err
+			}
+			args = append(args, k.ID[:], string(k.Link), k.State, string(k.Master), slaves, encSAEs(k.Pending), k.SizeBits,
+				encTime(k.Created), encTime(k.Expires), data)
+		}
+		if _, err := tx.ExecContext(ctx, insertKeyQueries[n], args...); err != nil {
+			return fmt.Errorf("keystore/sqlite: insert key: %w", err)
+		}
+		keys = keys[n:]
 	}
 	return nil
 }
 
+// idsJSON encodes key IDs as a JSON array of hex strings, for
+// "id IN (SELECT unhex(value) FROM json_each(?))".
+func idsJSON(ids []qkd.KeyID) string {
+	b := make([]byte, 0, 2+len(ids)*(2*len(qkd.KeyID{})+3))
+	b = append(b, '[')
+	for i := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = hex.AppendEncode(b, ids[i][:])
+		b = append(b, '"')
+	}
+	return string(append(b, ']'))
+}
+
+const inIDs = "id IN (SELECT unhex(value) FROM json_each(?))"
+
 const keyCols = "seq, id, link, state, master, slaves, pending, size_bits, created, expires"
 
-// keyRow is a key as read without its bytes, with its stored slaves text.
+// keyRow is a key as read without its bytes, with its stored slaves text
+// (and its sealed bytes if they were read with it).
 type keyRow struct {
 	seq    int64
 	slaves string
+	sealed []byte
 	key    keystore.Key
 }
 
-func scanKey(sc interface{ Scan(...any) error }) (keyRow, error) {
+func scanKey(sc interface{ Scan(...any) error }, extra ...any) (keyRow, error) {
 	var r keyRow
 	var id []byte
 	var link, master, pending string
 	var created, expires int64
-	err := sc.Scan(&r.seq, &id, &link, &r.key.State, &master, &r.slaves, &pending, &r.key.SizeBits, &created, &expires)
+	err := sc.Scan(append([]any{&r.seq, &id, &link, &r.key.State, &master, &r.slaves, &pending, &r.key.SizeBits, &created, &expires}, extra...)...)
 	if err != nil {
 		return r, err
 	}
@@ -109,9 +159,53 @@ func pairKeys(ctx context.Context, q querier, r *keystore.TakeRequest, limit int
 		string(r.Master), encSAEs(r.Slaves), r.SizeBits, keystore.KeyReady, encTime(r.Now))
 }
 
+// pairKeysSealed is pairKeys for a request without a link filter, reading
+// the sealed bytes along, and at most limit rows.
+func pairKeysSealed(ctx context.Context, q querier, r *keystore.TakeRequest, limit int) ([]keyRow, error) {
+	caller, _ := json.Marshal(string(r.Caller))
+	rows, err := q.QueryContext(ctx, "SELECT "+keyCols+", data FROM keys "+
+		"WHERE master = ? AND slaves = ? AND size_bits = ? AND state = ? AND (expires = 0 OR expires > ?) "+
+		"AND instr(pending, ?) > 0 ORDER BY seq LIMIT ?",
+		string(r.Master), encSAEs(r.Slaves), r.SizeBits, keystore.KeyReady, encTime(r.Now), string(caller), limit)
+	if err != nil {
+		return nil, fmt.Errorf("keystore/sqlite: keys: %w", err)
+	}
+	defer rows.Close()
+	var out []keyRow
+	for rows.Next() {
+		var sealed []byte
+		k, err := scanKey(rows, &sealed)
+		if err != nil {
+			return nil, fmt.Errorf("keystore/sqlite: keys: %w", err)
+		}
+		k.sealed = sealed
+		if rules.MatchesPair(&k.key, r) {
+			out = append(out, k)
+		}
+	}
+	return out, rows.Err()
+}
+
+// openKey returns the bytes of row r, reading them through q if r holds
+// none (q may be nil if r holds them).
+func (s *Store) openKey(ctx context.Context, q querier, r *keyRow) (secret.Bytes, error) {
+	sealed := r.sealed
+	if sealed == nil && q != nil {
+		if err := q.QueryRowContext(ctx, "SELECT data FROM keys WHERE seq = ?", r.seq).Scan(&sealed); err != nil {
+			return secret.Bytes{}, fmt.Errorf("keystore/sqlite: deliver: %w", err)
+		}
+	}
+	k := &r.key
+	pt, err := s.ring.open(sealed, adKey(k.ID, k.Link, k.Master, r.slaves, k.SizeBits))
+	if err != nil {
+		return secret.Bytes{}, fmt.Errorf("keystore/sqlite: key %s: %w", k.ID, err)
+	}
+	return secret.Adopt(pt), nil
+}
+
 // deliver opens the keys of rows for caller, and records the delivery:
 // the key loses caller from Pending, or is deleted if it was the last.
-func (s *Store) deliver(ctx context.Context, tx *sql.Tx, rows []keyRow, caller qkd.SAEID) ([]keystore.Key, error) {
+func (s *Store) deliver(ctx context.Context, tx *txn, rows []keyRow, caller qkd.SAEID) ([]keystore.Key, error) {
 	out := make([]keystore.Key, 0, len(rows))
 	fail := func(err error) ([]keystore.Key, error) {
 		for i := range out {
@@ -119,17 +213,13 @@ func (s *Store) deliver(ctx context.Context, tx *sql.Tx, rows []keyRow, caller q
 		}
 		return nil, err
 	}
-	for _, r := range rows {
+	for i := range rows {
+		r := &rows[i]
 		k := r.key
-		var sealed []byte
-		if err := tx.QueryRowContext(ctx, "SELECT data FROM keys WHERE seq = ?", r.seq).Scan(&sealed); err != nil {
-			return fail(fmt.Errorf("keystore/sqlite: deliver: %w", err))
+		var err error
+		if k.Data, err = s.openKey(ctx, tx, r); err != nil {
+			return fail(err)
 		}
-		pt, err := s.ring.open(sealed, adKey(k.ID, k.Link, k.Master, r.slaves, k.SizeBits))
-		if err != nil {
-			return fail(fmt.Errorf("keystore/sqlite: key %s: %w", k.ID, err))
-		}
-		k.Data = secret.Adopt(pt)
 		out = append(out, k)
 		if rules.Served(&out[len(out)-1], caller) {
 			_, err = tx.ExecContext(ctx, "DELETE FROM keys WHERE seq = ?", r.seq)
@@ -149,25 +239,129 @@ func (s *Store) defaultNow(r *keystore.TakeRequest) {
 	}
 }
 
-// TakeForPair implements keystore.Store.
+// TakeForPair implements keystore.Store. It is served from the pair's
+// cache when it can (cache.go); otherwise it applies the journaled
+// deliveries, reads the first keys of the pair and either fills the cache
+// with them and pops from it, or delivers them in the transaction (with a
+// link filter, when the first keys wait for other SAEs too, or once the
+// journal failed).
 func (s *Store) TakeForPair(ctx context.Context, r keystore.TakeRequest) ([]keystore.Key, error) {
 	if err := rules.CheckTake(&r, false); err != nil {
 		return nil, err
 	}
 	s.defaultNow(&r)
-	var out []keystore.Key
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := pairKeys(ctx, tx, &r, r.Number)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	pid := pairOf(&r)
+	if keys, ok := s.takeCached(pid, &r); ok {
+		return keys, nil
+	}
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	// Requests that missed together queue here: the first refills the
+	// cache, the others are served from it.
+	if keys, ok := s.takeCached(pid, &r); ok {
+		return keys, nil
+	}
+	s.cmu.Lock()
+	fast := s.fastErr == nil && r.Link == "" && len(r.Caller) <= maxCaller
+	s.cmu.Unlock()
+	keys, err := s.takeInTx(ctx, pid, &r, fast)
+	if err == nil || !errors.Is(err, errJournal) {
+		return keys, err
+	}
+	// The journal failed (logged; the fast path is shut): the keys are
+	// still in the database.
+	return s.takeInTx(ctx, pid, &r, false)
+}
+
+// errJournal: the delivery journal failed during a take.
+var errJournal = errors.New("keystore/sqlite: delivery journal failed")
+
+// takeInTx is the slow path of TakeForPair, under mu. With fast set it may
+// fill the pair's cache and pop from it.
+func (s *Store) takeInTx(ctx context.Context, pid pairID, r *keystore.TakeRequest, fast bool) ([]keystore.Key, error) {
+	var out, fill []keystore.Key
+	err := s.run(ctx, evictPair(s, pid), func(tx *txn) error {
+		out, fill = nil, nil
+		if !fast {
+			rows, err := pairKeys(ctx, tx, r, r.Number)
+			if err != nil {
+				return err
+			}
+			if len(rows) < r.Number {
+				return insufficient(len(rows), r.Number)
+			}
+			out, err = s.deliver(ctx, tx, rows, r.Caller)
+			return err
+		}
+		s.cmu.Lock()
+		limit := max(s.fillSize(pid), 2*r.Number)
+		s.cmu.Unlock()
+		rows, err := pairKeysSealed(ctx, tx, r, limit)
 		if err != nil {
 			return err
 		}
 		if len(rows) < r.Number {
-			return fmt.Errorf("keystore: %d of %d keys: %w", len(rows), r.Number, qkd.ErrInsufficientKey)
+			return insufficient(len(rows), r.Number)
 		}
-		out, err = s.deliver(ctx, tx, rows, r.Caller)
+		only := 0 // rows[:only] wait for the caller alone
+		for only < len(rows) && len(rows[only].key.Pending) == 1 {
+			only++
+		}
+		if only < r.Number {
+			out, err = s.deliver(ctx, tx, rows[:r.Number], r.Caller)
+			return err
+		}
+		fill, err = s.openFill(ctx, tx, rows[:only], r.Number)
 		return err
 	})
-	return out, s.wipeOnError(out, err)
+	if err != nil || fill == nil {
+		return out, s.wipeOnError(out, err)
+	}
+	// Still under mu: nothing else read or changed these keys since the
+	// transaction, and pid has no cache (evicted, and only this path fills).
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.fastErr == nil {
+		c := s.installLocked(pid, r, fill)
+		if keys, ok := s.popLocked(c, r); ok {
+			return keys, nil
+		}
+		s.dropLocked(c)
+		return nil, errJournal
+	}
+	for i := range fill {
+		fill[i].Data.Wipe()
+	}
+	return nil, errJournal
+}
+
+func insufficient(have, want int) error {
+	return fmt.Errorf("keystore: %d of %d keys: %w", have, want, qkd.ErrInsufficientKey)
+}
+
+// openFill opens rows for a pair cache. A row that does not open fails the
+// take if it is among the first need ones (as it would have without the
+// cache); later ones only end the fill before them.
+func (s *Store) openFill(ctx context.Context, tx *txn, rows []keyRow, need int) ([]keystore.Key, error) {
+	out := make([]keystore.Key, 0, len(rows))
+	for i := range rows {
+		data, err := s.openKey(ctx, tx, &rows[i])
+		if err != nil {
+			if i < need {
+				return nil, s.wipeOnError(out, err)
+			}
+			break
+		}
+		k := rows[i].key
+		k.Data = data
+		out = append(out, k)
+	}
+	return out, nil
 }
 
 // wipeOnError wipes keys that will not be returned because err != nil.
@@ -187,7 +381,8 @@ func (s *Store) TakeByID(ctx context.Context, r keystore.TakeRequest) ([]keystor
 	}
 	s.defaultNow(&r)
 	var out []keystore.Key
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.txEvict(ctx, evictIDs(s, r.IDs), func(tx *txn) error {
+		out = nil
 		var rows []keyRow
 		var failed error
 		for _, id := range r.IDs {
@@ -222,7 +417,7 @@ func (s *Store) CountKeys(ctx context.Context, r keystore.TakeRequest) (int, err
 	s.defaultNow(&r)
 	caller, _ := json.Marshal(string(r.Caller))
 	n := 0
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *txn) error {
 		return tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM keys "+
 			"WHERE master = ? AND slaves = ? AND size_bits = ? AND state = ? AND (expires = 0 OR expires > ?) "+
 			"AND (? = '' OR link = ?) AND instr(pending, ?) > 0",
@@ -235,7 +430,7 @@ func (s *Store) CountKeys(ctx context.Context, r keystore.TakeRequest) (int, err
 // DeleteKeys implements keystore.Store.
 func (s *Store) DeleteKeys(ctx context.Context, ids []qkd.KeyID) (int, error) {
 	n := 0
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.txEvict(ctx, evictIDs(s, ids), func(tx *txn) error {
 		n = 0
 		for _, id := range ids {
 			res, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE id = ?", id[:])
@@ -253,7 +448,7 @@ func (s *Store) DeleteKeys(ctx context.Context, ids []qkd.KeyID) (int, error) {
 // ExpireKeys implements keystore.Store.
 func (s *Store) ExpireKeys(ctx context.Context, now time.Time) ([]keystore.Key, error) {
 	var out []keystore.Key
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.txEvict(ctx, evictExpired(s, now), func(tx *txn) error {
 		out = nil
 		rows, err := queryKeys(ctx, tx, 0, func(*keystore.Key) bool { return true },
 			"WHERE expires != 0 AND expires <= ? ORDER BY seq", encTime(now))
@@ -273,10 +468,10 @@ func (s *Store) ExpireKeys(ctx context.Context, now time.Time) ([]keystore.Key, 
 
 // SetKeysReady implements keystore.Store. Absent keys are ignored.
 func (s *Store) SetKeysReady(ctx context.Context, ids []qkd.KeyID, outboxID string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, "UPDATE keys SET state = ? WHERE id = ? AND state = ?",
-				keystore.KeyReady, id[:], keystore.KeyPending); err != nil {
+	return s.tx(ctx, func(tx *txn) error {
+		if len(ids) > 0 {
+			if _, err := tx.ExecContext(ctx, "UPDATE keys SET state = ? WHERE "+inIDs+" AND state = ?",
+				keystore.KeyReady, idsJSON(ids), keystore.KeyPending); err != nil {
 				return fmt.Errorf("keystore/sqlite: set ready: %w", err)
 			}
 		}
@@ -284,7 +479,7 @@ func (s *Store) SetKeysReady(ctx context.Context, ids []qkd.KeyID, outboxID stri
 	})
 }
 
-func deleteOutbox(ctx context.Context, tx *sql.Tx, id string) error {
+func deleteOutbox(ctx context.Context, tx *txn, id string) error {
 	if id == "" {
 		return nil
 	}
@@ -297,7 +492,7 @@ func deleteOutbox(ctx context.Context, tx *sql.Tx, id string) error {
 // PendingOutbox implements keystore.Store.
 func (s *Store) PendingOutbox(ctx context.Context, l qkd.LinkID) ([]keystore.Outbox, error) {
 	var out []keystore.Outbox
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *txn) error {
 		out = nil
 		rows, err := tx.QueryContext(ctx, "SELECT id, link, payload, created FROM outbox WHERE link = ? ORDER BY created, seq", string(l))
 		if err != nil {
@@ -324,7 +519,7 @@ func (s *Store) PendingOutbox(ctx context.Context, l qkd.LinkID) ([]keystore.Out
 // AbortAllocation implements keystore.Store: it deletes the outbox entry and
 // those of ids that are still Pending.
 func (s *Store) AbortAllocation(ctx context.Context, outboxID string, ids []qkd.KeyID) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *txn) error {
 		for _, id := range ids {
 			if _, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE id = ? AND state = ?", id[:], keystore.KeyPending); err != nil {
 				return fmt.Errorf("keystore/sqlite: abort: %w", err)

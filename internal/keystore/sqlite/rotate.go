@@ -40,7 +40,9 @@ func (s *Store) rotate(ctx context.Context) error {
 		return err
 	}
 	n := 0
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	// The journaled deliveries are applied first (those rows are not
+	// re-sealed) and the caches dropped.
+	err = s.run(ctx, evictAll(s), func(tx *txn) error {
 		var err error
 		if n, err = s.resealAll(ctx, tx, epoch); err != nil {
 			return err
@@ -108,7 +110,7 @@ var resealers = []resealer{
 
 // resealAll re-seals every sealed column under epoch and returns how many
 // rows it touched. Any row that does not open aborts it.
-func (s *Store) resealAll(ctx context.Context, tx *sql.Tx, epoch uint32) (int, error) {
+func (s *Store) resealAll(ctx context.Context, tx *txn, epoch uint32) (int, error) {
 	total := 0
 	for _, r := range resealers {
 		for after := int64(-1 << 63); ; {
@@ -133,7 +135,7 @@ func (s *Store) resealAll(ctx context.Context, tx *sql.Tx, epoch uint32) (int, e
 
 // resealBatch reads one batch of r after rowid after and returns the new
 // sealed values by rowid, and the last rowid read.
-func (s *Store) resealBatch(ctx context.Context, tx *sql.Tx, r resealer, after int64, epoch uint32) (map[int64][]byte, int64, error) {
+func (s *Store) resealBatch(ctx context.Context, tx *txn, r resealer, after int64, epoch uint32) (map[int64][]byte, int64, error) {
 	rows, err := tx.QueryContext(ctx, r.query, after)
 	if err != nil {
 		return nil, 0, err

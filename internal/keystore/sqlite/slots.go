@@ -17,7 +17,7 @@ func slotSet(l qkd.LinkID, sender qkd.NodeID) seenSet {
 }
 
 // insertSlots stores slots r.First.. of r.Sender; slots[i] holds slot First+i.
-func (s *Store) insertSlots(ctx context.Context, tx *sql.Tx, l qkd.LinkID, r keystore.SlotRange, slots []secret.Bytes) error {
+func (s *Store) insertSlots(ctx context.Context, tx *txn, l qkd.LinkID, r keystore.SlotRange, slots []secret.Bytes) error {
 	for i, m := range slots {
 		seq := r.First + uint64(i)
 		data, err := s.ring.seal(s.rand, s.ring.current, m.Expose(), adSlot(l, r.Sender, seq))
@@ -38,7 +38,7 @@ func (s *Store) InitLink(ctx context.Context, in keystore.LinkInit) (bool, error
 		return false, err
 	}
 	done := false
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *txn) error {
 		var init int
 		err := tx.QueryRowContext(ctx, "SELECT initialised FROM links WHERE link = ?", string(in.Link)).Scan(&init)
 		if err == nil && init != 0 {
@@ -62,7 +62,7 @@ func (s *Store) InitLink(ctx context.Context, in keystore.LinkInit) (bool, error
 	return done && err == nil, err
 }
 
-func (s *Store) initSlots(ctx context.Context, tx *sql.Tx, l qkd.LinkID, r keystore.SlotRange, material secret.Bytes) error {
+func (s *Store) initSlots(ctx context.Context, tx *txn, l qkd.LinkID, r keystore.SlotRange, material secret.Bytes) error {
 	had, err := slotSet(l, r.Sender).overlaps(ctx, tx, r.First, r.First+uint64(r.Count)-1)
 	if err != nil {
 		return err
@@ -82,7 +82,7 @@ func (s *Store) initSlots(ctx context.Context, tx *sql.Tx, l qkd.LinkID, r keyst
 // TakeSlot implements keystore.Store.
 func (s *Store) TakeSlot(ctx context.Context, l qkd.LinkID, sender qkd.NodeID, seq uint64) (secret.MACKey, error) {
 	var out secret.MACKey
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *txn) error {
 		var sealed []byte
 		err := tx.QueryRowContext(ctx, "SELECT data FROM slots WHERE link = ? AND sender = ? AND seq = ?",
 			string(l), string(sender), enc(seq)).Scan(&sealed)
@@ -113,7 +113,7 @@ func (s *Store) TakeSlot(ctx context.Context, l qkd.LinkID, sender qkd.NodeID, s
 
 // SlotBounds implements keystore.Store. With no slot left, lowest == next.
 func (s *Store) SlotBounds(ctx context.Context, l qkd.LinkID, sender qkd.NodeID) (lowest, next uint64, count int, err error) {
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *txn) error {
 		hi, ok, err := slotSet(l, sender).max(ctx, tx)
 		if err != nil {
 			return err

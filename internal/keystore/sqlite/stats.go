@@ -12,7 +12,7 @@ import (
 // Stats implements keystore.Store.
 func (s *Store) Stats(ctx context.Context, l qkd.LinkID) (keystore.LinkStats, error) {
 	var st keystore.LinkStats
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *txn) error {
 		st = keystore.LinkStats{Slots: make(map[qkd.NodeID]int)}
 		if err := blockStats(ctx, tx, l, &st); err != nil {
 			return err
@@ -31,7 +31,7 @@ func (s *Store) Stats(ctx context.Context, l qkd.LinkID) (keystore.LinkStats, er
 }
 
 // each runs query and calls scan for every row.
-func each(ctx context.Context, tx *sql.Tx, scan func(*sql.Rows) error, query string, args ...any) error {
+func each(ctx context.Context, tx *txn, scan func(*sql.Rows) error, query string, args ...any) error {
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("keystore/sqlite: stats: %w", err)
@@ -45,7 +45,7 @@ func each(ctx context.Context, tx *sql.Tx, scan func(*sql.Rows) error, query str
 	return rows.Err()
 }
 
-func blockStats(ctx context.Context, tx *sql.Tx, l qkd.LinkID, st *keystore.LinkStats) error {
+func blockStats(ctx context.Context, tx *txn, l qkd.LinkID, st *keystore.LinkStats) error {
 	return each(ctx, tx, func(rows *sql.Rows) error {
 		var state keystore.BlockState
 		var parity, n int
@@ -63,7 +63,7 @@ func blockStats(ctx context.Context, tx *sql.Tx, l qkd.LinkID, st *keystore.Link
 	}, "SELECT state, idx & 1, COUNT(*), SUM(size - off) FROM blocks WHERE link = ? GROUP BY state, idx & 1", string(l))
 }
 
-func keyStats(ctx context.Context, tx *sql.Tx, l qkd.LinkID, st *keystore.LinkStats) error {
+func keyStats(ctx context.Context, tx *txn, l qkd.LinkID, st *keystore.LinkStats) error {
 	return each(ctx, tx, func(rows *sql.Rows) error {
 		var state keystore.KeyState
 		var n int
@@ -79,7 +79,7 @@ func keyStats(ctx context.Context, tx *sql.Tx, l qkd.LinkID, st *keystore.LinkSt
 	}, "SELECT state, COUNT(*) FROM keys WHERE link = ? GROUP BY state", string(l))
 }
 
-func slotStats(ctx context.Context, tx *sql.Tx, l qkd.LinkID, st *keystore.LinkStats) error {
+func slotStats(ctx context.Context, tx *txn, l qkd.LinkID, st *keystore.LinkStats) error {
 	return each(ctx, tx, func(rows *sql.Rows) error {
 		var sender string
 		var n int

@@ -15,6 +15,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/qkd"
 )
 
 // Errors of this package (besides those of keystore).
@@ -61,6 +62,28 @@ type Store struct {
 	ring     *keyring // guarded by mu
 	zeroized bool     // guarded by mu
 	closed   bool     // guarded by mu
+	// stmts: prepared statements by query (nil: could not be prepared);
+	// wanted: queries met but not prepared yet. Guarded by mu.
+	stmts  map[string]*sql.Stmt
+	wanted map[string]bool
+
+	// The fast path of TakeForPair (cache.go). cmu is taken after mu, or
+	// alone; never mu while holding cmu.
+	cmu        sync.Mutex
+	caches     map[pairID]*pairCache    // guarded by cmu
+	cachedIDs  map[qkd.KeyID]*pairCache // guarded by cmu
+	pend       []delivery               // guarded by cmu
+	jrn        *journal                 // guarded by cmu
+	fastErr    error                    // guarded by cmu: set, the fast path is shut
+	onApplied  func(n int)              // test hook, called under cmu
+	armed      chan struct{}            // first unapplied delivery
+	full       chan struct{}            // flushBatch unapplied deliveries
+	fill       map[pairID]int           // guarded by cmu: fill sizes (absent: minFill)
+	refillQ    map[pairID]*pairCache    // guarded by cmu: caches to refill
+	refillKick chan struct{}
+	stop       chan struct{}
+	loopDone   chan struct{}
+	stopOnce   sync.Once
 }
 
 var _ keystore.Store = (*Store)(nil)
@@ -98,6 +121,10 @@ func dsn(o Options) string {
 	q.Add("_pragma", "secure_delete(ON)")
 	q.Add("_pragma", "foreign_keys(ON)")
 	q.Add("_pragma", "synchronous("+o.Synchronous+")")
+	// Up to 16 MiB of page cache (grown only as the database is used): the
+	// key indices are keyed by random IDs, and the default 2 MiB turns
+	// their updates into pread(2) calls once a node holds ~10k keys.
+	q.Add("_pragma", "cache_size(-16384)")
 	q.Set("_txlock", "immediate")
 	// A "file:" name is a URI to SQLite: escape the path so that '%', '?'
 	// and '#' in it stay part of the file name.
@@ -118,21 +145,42 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	s := &Store{db: db, path: opts.Path, kekFile: opts.KEKFile, now: opts.Now, rand: opts.Rand,
-		log: opts.Logger.With("store", opts.Path)}
-	if err := s.init(ctx); err != nil {
+		log:    opts.Logger.With("store", opts.Path),
+		stmts:  make(map[string]*sql.Stmt),
+		wanted: make(map[string]bool),
+		caches: make(map[pairID]*pairCache), cachedIDs: make(map[qkd.KeyID]*pairCache),
+		fill: make(map[pairID]int), refillQ: make(map[pairID]*pairCache),
+		armed: make(chan struct{}, 1), full: make(chan struct{}, 1), refillKick: make(chan struct{}, 1)}
+	if err := s.init(ctx, opts.Synchronous == "full"); err != nil {
 		if s.ring != nil {
 			s.ring.wipe()
 		}
+		if s.jrn != nil {
+			_ = s.jrn.close(false)
+		}
+		s.closeStmts()
 		_ = db.Close()
 		return nil, err
 	}
+	s.stop, s.loopDone = make(chan struct{}), make(chan struct{})
+	go s.flushLoop(s.stop, s.loopDone)
 	return s, nil
 }
 
-func (s *Store) init(ctx context.Context) error {
+func (s *Store) init(ctx context.Context, sync bool) error {
 	if err := createSchema(ctx, s.db); err != nil {
 		return err
 	}
+	// Deliveries a crash left in the journal are applied before anything
+	// reads the keys.
+	if err := s.replayJournal(ctx); err != nil {
+		return err
+	}
+	jrn, err := openJournal(journalPath(s.path), sync)
+	if err != nil {
+		return err
+	}
+	s.jrn = jrn
 	ring, err := s.loadKeyring(ctx)
 	if err != nil {
 		return err
@@ -160,22 +208,64 @@ func (s *Store) lock(ctx context.Context) error {
 }
 
 // tx runs fn in one transaction (BEGIN IMMEDIATE) under mu and commits it
-// if fn returns nil.
-func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// if fn returns nil. The transaction first applies the deliveries of the
+// fast path not applied yet (see run).
+func (s *Store) tx(ctx context.Context, fn func(tx *txn) error) error {
+	return s.txEvict(ctx, nil, fn)
+}
+
+// txEvict is tx that first evicts, under cmu, the cached keys fn may touch.
+func (s *Store) txEvict(ctx context.Context, evict func(), fn func(tx *txn) error) error {
 	if err := s.lock(ctx); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
-	return s.inTx(ctx, fn)
+	return s.run(ctx, evict, fn)
 }
 
-// inTx is tx for callers that hold mu.
-func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// run is txEvict for callers that hold mu. The deliveries journaled so far
+// are applied in the same transaction as fn, so fn sees the exact state,
+// and forgotten once it commits; if fn fails they are applied on their own.
+// fn may be nil (a flush). The statements run without ctx's cancellation:
+// ctx was checked when mu was taken, and every operation is short.
+func (s *Store) run(ctx context.Context, evict func(), fn func(tx *txn) error) error {
+	recs := s.detach(evict)
+	if fn == nil && len(recs) == 0 {
+		return nil
+	}
+	ctx = context.WithoutCancel(ctx)
+	s.prepareWanted(ctx)
+	err := s.inTx(ctx, func(tx *txn) error {
+		if err := s.applyDeliveries(ctx, tx, recs); err != nil {
+			return err
+		}
+		if fn == nil {
+			return nil
+		}
+		return fn(tx)
+	})
+	switch {
+	case len(recs) == 0:
+	case err == nil:
+		s.forgetApplied(len(recs))
+	case fn != nil:
+		if ferr := s.inTx(ctx, func(tx *txn) error { return s.applyDeliveries(ctx, tx, recs) }); ferr == nil {
+			s.forgetApplied(len(recs))
+		} else {
+			notify(s.armed) // the flusher retries
+		}
+	}
+	return err
+}
+
+// inTx runs fn in one transaction; the caller holds mu (or owns s during
+// Open).
+func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("keystore/sqlite: begin: %w", err)
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(&txn{tx: tx, s: s, ctx: ctx}); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -185,19 +275,44 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
-// Close closes the database and wipes the KEKs in memory. Closing twice is
-// not an error.
+// Close applies the journaled deliveries, wipes the cached keys and the
+// KEKs in memory and closes the database. Closing twice is not an error.
 func (s *Store) Close() error {
+	s.stopFlusher()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
+	var errs []error
+	if !s.zeroized {
+		errs = append(errs, s.run(context.Background(), s.shutFast, nil))
+	}
 	s.closed = true
+	s.cmu.Lock()
+	if s.jrn != nil {
+		// A journal with unapplied deliveries, or one that failed, is left
+		// to the replay of the next Open.
+		errs = append(errs, s.jrn.close(len(s.pend) == 0 && s.journalOK()))
+		s.jrn = nil
+	}
+	s.pend = nil
+	s.cmu.Unlock()
 	if s.ring != nil {
 		s.ring.wipe()
 	}
-	return s.db.Close()
+	s.closeStmts()
+	errs = append(errs, s.db.Close())
+	return errors.Join(errs...)
+}
+
+// shutFast shuts the fast path and wipes the caches (under cmu). A journal
+// failure recorded before stays the reason.
+func (s *Store) shutFast() {
+	if s.fastErr == nil {
+		s.fastErr = errStopped
+	}
+	s.dropAllLocked()
 }
 
 // enc maps a uint64 to an int64 with the same order (SQLite integers are

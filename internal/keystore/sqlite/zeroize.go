@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,6 +15,7 @@ import (
 // A later Open starts an empty store with a new KEK. After Close, Zeroize
 // falls back to ZeroizeFiles.
 func (s *Store) Zeroize(ctx context.Context) error {
+	s.stopFlusher()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.zeroized {
@@ -26,12 +26,24 @@ func (s *Store) Zeroize(ctx context.Context) error {
 		s.log.Warn("key store zeroized (closed: files destroyed)")
 		return ZeroizeFiles(s.path, s.kekFile)
 	}
+	// No take is served from the caches from now on; they are wiped, and
+	// the journal goes with the rows it names.
+	s.cmu.Lock()
+	s.shutFast()
+	s.pend = nil
+	jrn := s.jrn
+	s.jrn = nil
+	s.cmu.Unlock()
 	errKEK := destroyFile(s.kekFile)
 	s.ring.wipe()
+	var errJrn error
+	if jrn != nil {
+		errJrn = errors.Join(jrn.close(false), destroyFile(jrn.path))
+	}
 	// The rows are unreadable already; removing them must not depend on the
 	// caller's context, which may be the one being cancelled.
 	ctx = context.WithoutCancel(ctx)
-	errRows := s.inTx(ctx, func(tx *sql.Tx) error {
+	errRows := s.inTx(ctx, func(tx *txn) error {
 		for _, t := range tables {
 			if _, err := tx.ExecContext(ctx, "DELETE FROM "+t); err != nil {
 				return fmt.Errorf("keystore/sqlite: zeroize %s: %w", t, err)
@@ -44,19 +56,21 @@ func (s *Store) Zeroize(ctx context.Context) error {
 	}
 	s.checkpoint(ctx)
 	s.log.Warn("key store zeroized", "kek_destroyed", errKEK == nil)
-	return errors.Join(errKEK, errRows)
+	return errors.Join(errKEK, errRows, errJrn)
 }
 
 // ZeroizeFiles destroys a store that is not open (`qkms zeroize` with the
 // node stopped): the KEK file is overwritten with zeros, synced and removed
-// (kekFile defaults to path + ".kek"), then the database and its -wal and
-// -shm files are removed. Absent files are not an error.
+// (kekFile defaults to path + ".kek"), then the database, its -wal and -shm
+// files and the delivery journal are removed. Absent files are not an
+// error.
 func ZeroizeFiles(path, kekFile string) error {
 	if kekFile == "" {
 		kekFile = path + ".kek"
 	}
 	errs := []error{destroyFile(kekFile), destroyFile(kekFile + ".tmp")}
-	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+	jrn := journalPath(path)
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal", jrn, jrn + ".tmp"} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("keystore/sqlite: remove %s: %w", p, err))
 		}
