@@ -209,7 +209,7 @@ type Store interface {
 	ExpireKeys(ctx context.Context, now time.Time) ([]Key, error)
 	// PendingOutbox lists outbox entries of a link, oldest first.
 	PendingOutbox(ctx context.Context, link qkd.LinkID) ([]Outbox, error)
-	// DeleteOutbox removes an outbox entry and deletes the Pending keys it
+	// AbortAllocation removes an outbox entry and deletes the Pending keys it
 	// made (an allocation the peer refused for good).
 	AbortAllocation(ctx context.Context, outboxID string, ids []qkd.KeyID) error
 
@@ -219,6 +219,12 @@ type Store interface {
 	// TakeSlot removes and returns the MAC slot seq of sender on a link;
 	// qkd.ErrNotFound if it does not exist (used, or not yet allocated).
 	TakeSlot(ctx context.Context, link qkd.LinkID, sender qkd.NodeID, seq uint64) (secret.MACKey, error)
+	// UseSlot opens the MAC slot seq of sender on a link and calls check
+	// with it; only if check returns true is the slot deleted (used), in
+	// the same transaction. It returns the slot's material (the caller
+	// wipes it) and check's verdict; qkd.ErrNotFound if the slot does not
+	// exist. A message whose tag fails check thus uses up nothing.
+	UseSlot(ctx context.Context, link qkd.LinkID, sender qkd.NodeID, seq uint64, check func(secret.MACKey) bool) (secret.MACKey, bool, error)
 	// SlotBounds returns the lowest existing slot and one past the highest
 	// slot ever stored for sender on a link (next = first free number).
 	SlotBounds(ctx context.Context, link qkd.LinkID, sender qkd.NodeID) (lowest, next uint64, count int, err error)

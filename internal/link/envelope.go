@@ -212,18 +212,22 @@ func (l *Link) Handle(ctx context.Context, t kmsproto.Type, s kmsproto.Sealed, h
 		l.o.Observer.MACFailure(l.o.ID, "header")
 		return nil, fmt.Errorf("%w: header names the wrong nodes or type", ErrUnauthenticated)
 	}
-	key, err := l.o.Store.TakeSlot(ctx, l.o.ID, l.o.Peer, h.Seq)
+	// The slot is used up only by a message whose tag verifies: a forged
+	// or corrupted message costs no key material.
+	key, used, err := l.o.Store.UseSlot(ctx, l.o.ID, l.o.Peer, h.Seq, func(k secret.MACKey) bool {
+		return tagOK(k.Expose()[:32], s.Data, s.Tag)
+	})
 	if errors.Is(err, qkd.ErrNotFound) {
 		l.o.Observer.MACFailure(l.o.ID, "replay_or_unknown_seq")
 		l.log.Warn("peer message rejected: message number used before or unknown", "type", string(t), "seq", h.Seq)
 		return nil, fmt.Errorf("%w: message number %d unknown or used", ErrUnauthenticated, h.Seq)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("link %s: take slot: %w", l.o.ID, err)
+		return nil, fmt.Errorf("link %s: use slot: %w", l.o.ID, err)
 	}
 	defer key.Wipe()
 	k := key.Expose()
-	if !tagOK(k[:32], s.Data, s.Tag) {
+	if !used {
 		l.o.Observer.MACFailure(l.o.ID, "tag")
 		l.o.Observer.Message(l.o.ID, t, "bad_mac")
 		l.log.Warn("peer message rejected: bad ITS tag", "type", string(t), "seq", h.Seq)

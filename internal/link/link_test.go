@@ -113,7 +113,13 @@ func TestTamperedAndReplayedMessagesRejected(t *testing.T) {
 		}
 		return b
 	})
+	// Both ends poll each other's status once at start: let that happen
+	// first, so that slot counts change only by this test's messages.
+	linktest.WaitFor(t, "initial get_status", func() bool {
+		return !p.A.PeerStatus().LastSeen.IsZero() && !p.B.PeerStatus().LastSeen.IsZero()
+	})
 	before := linktest.Stats(t, p.SB)
+	_, _, slotsBefore, _ := p.SB.SlotBounds(ctx, "A-B", "A")
 	id, _ := qkd.NewKeyID(nil)
 	_, err := p.A.DeleteAtPeer(ctx, []qkd.KeyID{id}, "test")
 	if !errors.Is(err, link.ErrUnauthenticated) && !errors.Is(err, link.ErrBadRequest) {
@@ -121,6 +127,9 @@ func TestTamperedAndReplayedMessagesRejected(t *testing.T) {
 	}
 	if after := linktest.Stats(t, p.SB); after.KeysReady != before.KeysReady || after.UnconfirmedBlocks != before.UnconfirmedBlocks {
 		t.Fatalf("tampered message changed state: %+v → %+v", before, after)
+	}
+	if _, _, slotsAfter, _ := p.SB.SlotBounds(ctx, "A-B", "A"); slotsAfter != slotsBefore {
+		t.Fatalf("a tampered message used up MAC slots at the receiver: %d → %d", slotsBefore, slotsAfter)
 	}
 	// An authentic message replayed: rejected.
 	if _, err := p.A.DeleteAtPeer(ctx, []qkd.KeyID{id}, "test"); err != nil {

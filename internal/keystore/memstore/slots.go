@@ -72,6 +72,30 @@ func (s *Store) TakeSlot(ctx context.Context, l qkd.LinkID, from qkd.NodeID, seq
 	return secret.MACKey{Bytes: m}, nil
 }
 
+// UseSlot implements keystore.Store.
+func (s *Store) UseSlot(ctx context.Context, l qkd.LinkID, from qkd.NodeID, seq uint64, check func(secret.MACKey) bool) (secret.MACKey, bool, error) {
+	if err := s.lock(ctx); err != nil {
+		return secret.MACKey{}, false, err
+	}
+	defer s.mu.Unlock()
+	snd := s.link(l, false).sender(from, false)
+	var m secret.Bytes
+	ok := false
+	if snd != nil {
+		m, ok = snd.slots[seq]
+	}
+	if !ok {
+		return secret.MACKey{}, false, fmt.Errorf("keystore: slot %d of %s on %s: %w", seq, from, l, qkd.ErrNotFound)
+	}
+	key := secret.MACKey{Bytes: m.Clone()}
+	if !check(key) {
+		return key, false, nil
+	}
+	delete(snd.slots, seq)
+	m.Wipe()
+	return key, true, nil
+}
+
 // SlotBounds implements keystore.Store. With no slot left, lowest == next.
 func (s *Store) SlotBounds(ctx context.Context, l qkd.LinkID, from qkd.NodeID) (lowest, next uint64, count int, err error) {
 	if err := s.lock(ctx); err != nil {

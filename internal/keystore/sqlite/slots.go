@@ -111,6 +111,41 @@ func (s *Store) TakeSlot(ctx context.Context, l qkd.LinkID, sender qkd.NodeID, s
 	return out, nil
 }
 
+// UseSlot implements keystore.Store.
+func (s *Store) UseSlot(ctx context.Context, l qkd.LinkID, sender qkd.NodeID, seq uint64, check func(secret.MACKey) bool) (secret.MACKey, bool, error) {
+	var out secret.MACKey
+	used := false
+	err := s.tx(ctx, func(tx *txn) error {
+		var sealed []byte
+		err := tx.QueryRowContext(ctx, "SELECT data FROM slots WHERE link = ? AND sender = ? AND seq = ?",
+			string(l), string(sender), enc(seq)).Scan(&sealed)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("keystore: slot %d of %s on %s: %w", seq, sender, l, qkd.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("keystore/sqlite: use slot: %w", err)
+		}
+		pt, err := s.ring.open(sealed, adSlot(l, sender, seq))
+		if err != nil {
+			return fmt.Errorf("keystore/sqlite: slot %d of %s on %s: %w", seq, sender, l, err)
+		}
+		out = secret.MACKey{Bytes: secret.Adopt(pt)}
+		if used = check(out); !used {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM slots WHERE link = ? AND sender = ? AND seq = ?",
+			string(l), string(sender), enc(seq)); err != nil {
+			return fmt.Errorf("keystore/sqlite: use slot: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		out.Wipe()
+		return secret.MACKey{}, false, err
+	}
+	return out, used, nil
+}
+
 // SlotBounds implements keystore.Store. With no slot left, lowest == next.
 func (s *Store) SlotBounds(ctx context.Context, l qkd.LinkID, sender qkd.NodeID) (lowest, next uint64, count int, err error) {
 	err = s.tx(ctx, func(tx *txn) error {

@@ -89,6 +89,47 @@ func testTakeSlot(t *testing.T, s keystore.Store) {
 	}
 }
 
+// testUseSlot: a failed check leaves the slot in place (a forged message
+// uses up nothing); a passed check uses it; the material is the slot's.
+func testUseSlot(t *testing.T, s keystore.Store) {
+	ctx := t.Context()
+	if _, err := s.InitLink(ctx, pskInit(linkAB, 3)); err != nil {
+		t.Fatal(err)
+	}
+	var seen []byte
+	reject := func(k secret.MACKey) bool { seen = bytes.Clone(k.Expose()); return false }
+	accept := func(secret.MACKey) bool { return true }
+	for _, tt := range []struct {
+		name  string
+		seq   uint64
+		check func(secret.MACKey) bool
+		used  bool
+		err   error
+	}{
+		{"rejected", 1, reject, false, nil},
+		{"rejected again", 1, reject, false, nil},
+		{"accepted", 1, accept, true, nil},
+		{"used", 1, accept, false, qkd.ErrNotFound},
+		{"unknown", 99, accept, false, qkd.ErrNotFound},
+	} {
+		k, used, err := s.UseSlot(ctx, linkAB, nodeA, tt.seq, tt.check)
+		if tt.err != nil {
+			wantErr(t, "UseSlot "+tt.name, err, tt.err)
+			continue
+		}
+		if err != nil || used != tt.used || k.Len() != keystore.SlotSize {
+			t.Errorf("UseSlot %s = %d bytes, used %v, %v; want used %v", tt.name, k.Len(), used, err, tt.used)
+		}
+		if tt.used && !bytes.Equal(k.Expose(), seen) {
+			t.Errorf("UseSlot %s gave other material than the rejected checks saw", tt.name)
+		}
+	}
+	// The other slots were not touched.
+	if _, err := s.TakeSlot(ctx, linkAB, nodeA, 2); err != nil {
+		t.Errorf("TakeSlot(2) after UseSlot(1) = %v", err)
+	}
+}
+
 func testSlotBounds(t *testing.T, s keystore.Store) {
 	ctx := t.Context()
 	type bounds struct {

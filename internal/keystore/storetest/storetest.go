@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) keystore.Store) {
 		{"AbortAllocation", testAbortAllocation},
 		{"InitLink", testInitLink},
 		{"TakeSlot", testTakeSlot},
+		{"UseSlot", testUseSlot},
 		{"SlotBounds", testSlotBounds},
 		{"Stats", testStats},
 		{"Zeroize", testZeroize},
