@@ -16,6 +16,7 @@ import (
 	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/netsim"
 	"github.com/qkms/qkms/internal/pki"
+	"github.com/qkms/qkms/internal/telemetry"
 )
 
 func benchCmd() *cobra.Command {
@@ -53,7 +54,7 @@ func runBench(ctx context.Context, out io.Writer, dir string, d time.Duration, c
 	}
 	defer logf.Close()
 	n, err := netsim.Up(ctx, netsim.Options{Topology: t, Dir: dir, Logger: log, Scale: scale,
-		Tune: func(c *config.Config) { c.Keys.Prereserve = 4096; c.Keys.MaxKeyCount = 1 << 30 }})
+		Tune: func(c *config.Config) { c.Keys.Prereserve = 12000; c.Keys.MaxKeyCount = 1 << 30 }})
 	if err != nil {
 		return err
 	}
@@ -79,7 +80,7 @@ func runBench(ctx context.Context, out io.Writer, dir string, d time.Duration, c
 	enc := a.ETSI014URL + "/api/v1/keys/" + string(slave.ID) + "/enc_keys"
 	fmt.Fprintf(out, "qkms bench: %s, link rate ×%.0f, %v per load, %d alternating runs, medians\n", t.Name, scale, d, runs)
 	fmt.Fprintln(out, "filling the ready pool…")
-	waitPool(ctx, enc, c)
+	waitPool(ctx, n.Nodes[a.ID].Metrics(), 9000)
 	for _, k := range clients {
 		b := medianOf(runs, func() bench.Result {
 			return bench.Load(ctx, fmt.Sprintf("bare TLS, %d clients", k), k, d, 0, bench.GetOK(c, bare.URL))
@@ -118,21 +119,12 @@ func medianOf(n int, f func() bench.Result) bench.Result {
 	return rs[n/2]
 }
 
-// waitPool waits until the pair's status reports a deep pool.
-func waitPool(ctx context.Context, enc string, c *http.Client) {
-	status := enc[:len(enc)-len("enc_keys")] + "status"
+// waitPool waits until a node holds at least want ready keys.
+func waitPool(ctx context.Context, m *telemetry.Metrics, want float64) {
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		resp, err := c.Get(status)
-		if err == nil {
-			var st struct {
-				Stored int `json:"stored_key_count"`
-			}
-			_ = jsonDecode(resp.Body, &st)
-			resp.Body.Close()
-			if st.Stored > 20000 {
-				return
-			}
+		if v, _ := m.Value("qkms_keys", map[string]string{"state": "ready"}); v >= want {
+			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

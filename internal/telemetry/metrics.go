@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	dto "github.com/prometheus/client_model/go"
 	"net/http"
 	"strings"
 	"unicode/utf8"
@@ -264,4 +265,47 @@ func labelValue(s string) string {
 		return s
 	}
 	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// Value returns the current value of the first gauge or counter series
+// named name whose labels include every pair in match (in-process readers:
+// tests, benchmarks, readiness).
+func (m *Metrics) Value(name string, match map[string]string) (float64, bool) {
+	if m == nil {
+		return 0, false
+	}
+	mfs, err := m.reg.Gather()
+	if err != nil {
+		return 0, false
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			if !labelsMatch(mt.GetLabel(), match) {
+				continue
+			}
+			if g := mt.GetGauge(); g != nil {
+				return g.GetValue(), true
+			}
+			if c := mt.GetCounter(); c != nil {
+				return c.GetValue(), true
+			}
+		}
+	}
+	return 0, false
+}
+
+func labelsMatch(have []*dto.LabelPair, want map[string]string) bool {
+	n := 0
+	for _, l := range have {
+		if v, ok := want[l.GetName()]; ok {
+			if v != l.GetValue() {
+				return false
+			}
+			n++
+		}
+	}
+	return n == len(want)
 }

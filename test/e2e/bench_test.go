@@ -27,7 +27,7 @@ func benchNet(b *testing.B) *netsim.Network {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	n, err := netsim.Up(ctx, netsim.Options{Topology: topo, Dir: b.TempDir(), Scale: 400,
-		Tune: func(c *config.Config) { c.Keys.Prereserve = 4096; c.Keys.MaxKeyCount = 1 << 30 }})
+		Tune: func(c *config.Config) { c.Keys.Prereserve = 12000; c.Keys.MaxKeyCount = 1 << 30 }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func benchNet(b *testing.B) *netsim.Network {
 	// Let the reserved pool fill before measuring.
 	m := n.Nodes["A"].Metrics()
 	deadline := time.Now().Add(time.Minute)
-	for readyKeys(m) < 3000 && time.Now().Before(deadline) {
+	for readyKeys(m) < 9000 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
 	}
 	return n
@@ -91,23 +91,8 @@ func BenchmarkEncKeys(b *testing.B) {
 // readyKeys reads qkms_keys{state="ready"} from a node's registry.
 func readyKeys(m *telemetry.Metrics) float64 { return gauge(m, "qkms_keys", "state", "ready") }
 
-// gauge reads the first series of a gauge with the given label value.
+// gauge reads the first series of name with the given label value.
 func gauge(m *telemetry.Metrics, name, label, value string) float64 {
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		return 0
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, mt := range mf.GetMetric() {
-			for _, l := range mt.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					return mt.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	v, _ := m.Value(name, map[string]string{label: value})
+	return v
 }
