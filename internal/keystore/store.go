@@ -122,6 +122,35 @@ type Allocation struct {
 	Outbox *Outbox
 }
 
+// ErrApplied: a relay step with this ID was applied before; nothing changed
+// (its record is available through RelayRecord).
+var ErrApplied = errors.New("keystore: relay step applied before")
+
+// RelayStep is one hop of a multi-hop key relay (docs/relay-design.md):
+// the incoming one-time pad In (pieces of InLink, allocated by the
+// upstream node) and the outgoing pad Out (pieces of OutLink, from this
+// node's own material) are consumed together with storing what Build
+// returns, in one transaction.
+type RelayStep struct {
+	ID      string
+	InLink  qkd.LinkID
+	In      []Piece
+	OutLink qkd.LinkID
+	Out     []Piece
+	// Expires: when the step's record (and the idempotency it gives) may go.
+	Expires time.Time
+}
+
+// RelayResult is what a relay step stores: Keys with their Data (the
+// relayed secrets at the source, Pending, or at the destination, Ready),
+// the step's Record (the outgoing message, or a done marker; no key bytes
+// in the clear), and optionally an Outbox entry.
+type RelayResult struct {
+	Keys   []Key
+	Record []byte
+	Outbox *Outbox
+}
+
 // LinkInit bootstraps a link's MAC slots from its pre-shared key: Slots[i]
 // gets Material[i] (len = Count*SlotSize).
 type LinkInit struct {
@@ -205,7 +234,8 @@ type Store interface {
 	CountKeys(ctx context.Context, r TakeRequest) (int, error)
 	// DeleteKeys deletes keys by ID (absent ones are ignored); returns how many.
 	DeleteKeys(ctx context.Context, ids []qkd.KeyID) (int, error)
-	// ExpireKeys deletes keys with Expires <= now and returns them (without Data).
+	// ExpireKeys deletes keys with Expires <= now and returns them (without
+	// Data); relay step records with Expires <= now go too.
 	ExpireKeys(ctx context.Context, now time.Time) ([]Key, error)
 	// PendingOutbox lists outbox entries of a link, oldest first.
 	PendingOutbox(ctx context.Context, link qkd.LinkID) ([]Outbox, error)
@@ -219,6 +249,29 @@ type Store interface {
 	// TakeSlot removes and returns the MAC slot seq of sender on a link;
 	// qkd.ErrNotFound if it does not exist (used, or not yet allocated).
 	TakeSlot(ctx context.Context, link qkd.LinkID, sender qkd.NodeID, seq uint64) (secret.MACKey, error)
+	// ApplyRelayStep consumes the step's pieces (each must start at its
+	// block's current offset, as in Allocate: otherwise ErrConflict) and
+	// calls build with the pad bytes of In and of Out (concatenated in
+	// order; empty when there are no pieces) inside the transaction; build
+	// must be pure and fast. What build returns is stored with the step's
+	// record. A step ID applied before → ErrApplied, nothing changes. An
+	// error from build aborts the step. The pads are wiped by the store
+	// after build returns.
+	//
+	// build is called only once the step is known to apply (not applied
+	// before, pieces free). Its result is checked as Allocate checks an
+	// allocation (ErrBadAllocation; existing key or outbox IDs →
+	// ErrConflict), except that each key carries its SizeBits/8 bytes; the
+	// store owns those bytes and wipes them once stored. Key.Link and
+	// Outbox.Link default to OutLink (InLink if there are no Out pieces),
+	// Key.State to Pending. In is consumed before Out, so if both name the
+	// same link Out starts where In ends. The step must have an ID and at
+	// least one piece (ErrBadAllocation).
+	ApplyRelayStep(ctx context.Context, s RelayStep, build func(in, out secret.Bytes) (RelayResult, error)) error
+	// RelayRecord returns the record of an applied step; qkd.ErrNotFound if
+	// there is none (never applied, or deleted by ExpireKeys: a record is
+	// kept, and ApplyRelayStep answers ErrApplied, until then).
+	RelayRecord(ctx context.Context, id string) ([]byte, error)
 	// UseSlot opens the MAC slot seq of sender on a link and calls check
 	// with it; only if check returns true is the slot deleted (used), in
 	// the same transaction. It returns the slot's material (the caller

@@ -201,7 +201,7 @@ func (s *Store) pairKeys(r *keystore.TakeRequest, limit int) []*keyRecord {
 	return out
 }
 
-// ExpireKeys implements keystore.Store.
+// ExpireKeys implements keystore.Store; relay records go too.
 func (s *Store) ExpireKeys(ctx context.Context, now time.Time) ([]keystore.Key, error) {
 	if err := s.lock(ctx); err != nil {
 		return nil, err
@@ -213,6 +213,7 @@ func (s *Store) ExpireKeys(ctx context.Context, now time.Time) ([]keystore.Key, 
 		out[i] = copyKey(&k.key, false)
 		s.deleteKey(k.key.ID)
 	}
+	s.expireRelays(now)
 	return out, nil
 }
 

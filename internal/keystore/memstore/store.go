@@ -32,6 +32,7 @@ type Store struct {
 	links    map[qkd.LinkID]*link     // guarded by mu
 	keys     map[qkd.KeyID]*keyRecord // guarded by mu
 	outbox   map[string]*outboxRecord // guarded by mu
+	relays   map[string]*relayRecord  // guarded by mu; by step ID
 	seq      uint64                   // guarded by mu; orders keys and outbox entries
 	// pairs indexes keys by pairKey in insertion order, for TakeForPair;
 	// deleted records are swept lazily. guarded by mu.
@@ -80,6 +81,7 @@ func New(opts Options) *Store {
 		links:  make(map[qkd.LinkID]*link),
 		keys:   make(map[qkd.KeyID]*keyRecord),
 		outbox: make(map[string]*outboxRecord),
+		relays: make(map[string]*relayRecord),
 		pairs:  make(map[string][]*keyRecord),
 	}
 }
@@ -188,6 +190,10 @@ func (s *Store) wipeAll() {
 	for _, k := range s.keys {
 		k.key.Data.Wipe()
 	}
+	for _, r := range s.relays {
+		secret.Wipe(r.data)
+	}
+	clear(s.relays)
 	clear(s.links)
 	clear(s.keys)
 	clear(s.outbox)

@@ -19,6 +19,11 @@ func testZeroize(t *testing.T, s keystore.Store) {
 	if _, err := s.InitLink(ctx, pskInit(linkAB, 2)); err != nil {
 		t.Fatal(err)
 	}
+	addConfirmed(t, s, linkAC, 64, 2)
+	step := keystore.RelayStep{ID: "step", OutLink: linkAC, Out: []keystore.Piece{{Index: 2, Len: 32}}}
+	if err := s.ApplyRelayStep(ctx, step, (&recorder{make: noResult}).build); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Zeroize(ctx); err != nil {
 		t.Fatalf("Zeroize = %v", err)
 	}
@@ -46,6 +51,11 @@ func testZeroize(t *testing.T, s keystore.Store) {
 		{"InitLink", func() error { _, err := s.InitLink(ctx, pskInit(linkAC, 1)); return err }},
 		{"TakeSlot", func() error { _, err := s.TakeSlot(ctx, linkAB, nodeA, 0); return err }},
 		{"SlotBounds", func() error { _, _, _, err := s.SlotBounds(ctx, linkAB, nodeA); return err }},
+		{"ApplyRelayStep", func() error {
+			step.ID = "another"
+			return s.ApplyRelayStep(ctx, step, (&recorder{make: noResult}).build)
+		}},
+		{"RelayRecord", func() error { _, err := s.RelayRecord(ctx, "step"); return err }},
 		{"Stats", func() error { _, err := s.Stats(ctx, linkAB); return err }},
 	}
 	for _, c := range calls {

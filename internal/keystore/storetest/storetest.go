@@ -45,10 +45,18 @@ func Run(t *testing.T, open func(t *testing.T) keystore.Store) {
 		{"UseSlot", testUseSlot},
 		{"SlotBounds", testSlotBounds},
 		{"Stats", testStats},
+		{"Relay/Steps", testRelaySteps},
+		{"Relay/Applied", testRelayApplied},
+		{"Relay/Conflict", testRelayConflict},
+		{"Relay/Refused", testRelayRefused},
+		{"Relay/Record", testRelayRecord},
+		{"Relay/Expire", testRelayExpire},
 		{"Zeroize", testZeroize},
 		{"Concurrent/TakeForPair", testConcurrentTakeForPair},
 		{"Concurrent/TakeByID", testConcurrentTakeByID},
 		{"Concurrent/Mixed", testConcurrentMixed},
+		{"Concurrent/Relay", testConcurrentRelay},
+		{"Concurrent/RelaySameID", testConcurrentRelaySameID},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })

@@ -39,12 +39,9 @@ func CheckAllocation(a *keystore.Allocation) (int, error) {
 	if want == 0 {
 		return 0, bad("no keys and no slots")
 	}
-	have := 0
-	for _, p := range a.Pieces {
-		if p.Len <= 0 || p.Off < 0 || p.Len > math.MaxInt32 {
-			return 0, bad("piece of block %d has length %d at %d", p.Index, p.Len, p.Off)
-		}
-		have += p.Len
+	have, err := checkPieces(a.Pieces)
+	if err != nil {
+		return 0, err
 	}
 	if have != want {
 		return 0, bad("pieces cover %d bytes, keys and slots need %d", have, want)
@@ -55,11 +52,35 @@ func CheckAllocation(a *keystore.Allocation) (int, error) {
 	return want, nil
 }
 
+// checkPieces validates the shape of pieces and returns the number of bytes
+// they cover.
+func checkPieces(ps []keystore.Piece) (int, error) {
+	have := 0
+	for _, p := range ps {
+		if p.Len <= 0 || p.Off < 0 || p.Len > math.MaxInt32 {
+			return 0, bad("piece of block %d has length %d at %d", p.Index, p.Len, p.Off)
+		}
+		if have > math.MaxInt32-p.Len {
+			return 0, bad("pieces cover more than %d bytes", math.MaxInt32)
+		}
+		have += p.Len
+	}
+	return have, nil
+}
+
 func checkKeys(a *keystore.Allocation) (int, error) {
+	return checkKeyList(a.Keys, a.Link, false)
+}
+
+// checkKeyList validates keys and returns the bytes they hold. withData:
+// each key carries its SizeBits/8 bytes (a relay step's keys), else none
+// (an allocation's keys, cut by the store). It fills in Link (link if
+// empty) and State (Pending if zero).
+func checkKeyList(keys []keystore.Key, link qkd.LinkID, withData bool) (int, error) {
 	want := 0
-	ids := make(map[qkd.KeyID]bool, len(a.Keys))
-	for i := range a.Keys {
-		k := &a.Keys[i]
+	ids := make(map[qkd.KeyID]bool, len(keys))
+	for i := range keys {
+		k := &keys[i]
 		if k.ID.IsZero() || ids[k.ID] {
 			return 0, bad("key %d: missing or repeated ID", i)
 		}
@@ -67,7 +88,10 @@ func checkKeys(a *keystore.Allocation) (int, error) {
 		if k.SizeBits <= 0 || k.SizeBits%8 != 0 || k.SizeBits > math.MaxInt32 {
 			return 0, bad("key %s: size %d bits", k.ID, k.SizeBits)
 		}
-		if k.Data.Len() != 0 {
+		switch n := k.Data.Len(); {
+		case withData && n != k.SizeBits/8:
+			return 0, bad("key %s: %d bytes for %d bits", k.ID, n, k.SizeBits)
+		case !withData && n != 0:
 			return 0, bad("key %s carries bytes", k.ID)
 		}
 		if k.Master == "" {
@@ -79,7 +103,7 @@ func checkKeys(a *keystore.Allocation) (int, error) {
 			}
 		}
 		if k.Link == "" {
-			k.Link = a.Link
+			k.Link = link
 		}
 		switch k.State {
 		case 0:
@@ -112,6 +136,21 @@ func Cut(buf []byte, a *keystore.Allocation) []secret.Bytes {
 		off += keystore.SlotSize
 	}
 	return slots
+}
+
+// CheckPiece returns keystore.ErrConflict unless piece p can be cut from
+// block b of its link (nil: absent) as the next bytes: b is confirmed, p
+// starts at off (b.Offset, or where the pieces before p in the same
+// operation left it) and ends within b.
+func CheckPiece(l qkd.LinkID, p keystore.Piece, b *keystore.Block, off int) error {
+	if b == nil || b.State != keystore.BlockConfirmed {
+		return fmt.Errorf("keystore: block %d of %s is not free confirmed material: %w", p.Index, l, keystore.ErrConflict)
+	}
+	if size := b.Offset + b.Remaining; p.Off != off || p.Len > size-off {
+		return fmt.Errorf("keystore: piece [%d,+%d) of block %d of %s: offset is %d of %d: %w",
+			p.Off, p.Len, p.Index, l, off, size, keystore.ErrConflict)
+	}
+	return nil
 }
 
 // ErrEmptyBlock is returned by AddBlock for a block without bytes.
