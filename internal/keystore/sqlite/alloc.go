@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/keystore/internal/rules"
@@ -27,7 +28,7 @@ func (s *Store) Allocate(ctx context.Context, a keystore.Allocation) error {
 		if err := checkNew(ctx, tx, &a); err != nil {
 			return err
 		}
-		buf, err := s.takePieces(ctx, tx, &a, total)
+		buf, err := s.takePieces(ctx, tx, a.Link, a.Pieces, total)
 		if err != nil {
 			return err
 		}
@@ -67,7 +68,6 @@ func checkNew(ctx context.Context, tx *txn, a *keystore.Allocation) error {
 	if err := checkNewKeys(ctx, tx, a.Keys); err != nil {
 		return err
 	}
-	var one int
 	if r := a.Slots; r != nil {
 		had, err := slotSet(a.Link, r.Sender).overlaps(ctx, tx, r.First, r.First+uint64(r.Count)-1)
 		if err != nil {
@@ -77,14 +77,21 @@ func checkNew(ctx context.Context, tx *txn, a *keystore.Allocation) error {
 			return fmt.Errorf("keystore: slots %d+%d of %s were stored before: %w", r.First, r.Count, r.Sender, keystore.ErrConflict)
 		}
 	}
-	if o := a.Outbox; o != nil {
-		err := tx.QueryRowContext(ctx, "SELECT 1 FROM outbox WHERE id = ?", o.ID).Scan(&one)
-		if err == nil {
-			return fmt.Errorf("keystore: outbox entry %q exists: %w", o.ID, keystore.ErrConflict)
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("keystore/sqlite: allocate: %w", err)
-		}
+	return checkNewOutbox(ctx, tx, a.Outbox)
+}
+
+// checkNewOutbox returns keystore.ErrConflict if o (may be nil) exists.
+func checkNewOutbox(ctx context.Context, tx *txn, o *keystore.Outbox) error {
+	if o == nil {
+		return nil
+	}
+	var one int
+	err := tx.QueryRowContext(ctx, "SELECT 1 FROM outbox WHERE id = ?", o.ID).Scan(&one)
+	if err == nil {
+		return fmt.Errorf("keystore: outbox entry %q exists: %w", o.ID, keystore.ErrConflict)
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("keystore/sqlite: outbox: %w", err)
 	}
 	return nil
 }
@@ -119,15 +126,19 @@ func checkNewKeys(ctx context.Context, tx *txn, keys []keystore.Key) error {
 	return nil
 }
 
-// takePieces consumes a's pieces in order and returns their bytes (the
-// caller wipes them); keystore.ErrConflict if a piece is not free.
-func (s *Store) takePieces(ctx context.Context, tx *txn, a *keystore.Allocation, total int) ([]byte, error) {
+// takePieces consumes pieces of link l in order and returns their bytes
+// (the caller wipes them); keystore.ErrConflict if a piece is not free.
+// Each piece is checked against its block as the pieces before it left it.
+func (s *Store) takePieces(ctx context.Context, tx *txn, l qkd.LinkID, pieces []keystore.Piece, total int) ([]byte, error) {
 	buf := make([]byte, 0, total)
-	for _, p := range a.Pieces {
-		b, ok, err := s.getBlock(ctx, tx, a.Link, p.Index)
-		if err == nil && (!ok || b.State != keystore.BlockConfirmed || p.Off != b.Offset || p.Len > b.Remaining) {
-			err = fmt.Errorf("keystore: piece [%d,+%d) of block %d is not free confirmed material: %w",
-				p.Off, p.Len, p.Index, keystore.ErrConflict)
+	for _, p := range pieces {
+		b, ok, err := s.getBlock(ctx, tx, l, p.Index)
+		if err == nil {
+			view := &b
+			if !ok {
+				view = nil
+			}
+			err = rules.CheckPiece(l, p, view, b.Offset)
 		}
 		if err == nil {
 			buf = append(buf, b.Data.Expose()[:p.Len]...)
@@ -145,11 +156,7 @@ func (s *Store) takePieces(ctx context.Context, tx *txn, a *keystore.Allocation,
 // store inserts a's keys (with Data cut), slots and outbox entry.
 func (s *Store) store(ctx context.Context, tx *txn, a *keystore.Allocation, slots []secret.Bytes) error {
 	now := s.now()
-	for i := range a.Keys {
-		if a.Keys[i].Created.IsZero() {
-			a.Keys[i].Created = now
-		}
-	}
+	defaultCreated(a.Keys, now)
 	if err := s.insertKeys(ctx, tx, a.Keys); err != nil {
 		return err
 	}
@@ -158,21 +165,37 @@ func (s *Store) store(ctx context.Context, tx *txn, a *keystore.Allocation, slot
 			return err
 		}
 	}
-	if o := a.Outbox; o != nil {
-		link, created := o.Link, o.Created
-		if link == "" {
-			link = a.Link
-		}
-		if created.IsZero() {
-			created = now
-		}
-		_, err := tx.ExecContext(ctx, "INSERT INTO outbox (id, link, payload, created) VALUES (?, ?, ?, ?)",
-			o.ID, string(link), nonNil(o.Payload), encTime(created))
-		if err != nil {
-			return fmt.Errorf("keystore/sqlite: outbox: %w", err)
-		}
+	return insertOutbox(ctx, tx, a.Outbox, a.Link, now)
+}
+
+// insertOutbox inserts o (may be nil), defaulting its Link to l and its
+// Created to now.
+func insertOutbox(ctx context.Context, tx *txn, o *keystore.Outbox, l qkd.LinkID, now time.Time) error {
+	if o == nil {
+		return nil
+	}
+	link, created := o.Link, o.Created
+	if link == "" {
+		link = l
+	}
+	if created.IsZero() {
+		created = now
+	}
+	_, err := tx.ExecContext(ctx, "INSERT INTO outbox (id, link, payload, created) VALUES (?, ?, ?, ?)",
+		o.ID, string(link), nonNil(o.Payload), encTime(created))
+	if err != nil {
+		return fmt.Errorf("keystore/sqlite: outbox: %w", err)
 	}
 	return nil
+}
+
+// defaultCreated sets the Created of keys that have none to now.
+func defaultCreated(keys []keystore.Key, now time.Time) {
+	for i := range keys {
+		if keys[i].Created.IsZero() {
+			keys[i].Created = now
+		}
+	}
 }
 
 func nonNil(b []byte) []byte {

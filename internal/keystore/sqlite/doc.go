@@ -41,6 +41,12 @@
 // ErrSealed instead of yielding wrong bytes. Plaintext buffers are wiped
 // after sealing and opening.
 //
+// Relay step records (ApplyRelayStep) hold no key bytes in the clear — a
+// ciphertext under a pad that is consumed, or a done marker — but are
+// sealed the same way (bound to the step ID and expiry): one AEAD pass
+// over at most a few MiB, and RotateKEK and Zeroize put them out of reach
+// like every other row.
+//
 // # Key-encryption keys
 //
 // The KEK file (Options.KEKFile, mode 0600, never inside the database, so an

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/keystore/storetest"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/secret"
 )
@@ -109,6 +110,16 @@ func TestOperationsApplyDeliveries(t *testing.T) {
 		}},
 		{"Stats", func(ctx context.Context, s *Store, _ []keystore.Key) error {
 			_, err := s.Stats(ctx, link)
+			return err
+		}},
+		{"ApplyRelayStep (conflict)", func(ctx context.Context, s *Store, _ []keystore.Key) error {
+			st := keystore.RelayStep{ID: "x", OutLink: link, Out: []keystore.Piece{{Index: 99999, Len: 32}}}
+			return s.ApplyRelayStep(ctx, st, func(_, _ secret.Bytes) (keystore.RelayResult, error) {
+				return keystore.RelayResult{}, nil
+			})
+		}},
+		{"RelayRecord (unknown)", func(ctx context.Context, s *Store, _ []keystore.Key) error {
+			_, err := s.RelayRecord(ctx, "x")
 			return err
 		}},
 		{"RotateKEK", func(ctx context.Context, s *Store, _ []keystore.Key) error { return s.RotateKEK(ctx) }},
@@ -384,5 +395,72 @@ func interleave(t *testing.T, fill int) {
 	}
 	if st, err := s.Stats(ctx, link); err != nil || st.KeysReady != 0 {
 		t.Errorf("Stats after everything was accounted for: %d ready, %v", st.KeysReady, err)
+	}
+}
+
+// TestRelayKeysAndPairCache: a relay step storing Ready keys for a pair
+// whose keys are cached keeps the cache a prefix of the database (the new
+// keys come after the cached ones, each delivered once), and a cached
+// key's ID is still taken.
+func TestRelayKeysAndPairCache(t *testing.T) {
+	s := openQuiet(t, t.TempDir())
+	ctx := t.Context()
+	old := readyKeys(t, s, 6, nil)
+	got, err := s.TakeForPair(ctx, pairReq(1)) // fills the cache with old
+	if err != nil {
+		t.Fatal(err)
+	}
+	const relayLink qkd.LinkID = "B-C"
+	in := storetest.Pattern(relayLink, 1, 96)
+	if err := s.AddBlock(ctx, keystore.Block{Link: relayLink, Index: 1, Data: secret.From(in)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ConfirmBlocks(ctx, relayLink, []uint64{1}, 0); err != nil {
+		t.Fatal(err)
+	}
+	relayKeys := func(data []byte, n int) []keystore.Key {
+		keys := make([]keystore.Key, n)
+		for i := range keys {
+			id, _ := qkd.NewKeyID(nil)
+			keys[i] = keystore.Key{ID: id, State: keystore.KeyReady, Master: master, Slaves: []qkd.SAEID{slave},
+				Pending: []qkd.SAEID{slave}, SizeBits: 256, Data: secret.From(data[32*i : 32*(i+1)])}
+		}
+		return keys
+	}
+	step := keystore.RelayStep{ID: "dst", InLink: relayLink, In: []keystore.Piece{{Index: 1, Len: 96}}}
+	collide := func(_, _ secret.Bytes) (keystore.RelayResult, error) {
+		keys := relayKeys(in, 3)
+		keys[2].ID = old[3].ID // cached
+		return keystore.RelayResult{Keys: keys, Record: []byte("done")}, nil
+	}
+	if err := s.ApplyRelayStep(ctx, step, collide); !errors.Is(err, keystore.ErrConflict) {
+		t.Fatalf("ApplyRelayStep(cached key ID) = %v, want ErrConflict", err)
+	}
+	var want []keystore.Key
+	if err := s.ApplyRelayStep(ctx, step, func(pad, _ secret.Bytes) (keystore.RelayResult, error) {
+		want = relayKeys(pad.Expose(), 3)
+		keys := relayKeys(pad.Expose(), 3)
+		for i := range keys {
+			keys[i].ID = want[i].ID
+		}
+		return keystore.RelayResult{Keys: keys, Record: []byte("done")}, nil
+	}); err != nil {
+		t.Fatalf("ApplyRelayStep = %v", err)
+	}
+	for range 8 {
+		ks, err := s.TakeForPair(ctx, pairReq(1))
+		if err != nil {
+			t.Fatalf("TakeForPair after %d keys = %v", len(got), err)
+		}
+		got = append(got, ks...)
+	}
+	if _, err := s.TakeForPair(ctx, pairReq(1)); !errors.Is(err, qkd.ErrInsufficientKey) {
+		t.Errorf("TakeForPair after every key = %v, want ErrInsufficientKey", err)
+	}
+	want = append(old, want...)
+	for i := range want {
+		if got[i].ID != want[i].ID || !bytes.Equal(got[i].Data.Expose(), want[i].Data.Expose()) {
+			t.Errorf("delivery %d = %s, want %s with its bytes (cached keys first, then the relayed ones)", i, got[i].ID, want[i].ID)
+		}
 	}
 }

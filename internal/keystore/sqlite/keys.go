@@ -445,7 +445,7 @@ func (s *Store) DeleteKeys(ctx context.Context, ids []qkd.KeyID) (int, error) {
 	return n, err
 }
 
-// ExpireKeys implements keystore.Store.
+// ExpireKeys implements keystore.Store; relay records go too.
 func (s *Store) ExpireKeys(ctx context.Context, now time.Time) ([]keystore.Key, error) {
 	var out []keystore.Key
 	err := s.txEvict(ctx, evictExpired(s, now), func(tx *txn) error {
@@ -461,7 +461,7 @@ func (s *Store) ExpireKeys(ctx context.Context, now time.Time) ([]keystore.Key, 
 			}
 			out = append(out, r.key)
 		}
-		return nil
+		return expireRelays(ctx, tx, now)
 	})
 	return out, err
 }

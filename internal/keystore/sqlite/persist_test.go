@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -60,7 +61,25 @@ func fixture(t testing.TB, s keystore.Store) ([]qkd.KeyID, [][]byte) {
 			t.Fatal(err)
 		}
 	}
+	// Two relay steps (a destination's and a source's), with their records.
+	steps := []keystore.RelayStep{
+		{ID: "relay-1", InLink: link, In: []keystore.Piece{{Index: 3, Len: 48}}},
+		{ID: "relay-2", OutLink: link, Out: []keystore.Piece{{Index: 1, Len: 16}}, Expires: time.Date(2040, 1, 1, 0, 0, 0, 0, time.UTC)},
+	}
+	for _, st := range steps {
+		if err := s.ApplyRelayStep(ctx, st, func(_, _ secret.Bytes) (keystore.RelayResult, error) {
+			return keystore.RelayResult{Record: fixtureRecords[st.ID]}, nil
+		}); err != nil {
+			t.Fatalf("ApplyRelayStep(%s) = %v", st.ID, err)
+		}
+	}
 	return ids, keys
+}
+
+// fixtureRecords are the relay records fixture stores, by step ID.
+var fixtureRecords = map[string][]byte{
+	"relay-1": storetest.Pattern("record", 1, 600),
+	"relay-2": storetest.Pattern("record", 2, 100),
 }
 
 // state is everything observable about the fixture's link.
@@ -71,6 +90,7 @@ type state struct {
 	Outbox   []keystore.Outbox
 	Lo, Next uint64
 	Count    int
+	Records  map[string][]byte
 }
 
 func observe(t testing.TB, s keystore.Store) state {
@@ -101,6 +121,12 @@ func observe(t testing.TB, s keystore.Store) state {
 	if st.Lo, st.Next, st.Count, err = s.SlotBounds(ctx, link, "A"); err != nil {
 		t.Fatal(err)
 	}
+	st.Records = make(map[string][]byte)
+	for id := range fixtureRecords {
+		if st.Records[id], err = s.RelayRecord(ctx, id); err != nil {
+			t.Fatalf("RelayRecord(%s) = %v", id, err)
+		}
+	}
 	return st
 }
 
@@ -116,6 +142,9 @@ func TestReopen(t *testing.T) {
 	after := observe(t, s)
 	if diff := cmp.Diff(before, after, cmpopts.IgnoreTypes(secret.Bytes{})); diff != "" {
 		t.Fatalf("state after reopening (-before +after):\n%s", diff)
+	}
+	if diff := cmp.Diff(fixtureRecords, after.Records); diff != "" {
+		t.Errorf("relay records after reopening (-want +got):\n%s", diff)
 	}
 	got, err := s.TakeByID(t.Context(), keystore.TakeRequest{Master: master, Caller: slave, IDs: ids})
 	if err != nil {

@@ -106,6 +106,15 @@ var resealers = []resealer{
 			err := rows.Scan(&rowid, &data, &link, &sender, &seq)
 			return rowid, data, adSlot(qkd.LinkID(link), qkd.NodeID(sender), dec(seq)), err
 		}},
+	// Relay records may be MiBs each: a few rows per batch.
+	{"relay", "SELECT rowid, data, id, expires FROM relay WHERE rowid > ? ORDER BY rowid LIMIT 8",
+		func(rows *sql.Rows) (int64, []byte, []byte, error) {
+			var rowid, expires int64
+			var data []byte
+			var id string
+			err := rows.Scan(&rowid, &data, &id, &expires)
+			return rowid, data, adRelay(id, expires), err
+		}},
 }
 
 // resealAll re-seals every sealed column under epoch and returns how many

@@ -71,10 +71,19 @@ CREATE TABLE IF NOT EXISTS outbox (
 	created INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_link ON outbox (link, created, seq);
+-- relay: the record of each applied relay step, by step ID, until it
+-- expires (0: never). Added after version 1 shipped: CREATE IF NOT EXISTS
+-- adds it to older databases, which need nothing else.
+CREATE TABLE IF NOT EXISTS relay (
+	id      TEXT PRIMARY KEY,
+	expires INTEGER NOT NULL,
+	data    BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS relay_expires ON relay (expires) WHERE expires != 0;
 `
 
 // tables lists every table, for Zeroize.
-var tables = []string{"meta", "links", "seen", "blocks", "keys", "slots", "outbox"}
+var tables = []string{"meta", "links", "seen", "blocks", "keys", "slots", "outbox", "relay"}
 
 func createSchema(ctx context.Context, db *sql.DB) error {
 	var mode string

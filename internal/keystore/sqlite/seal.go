@@ -140,3 +140,8 @@ func adKey(id qkd.KeyID, link qkd.LinkID, master qkd.SAEID, slaves string, sizeB
 func adSlot(link qkd.LinkID, sender qkd.NodeID, seq uint64) []byte {
 	return ad("slots").str(string(link)).str(string(sender)).u64(seq)
 }
+
+// adRelay binds a relay record to its step ID and its stored expiry.
+func adRelay(id string, expires int64) []byte {
+	return ad("relay").str(id).u64(uint64(expires))
+}

@@ -30,11 +30,31 @@ func rawDB(t testing.TB, path string) *sql.DB {
 	return db
 }
 
+// countRows counts the rows of every table in the database file (all of
+// them, not only those the store's tables list names).
 func countRows(t testing.TB, path string) int {
 	t.Helper()
 	db := rawDB(t, path)
+	rows, err := db.Query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, name)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		t.Fatal(err)
+	}
+	if len(all) < len(tables) {
+		t.Fatalf("database has tables %v, want at least %v", all, tables)
+	}
 	total := 0
-	for _, table := range tables {
+	for _, table := range all {
 		var n int
 		if err := db.QueryRow("SELECT COUNT(*) FROM " + table).Scan(&n); err != nil {
 			t.Fatal(err)
@@ -70,7 +90,7 @@ func TestNoKeyBytesOnDisk(t *testing.T) {
 	if _, err := s.InitLink(t.Context(), init); err != nil {
 		t.Fatal(err)
 	}
-	secrets := [][]byte{psk}
+	secrets := [][]byte{psk, fixtureRecords["relay-1"], fixtureRecords["relay-2"]}
 	for i := uint64(1); i <= 6; i++ {
 		secrets = append(secrets, storetest.Pattern(link, i, 256))
 	}
@@ -139,6 +159,18 @@ func TestTamperedRows(t *testing.T) {
 			"UPDATE blocks SET off = off + 8 WHERE state = 2 AND off > 0",
 		}, func(ctx context.Context, s *Store, _ []qkd.KeyID) error {
 			_, err := s.GetBlocks(ctx, link, []uint64{4})
+			return err
+		}},
+		{"relay record expiry changed", []string{
+			"UPDATE relay SET expires = expires + 1 WHERE id = 'relay-2'",
+		}, func(ctx context.Context, s *Store, _ []qkd.KeyID) error {
+			_, err := s.RelayRecord(ctx, "relay-2")
+			return err
+		}},
+		{"relay records swapped", []string{
+			"UPDATE relay SET data = (SELECT data FROM relay r2 WHERE r2.id != relay.id)",
+		}, func(ctx context.Context, s *Store, _ []qkd.KeyID) error {
+			_, err := s.RelayRecord(ctx, "relay-1")
 			return err
 		}},
 		{"slot renumbered", []string{
@@ -289,5 +321,49 @@ func TestErrorsHoldNoKeyBytes(t *testing.T) {
 	_, err := ring.open(sealed, nil)
 	if err == nil || strings.Contains(err.Error(), "AAAA") {
 		t.Errorf("open(tampered) error = %v", err)
+	}
+}
+
+// TestRotationResealsRelayRecords: RotateKEK re-seals relay records under
+// the new epoch (so destroying the old one loses nothing), and they read
+// the same afterwards.
+func TestRotationResealsRelayRecords(t *testing.T) {
+	dir := t.TempDir()
+	s := openAt(t, dir)
+	fixture(t, s)
+	epochs := func() map[string]uint32 {
+		t.Helper()
+		rows, err := rawDB(t, filepath.Join(dir, "keys.db")).Query("SELECT id, data FROM relay")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := make(map[string]uint32)
+		for rows.Next() {
+			var id string
+			var data []byte
+			if err := rows.Scan(&id, &data); err != nil {
+				t.Fatal(err)
+			}
+			out[id] = binary.BigEndian.Uint32(data[1:5])
+		}
+		return out
+	}
+	before := epochs()
+	if err := s.RotateKEK(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	after := epochs()
+	if len(after) != len(fixtureRecords) {
+		t.Fatalf("%d relay rows after RotateKEK, want %d", len(after), len(fixtureRecords))
+	}
+	for id, e := range after {
+		if e != s.ring.current || e == before[id] {
+			t.Errorf("relay record %s sealed under epoch %d after rotating from %d to %d", id, e, before[id], s.ring.current)
+		}
+		got, err := s.RelayRecord(t.Context(), id)
+		if err != nil || !bytes.Equal(got, fixtureRecords[id]) {
+			t.Errorf("RelayRecord(%s) after RotateKEK = %d bytes, %v", id, len(got), err)
+		}
 	}
 }
