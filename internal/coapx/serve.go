@@ -13,6 +13,7 @@ import (
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/options/config"
 	"github.com/plgd-dev/go-coap/v3/tcp"
 	tcpclient "github.com/plgd-dev/go-coap/v3/tcp/client"
 	"github.com/plgd-dev/go-coap/v3/udp"
@@ -33,9 +34,17 @@ func errorsTo(log *slog.Logger) func(error) {
 }
 
 // Server serves one handler on any number of UDP and TCP listeners.
+//
+// Requests are handled concurrently, also those arriving on one connection:
+// go-coap would otherwise handle a connection's requests one at a time, and
+// a handler that waits for another node (a relay step waiting for the rest
+// of its route) would hold up every later message from the same peer — the
+// head-of-line deadlock known from other KMS simulators. At most
+// maxConcurrent handlers run at once per Server.
 type Server struct {
 	h   mux.Handler
 	log *slog.Logger
+	sem chan struct{}
 
 	mu    sync.Mutex
 	stops []func() // guarded by mu
@@ -45,7 +54,19 @@ type Server struct {
 
 // NewServer returns a server for h.
 func NewServer(h mux.Handler, log *slog.Logger) *Server {
-	return &Server{h: h, log: log}
+	return &Server{h: h, log: log, sem: make(chan struct{}, maxConcurrent)}
+}
+
+// maxConcurrent bounds the handlers running at once per Server.
+const maxConcurrent = 512
+
+// concurrently runs f on its own goroutine once a handler slot is free.
+func (s *Server) concurrently(f func()) {
+	s.sem <- struct{}{}
+	go func() {
+		defer func() { <-s.sem }()
+		f()
+	}()
 }
 
 // ServeUDP serves CoAP over UDP (RFC 7252) on pc until Shutdown.
@@ -55,6 +76,9 @@ func (s *Server) ServeUDP(pc *net.UDPConn) error {
 		options.WithErrors(errorsTo(s.log)),
 		options.WithMessagePool(NoPool()),
 		options.WithBlockwise(true, blockwise.SZX1024, 30*time.Second),
+		options.WithProcessReceivedMessageFunc(func(req *pool.Message, cc *udpclient.Conn, h config.HandlerFunc[*udpclient.Conn]) {
+			s.concurrently(func() { cc.ProcessReceivedMessageWithHandler(req, h) })
+		}),
 	)
 	if !s.track(srv.Stop) {
 		return net.ErrClosed
@@ -75,6 +99,9 @@ func (s *Server) ServeTCP(l net.Listener) error {
 		options.WithMessagePool(NoPool()),
 		options.WithBlockwise(true, blockwise.SZXBERT, 30*time.Second),
 		options.WithMaxMessageSize(16<<20),
+		options.WithProcessReceivedMessageFunc(func(req *pool.Message, cc *tcpclient.Conn, h config.HandlerFunc[*tcpclient.Conn]) {
+			s.concurrently(func() { cc.ProcessReceivedMessageWithHandler(req, h) })
+		}),
 	)
 	if !s.track(srv.Stop) {
 		return net.ErrClosed

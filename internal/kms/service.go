@@ -26,6 +26,20 @@ type Link interface {
 	PeerInactive() bool
 }
 
+// Router finds, or has the SDN controller set up, the key stream that
+// carries keys from a local master to slaves on a node that is not a
+// neighbour (SPEC §7: route set-up on the first request at the source).
+type Router interface {
+	Stream(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID) (string, error)
+	// Known returns the stream of a pair if one was set up.
+	Known(master qkd.SAEID, slaves []qkd.SAEID) (string, bool)
+}
+
+// Relayer relays keys along a key stream from this node (relay.Engine).
+type Relayer interface {
+	Relay(ctx context.Context, stream string, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error)
+}
+
 // Limits are the ETSI 014 limits this node announces and enforces (sizes in bits).
 type Limits struct {
 	KeySize          int
@@ -47,8 +61,12 @@ type Options struct {
 	// SAEs maps every SAE this node knows to its node.
 	SAEs   map[qkd.SAEID]qkd.NodeID
 	Limits Limits
-	Logger *slog.Logger
-	Now    func() time.Time
+	// Router and Relayer serve SAEs on non-neighbour nodes (nil: only
+	// neighbours are served).
+	Router  Router
+	Relayer Relayer
+	Logger  *slog.Logger
+	Now     func() time.Time
 	// OnDelivered counts keys handed to applications (api: "etsi014").
 	OnDelivered func(api string, n int)
 }
@@ -122,11 +140,18 @@ func (s *Service) route(caller, slave qkd.SAEID) (Link, qkd.NodeID, error) {
 		return nil, "", &qkd.RequestError{Msg: "slave SAE ID must differ from the master SAE ID"}
 	}
 	l := s.byPeer[node]
-	if l == nil || l.PeerInactive() {
+	switch {
+	case l == nil && node != s.o.Node && s.o.Router != nil && s.o.Relayer != nil:
+		return nil, node, errRemote
+	case l == nil || l.PeerInactive():
 		return nil, node, qkd.ErrNoRoute
 	}
 	return l, node, nil
 }
+
+// errRemote: the slave is on a node that is not a neighbour; its keys are
+// relayed.
+var errRemote = errors.New("kms: slave on a remote node")
 
 // Status answers ETSI 014 Get status for (caller as master, slave).
 func (s *Service) Status(ctx context.Context, caller, slave qkd.SAEID) (Status, error) {
@@ -134,7 +159,7 @@ func (s *Service) Status(ctx context.Context, caller, slave qkd.SAEID) (Status, 
 		return Status{}, err
 	}
 	l, node, err := s.route(caller, slave)
-	if err != nil && !errors.Is(err, qkd.ErrNoRoute) {
+	if err != nil && !errors.Is(err, qkd.ErrNoRoute) && !errors.Is(err, errRemote) {
 		return Status{}, err
 	}
 	lim := s.o.Limits
@@ -147,6 +172,15 @@ func (s *Service) Status(ctx context.Context, caller, slave qkd.SAEID) (Status, 
 			return Status{}, err
 		}
 		st.StoredKeyCount = n
+	}
+	if errors.Is(err, errRemote) {
+		// Relayed pairs: the keys already relayed for the pair.
+		n, cerr := s.o.Store.CountKeys(ctx, keystore.TakeRequest{Master: caller, Slaves: []qkd.SAEID{slave},
+			Caller: caller, SizeBits: lim.KeySize, Now: s.o.Now()})
+		if cerr != nil {
+			return Status{}, cerr
+		}
+		st.StoredKeyCount = min(n, lim.MaxKeyCount)
 	}
 	return st, nil
 }
@@ -204,7 +238,8 @@ func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyR
 		return nil, err
 	}
 	l, _, err := s.route(caller, slave)
-	if err != nil {
+	remote := errors.Is(err, errRemote)
+	if err != nil && !remote {
 		return nil, err
 	}
 	if err := s.checkRequest(&req); err != nil {
@@ -214,7 +249,11 @@ func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyR
 	keys, err := s.o.Store.TakeForPair(ctx, keystore.TakeRequest{Master: caller, Slaves: slaves, Caller: caller,
 		SizeBits: req.Size, Number: req.Number, Now: s.o.Now()})
 	if errors.Is(err, qkd.ErrInsufficientKey) {
-		keys, err = s.reserveAndTake(ctx, l, caller, slaves, req)
+		reserve := func() error { return s.reserve(ctx, l, caller, slaves, req) }
+		if remote {
+			reserve = func() error { return s.relay(ctx, caller, slaves, req.Size, req.Number) }
+		}
+		keys, err = s.makeAndTake(ctx, reserve, caller, slaves, req)
 	}
 	if err != nil {
 		return nil, err
@@ -223,17 +262,14 @@ func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyR
 	return toKeys(keys), nil
 }
 
-// reserveAndTake reserves keys on demand (one round trip to the peer) and
-// takes them from the pair's pool. Concurrent requests of the same pair may
-// take the fresh keys first; then it reserves again, a few times at most.
-func (s *Service) reserveAndTake(ctx context.Context, l Link, caller qkd.SAEID, slaves []qkd.SAEID, req KeyRequest) ([]keystore.Key, error) {
+// makeAndTake makes keys on demand (a reservation with the neighbour, or a
+// relay along the stream: round trips) and takes them from the pair's pool.
+// Concurrent requests of the same pair may take the fresh keys first; then
+// it makes keys again, a few times at most.
+func (s *Service) makeAndTake(ctx context.Context, produce func() error, caller qkd.SAEID, slaves []qkd.SAEID, req KeyRequest) ([]keystore.Key, error) {
 	for attempt := 0; ; attempt++ {
-		if _, err := l.Reserve(ctx, caller, slaves, req.Size, req.Number, s.o.Limits.TTL); err != nil {
-			if errors.Is(err, qkd.ErrInsufficientKey) || errors.Is(err, qkd.ErrPeerUnavailable) {
-				return nil, err
-			}
-			s.log.Warn("on-demand key reservation failed", "link", string(l.ID()), "err", err)
-			return nil, fmt.Errorf("%w: %w", qkd.ErrPeerUnavailable, err)
+		if err := produce(); err != nil {
+			return nil, err
 		}
 		keys, err := s.o.Store.TakeForPair(ctx, keystore.TakeRequest{Master: caller, Slaves: slaves, Caller: caller,
 			SizeBits: req.Size, Number: req.Number, Now: s.o.Now()})
@@ -241,6 +277,34 @@ func (s *Service) reserveAndTake(ctx context.Context, l Link, caller qkd.SAEID, 
 			return keys, err
 		}
 	}
+}
+
+// reserve reserves keys with a neighbour (make_keys_external).
+func (s *Service) reserve(ctx context.Context, l Link, caller qkd.SAEID, slaves []qkd.SAEID, req KeyRequest) error {
+	_, err := l.Reserve(ctx, caller, slaves, req.Size, req.Number, s.o.Limits.TTL)
+	if err == nil || errors.Is(err, qkd.ErrInsufficientKey) || errors.Is(err, qkd.ErrPeerUnavailable) {
+		return err
+	}
+	s.log.Warn("on-demand key reservation failed", "link", string(l.ID()), "err", err)
+	return fmt.Errorf("%w: %w", qkd.ErrPeerUnavailable, err)
+}
+
+// relay relays keys to slaves on a remote node along the pair's stream,
+// setting the stream up through the router first if needed.
+func (s *Service) relay(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID, sizeBits, n int) error {
+	stream, err := s.o.Router.Stream(ctx, master, slaves)
+	if err != nil {
+		s.log.Warn("no key stream for a remote pair", "master", string(master), "err", err)
+		return fmt.Errorf("%w: %w", qkd.ErrNoRoute, err)
+	}
+	if _, err := s.o.Relayer.Relay(ctx, stream, sizeBits, n, s.o.Limits.TTL); err != nil {
+		if errors.Is(err, qkd.ErrInsufficientKey) || errors.Is(err, qkd.ErrPeerUnavailable) || errors.Is(err, qkd.ErrNoRoute) {
+			return err
+		}
+		s.log.Warn("key relay failed", "stream", stream, "err", err)
+		return fmt.Errorf("%w: %w", qkd.ErrPeerUnavailable, err)
+	}
+	return nil
 }
 
 // maxReserveAttempts bounds on-demand reservations for one request.

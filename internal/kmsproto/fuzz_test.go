@@ -189,3 +189,25 @@ func marshalTB(tb testing.TB, v any) []byte {
 	}
 	return b
 }
+
+func FuzzForwardKeysReq(f *testing.F) {
+	id, _ := qkd.NewKeyID(nil)
+	seed, _ := Marshal(ForwardKeysReq{Stream: "s", Step: "x", Source: "A", Dest: "C", Master: "SAE_A1",
+		Slaves: []qkd.SAEID{"SAE_C1"}, SizeBits: 256, IDs: []qkd.KeyID{id}, Pieces: []Piece{{Index: 2, Off: 0, Len: 32}},
+		Cipher: make([]byte, 32), Path: []qkd.NodeID{"A"}})
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var v ForwardKeysReq
+		if Unmarshal(b, &v) != nil {
+			return
+		}
+		again, err := Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w ForwardKeysReq
+		if err := Unmarshal(again, &w); err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+	})
+}

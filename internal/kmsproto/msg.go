@@ -74,6 +74,7 @@ const (
 	Retry      Code = 3 // not yet possible (e.g. a gap in allocations); try again later
 	Inactive   Code = 4 // the peer is zeroised or stopped
 	Internal   Code = 5
+	NoRoute    Code = 6 // forward_keys: no forwarding entry for the stream here
 )
 
 func (c Code) String() string {
@@ -88,6 +89,8 @@ func (c Code) String() string {
 		return "retry"
 	case Inactive:
 		return "inactive"
+	case NoRoute:
+		return "no_route"
 	}
 	return "internal"
 }
@@ -164,6 +167,34 @@ type MakeKeysExternalReq struct {
 	Pieces   []Piece     `cbor:"6,keyasint"`
 	Created  int64       `cbor:"7,keyasint"` // Unix ms
 	Expires  int64       `cbor:"8,keyasint"` // Unix ms
+}
+
+// ForwardKeysReq relays keys one hop along a key stream's route (SPEC §6.3,
+// docs/relay-design.md): Cipher is the keys' bytes XOR a one-time pad made
+// of Pieces of this link's material (from the sender's parity). Step names
+// the relay batch at every hop (the idempotency key); Path lists the nodes
+// crossed so far, sender last.
+type ForwardKeysReq struct {
+	Stream   string       `cbor:"1,keyasint"`
+	Step     string       `cbor:"2,keyasint"`
+	Source   qkd.NodeID   `cbor:"3,keyasint"`
+	Dest     qkd.NodeID   `cbor:"4,keyasint"`
+	Master   qkd.SAEID    `cbor:"5,keyasint"`
+	Slaves   []qkd.SAEID  `cbor:"6,keyasint"`
+	SizeBits uint32       `cbor:"7,keyasint"`
+	IDs      []qkd.KeyID  `cbor:"8,keyasint"`
+	Pieces   []Piece      `cbor:"9,keyasint"`
+	Cipher   []byte       `cbor:"10,keyasint"`
+	Created  int64        `cbor:"11,keyasint"` // Unix ms
+	Expires  int64        `cbor:"12,keyasint"` // Unix ms
+	Path     []qkd.NodeID `cbor:"13,keyasint"`
+}
+
+// ForwardKeysResp answers a forward_keys once the destination holds the
+// keys: Hops is the number of trusted nodes crossed after this one.
+type ForwardKeysResp struct {
+	Delivered bool  `cbor:"1,keyasint"`
+	Hops      uint8 `cbor:"2,keyasint"`
 }
 
 // DeleteKeysReq deletes reserved keys at the peer (TTL, abort).

@@ -141,7 +141,7 @@ func (l *Link) prepare(ctx context.Context, t kmsproto.Type, req any) (*prepared
 func (p *prepared) send(ctx context.Context, resp any) error {
 	l, t := p.l, p.t
 	defer p.key.Wipe()
-	cctx, cancel := context.WithTimeout(ctx, l.o.CallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, l.timeoutFor(t))
 	defer cancel()
 	raw, err := l.o.Transport.Call(cctx, t, p.wire)
 	if err != nil {
@@ -291,6 +291,8 @@ func (l *Link) dispatch(ctx context.Context, t kmsproto.Type, body []byte) handl
 			return refuse(kmsproto.BadRequest, "malformed body")
 		}
 		return l.handleDelete(ctx, req)
+	case kmsproto.ForwardKeys:
+		return l.handleForward(ctx, body)
 	case kmsproto.GetStatus:
 		return ok(l.status(ctx))
 	case kmsproto.PostStatus:

@@ -55,6 +55,8 @@ type Options struct {
 	// Its length must be a multiple of 2*keystore.SlotSize.
 	PSK      secret.PSK
 	LocalSAE func(qkd.SAEID) bool
+	// Forwarder relays forward_keys messages (nil: refused with no_route).
+	Forwarder Forwarder
 
 	BatchBlocks    int           // blocks per new_key_batch (default 16)
 	BatchDelay     time.Duration // max wait for a full batch (default 4s; the first batch of a link goes at once)
@@ -62,6 +64,7 @@ type Options struct {
 	SlotRefill     int           // slots per make_keys_internal (default 256)
 	StatusInterval time.Duration // get_status period (default 30s)
 	CallTimeout    time.Duration // per peer round trip (default 5s)
+	RelayTimeout   time.Duration // per forward_keys, which waits for the whole route (default 30s)
 	RetryDelay     time.Duration // first retry delay (default 50ms, doubling to 2s)
 
 	Logger   *slog.Logger
@@ -87,6 +90,7 @@ func (o *Options) defaults() {
 	defd(&o.BatchDelay, 4*time.Second)
 	defd(&o.StatusInterval, 30*time.Second)
 	defd(&o.CallTimeout, 5*time.Second)
+	defd(&o.RelayTimeout, 30*time.Second)
 	defd(&o.RetryDelay, 50*time.Millisecond)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

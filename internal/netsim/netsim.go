@@ -43,6 +43,7 @@ type Network struct {
 	Nodes map[qkd.NodeID]*node.Node
 	Sims  map[qkd.LinkID]*qkdsim.Link
 
+	ctrl   *controller
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	errMu  sync.Mutex
@@ -115,7 +116,11 @@ func Up(ctx context.Context, o Options) (*Network, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("netsim: %w", err)
 	}
-	n := &Network{o: o, Nodes: map[qkd.NodeID]*node.Node{}, Sims: map[qkd.LinkID]*qkdsim.Link{}}
+	ctrl, err := newController(o.Topology)
+	if err != nil {
+		return nil, err
+	}
+	n := &Network{o: o, Nodes: map[qkd.NodeID]*node.Node{}, Sims: map[qkd.LinkID]*qkdsim.Link{}, ctrl: ctrl}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	if err := n.start(ctx, runCtx); err != nil {
@@ -156,12 +161,13 @@ func (n *Network) start(ctx, runCtx context.Context) error {
 			return err
 		}
 		b := ls[nd.ID]
-		nn, err := node.New(ctx, node.Options{Config: cfg, Logger: n.o.Logger,
+		nn, err := node.New(ctx, node.Options{Config: cfg, Logger: n.o.Logger, Router: n.ctrl,
 			Listeners: node.Listeners{ETSI014: b.etsi014, PeerTCP: b.peerTCP, PeerUDP: b.peerUDP, Metrics: b.metrics}})
 		if err != nil {
 			return fmt.Errorf("netsim: node %s: %w", nd.ID, err)
 		}
 		n.Nodes[nd.ID] = nn
+		n.ctrl.add(nn)
 		n.info(nd.ID, cfg, nn)
 	}
 	for _, nn := range n.Nodes {

@@ -15,6 +15,7 @@ import (
 	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/device"
 	"github.com/qkms/qkms/internal/device/pushproto"
+	"github.com/qkms/qkms/internal/kmsproto"
 	"github.com/qkms/qkms/internal/link"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/secret"
@@ -31,7 +32,29 @@ type nodeLink struct {
 	n         *Node
 }
 
-func (n *Node) newLinks(ctx context.Context) error {
+// lateForwarder lets links be built before the relay engine that uses them.
+type lateForwarder struct {
+	mu sync.RWMutex
+	f  link.Forwarder // guarded by mu
+}
+
+func (l *lateForwarder) set(f link.Forwarder) {
+	l.mu.Lock()
+	l.f = f
+	l.mu.Unlock()
+}
+
+func (l *lateForwarder) HandleForward(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
+	l.mu.RLock()
+	f := l.f
+	l.mu.RUnlock()
+	if f == nil {
+		return kmsproto.ForwardKeysResp{}, kmsproto.Retry, "relay not ready"
+	}
+	return f.HandleForward(ctx, in, req)
+}
+
+func (n *Node) newLinks(ctx context.Context, fwd link.Forwarder) error {
 	dir := n.directory()
 	for _, lc := range n.cfg.Links {
 		psk, err := readPSK(lc.PSKFile)
@@ -46,7 +69,7 @@ func (n *Node) newLinks(ctx context.Context) error {
 		tr := &peerTransport{network: lc.Transport, addr: lc.PeerAddr, log: n.log.With("link", string(lc.ID))}
 		l, err := link.New(link.Options{ID: lc.ID, Self: n.cfg.NodeID, Peer: lc.Peer, Store: n.store, Transport: tr,
 			PSK: psk, LocalSAE: func(s qkd.SAEID) bool { return dir[s] == n.cfg.NodeID },
-			BatchBlocks: n.cfg.Keys.BatchBlocks, Logger: n.log, Observer: observer{n.metrics}})
+			BatchBlocks: n.cfg.Keys.BatchBlocks, Logger: n.log, Observer: observer{n.metrics}, Forwarder: fwd})
 		if err == nil {
 			err = l.Init(ctx)
 		}

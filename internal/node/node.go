@@ -19,6 +19,7 @@ import (
 	"github.com/qkms/qkms/internal/kms"
 	"github.com/qkms/qkms/internal/link"
 	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/relay"
 	"github.com/qkms/qkms/internal/telemetry"
 )
 
@@ -37,6 +38,9 @@ type Options struct {
 	Config    *config.Config
 	Logger    *slog.Logger
 	Listeners Listeners
+	// Router sets up key streams to non-neighbour nodes (the SDN
+	// controller); nil: only neighbours are served.
+	Router kms.Router
 }
 
 // Addrs are the node's bound addresses (written to DATA_DIR/listen.json).
@@ -54,6 +58,8 @@ type Node struct {
 	metrics *telemetry.Metrics
 	store   *sqlite.Store
 	links   []*nodeLink
+	relay   *relay.Engine
+	router  kms.Router
 	svc     *kms.Service
 	etsi    *etsi014.Server
 	coap    *coapx.Server
@@ -74,7 +80,8 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg := o.Config
-	n := &Node{cfg: cfg, log: o.Logger.With("node", string(cfg.NodeID)), metrics: telemetry.NewMetrics(string(cfg.NodeID)), ln: o.Listeners}
+	n := &Node{cfg: cfg, log: o.Logger.With("node", string(cfg.NodeID)), metrics: telemetry.NewMetrics(string(cfg.NodeID)),
+		ln: o.Listeners, router: o.Router}
 	if err := n.build(ctx); err != nil {
 		n.close()
 		return nil, err
@@ -96,9 +103,11 @@ func (n *Node) build(ctx context.Context) error {
 		Synchronous: cfg.Store.Synchronous, Logger: n.log}); err != nil {
 		return fmt.Errorf("node: open key store: %w", err)
 	}
-	if err := n.newLinks(ctx); err != nil {
+	fwd := &lateForwarder{}
+	if err := n.newLinks(ctx, fwd); err != nil {
 		return err
 	}
+	n.newRelay(fwd)
 	if err := n.newService(); err != nil {
 		return err
 	}
@@ -134,8 +143,12 @@ func (n *Node) newService() error {
 	for i, l := range n.links {
 		links[i] = l.Link
 	}
+	var relayer kms.Relayer
+	if n.router != nil {
+		relayer = n.relay
+	}
 	svc, err := kms.New(kms.Options{Node: n.cfg.NodeID, KME: n.cfg.KMEID, Store: n.store, Links: links,
-		SAEs: n.directory(), Logger: n.log,
+		SAEs: n.directory(), Logger: n.log, Router: n.router, Relayer: relayer,
 		Limits: kms.Limits{KeySize: k.DefaultSize, MinKeySize: k.MinSize, MaxKeySize: k.MaxSize,
 			MaxKeyPerRequest: k.MaxPerRequest, MaxKeyCount: k.MaxKeyCount, TTL: k.TTL.D(), Prereserve: k.Prereserve},
 		OnDelivered: func(api string, c int) { n.metrics.AddKeysDelivered(telemetry.API(api), c) }})
@@ -145,6 +158,22 @@ func (n *Node) newService() error {
 	n.svc = svc
 	return nil
 }
+
+// newRelay builds the relay engine over the node's links.
+func (n *Node) newRelay(fwd *lateForwarder) {
+	links := make([]*link.Link, len(n.links))
+	for i, l := range n.links {
+		links[i] = l.Link
+	}
+	dir := n.directory()
+	n.relay = relay.New(relay.Options{Node: n.cfg.NodeID, Store: n.store, Links: links, Logger: n.log,
+		LocalSAE: func(s qkd.SAEID) bool { return dir[s] == n.cfg.NodeID }})
+	fwd.set(n.relay)
+}
+
+// Relay returns the node's relay engine (its forwarding table is
+// configured by the SDN controller).
+func (n *Node) Relay() *relay.Engine { return n.relay }
 
 // Service returns the key service (for in-process tools and tests).
 func (n *Node) Service() *kms.Service { return n.svc }

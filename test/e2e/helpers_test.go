@@ -58,12 +58,18 @@ func (s *syncBuffer) String() string {
 // startNet runs a network from a shared topology in a temp dir.
 func startNet(t *testing.T, name string, log *slog.Logger, tune func(*config.Config)) *netsim.Network {
 	t.Helper()
+	return startNetScaled(t, name, 1, log, tune)
+}
+
+// startNetScaled is startNet with every link rate multiplied by scale.
+func startNetScaled(t *testing.T, name string, scale float64, log *slog.Logger, tune func(*config.Config)) *netsim.Network {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("multi-node test skipped under -short")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	n, err := netsim.Up(ctx, netsim.Options{Topology: loadTopology(t, name), Dir: t.TempDir(), Logger: log, Tune: tune})
+	n, err := netsim.Up(ctx, netsim.Options{Topology: loadTopology(t, name), Dir: t.TempDir(), Logger: log, Tune: tune, Scale: scale})
 	if err != nil {
 		t.Fatal(err)
 	}

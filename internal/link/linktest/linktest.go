@@ -31,6 +31,18 @@ type Pipe struct {
 	mu     sync.Mutex
 	tamper func(t kmsproto.Type, payload []byte) []byte
 	sent   [][]byte
+	drop   map[kmsproto.Type]int // replies to lose, per type
+}
+
+// DropReplies makes the next n messages of type t reach the peer but lose
+// their reply (the sender sees a transport error, as with a lost response).
+func (p *Pipe) DropReplies(t kmsproto.Type, n int) {
+	p.mu.Lock()
+	if p.drop == nil {
+		p.drop = map[kmsproto.Type]int{}
+	}
+	p.drop[t] = n
+	p.mu.Unlock()
 }
 
 // Call implements link.Transport.
@@ -43,8 +55,16 @@ func (p *Pipe) Call(ctx context.Context, t kmsproto.Type, payload []byte) ([]byt
 		payload = p.tamper(t, payload)
 	}
 	p.sent = append(p.sent, bytes.Clone(payload))
+	lose := p.drop[t] > 0
+	if lose {
+		p.drop[t]--
+	}
 	p.mu.Unlock()
-	return p.To.Handle(ctx, t, payload)
+	out, err := p.To.Handle(ctx, t, payload)
+	if lose {
+		return nil, errors.New("pipe: reply lost")
+	}
+	return out, err
 }
 
 // Ping implements link.Transport.

@@ -1,0 +1,297 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/kmsproto"
+	"github.com/qkms/qkms/internal/link"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/secret"
+)
+
+// Entry is one key stream's forwarding entry at this node (QUICKS
+// link/relay): where the stream comes from and goes to.
+type Entry struct {
+	Stream string
+	Source qkd.NodeID
+	Dest   qkd.NodeID
+	Master qkd.SAEID
+	Slaves []qkd.SAEID
+	// Prev is the previous hop ("" at the source), Next the next hop ("" at
+	// the destination).
+	Prev, Next qkd.NodeID
+}
+
+// Options configure an Engine.
+type Options struct {
+	Node     qkd.NodeID
+	Store    keystore.Store
+	Links    []*link.Link
+	LocalSAE func(qkd.SAEID) bool
+	// Rand is the source of relayed secrets (crypto/rand by default; an
+	// external RNG device can be plugged in here).
+	Rand   io.Reader
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Engine relays keys for this node: as source, intermediate or destination.
+type Engine struct {
+	o      Options
+	log    *slog.Logger
+	byPeer map[qkd.NodeID]*link.Link
+
+	mu    sync.RWMutex
+	table map[string]Entry // guarded by mu
+}
+
+// New returns an engine over the node's links.
+func New(o Options) *Engine {
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.LocalSAE == nil {
+		o.LocalSAE = func(qkd.SAEID) bool { return false }
+	}
+	e := &Engine{o: o, log: o.Logger, byPeer: map[qkd.NodeID]*link.Link{}, table: map[string]Entry{}}
+	for _, l := range o.Links {
+		if _, dup := e.byPeer[l.Peer()]; !dup {
+			e.byPeer[l.Peer()] = l
+		}
+	}
+	return e
+}
+
+// Errors of the engine.
+var (
+	ErrUnknownStream = errors.New("relay: no forwarding entry for the key stream")
+	ErrBadEntry      = errors.New("relay: forwarding entry does not fit this node")
+)
+
+// Install adds or replaces a forwarding entry.
+func (e *Engine) Install(en Entry) error {
+	switch {
+	case en.Stream == "" || en.Source == "" || en.Dest == "" || en.Master == "" || len(en.Slaves) == 0:
+		return fmt.Errorf("%w: incomplete", ErrBadEntry)
+	case en.Next != "" && e.byPeer[en.Next] == nil, en.Prev != "" && e.byPeer[en.Prev] == nil:
+		return fmt.Errorf("%w: hop is not a neighbour of %s", ErrBadEntry, e.o.Node)
+	case (en.Source == e.o.Node) != (en.Prev == ""), (en.Dest == e.o.Node) != (en.Next == ""):
+		return fmt.Errorf("%w: ends and hops disagree", ErrBadEntry)
+	}
+	e.mu.Lock()
+	e.table[en.Stream] = en
+	e.mu.Unlock()
+	return nil
+}
+
+// Remove deletes a forwarding entry; steps already recorded finish along
+// the route they took.
+func (e *Engine) Remove(stream string) {
+	e.mu.Lock()
+	delete(e.table, stream)
+	e.mu.Unlock()
+}
+
+// Lookup returns a stream's entry.
+func (e *Engine) Lookup(stream string) (Entry, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	en, ok := e.table[stream]
+	return en, ok
+}
+
+func (e *Engine) local(saes []qkd.SAEID) []qkd.SAEID {
+	var out []qkd.SAEID
+	for _, s := range saes {
+		if e.o.LocalSAE(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (e *Engine) newStep() string {
+	b := make([]byte, 16)
+	_, _ = io.ReadFull(rand.Reader, b)
+	return hex.EncodeToString(b)
+}
+
+// xorInto sets dst = a XOR b (equal lengths).
+func xorInto(dst, a, b []byte) { subtle.XORBytes(dst, a, b) }
+
+// Relay starts n keys of sizeBits along stream from this node (its source)
+// and returns their IDs once the destination holds them; they are then
+// Ready here for the stream's master.
+func (e *Engine) Relay(ctx context.Context, stream string, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error) {
+	en, ok := e.Lookup(stream)
+	if !ok || en.Source != e.o.Node {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownStream, stream)
+	}
+	next := e.byPeer[en.Next]
+	if n <= 0 || sizeBits <= 0 || sizeBits%8 != 0 || next == nil {
+		return nil, fmt.Errorf("relay: bad request %d×%d bits", n, sizeBits)
+	}
+	size := sizeBits / 8
+	k, err := secret.Random(e.o.Rand, n*size)
+	if err != nil {
+		return nil, err
+	}
+	defer k.Wipe()
+	now := e.o.Now()
+	ids := make([]qkd.KeyID, n)
+	keys := make([]keystore.Key, n)
+	for i := range keys {
+		if ids[i], err = qkd.NewKeyID(nil); err != nil {
+			return nil, err
+		}
+		keys[i] = keystore.Key{ID: ids[i], Link: next.ID(), State: keystore.KeyPending, Master: en.Master, Slaves: en.Slaves,
+			Pending: e.local(append([]qkd.SAEID{en.Master}, en.Slaves...)), SizeBits: sizeBits, Created: now, Expires: now.Add(ttl)}
+	}
+	step := e.newStep()
+	req := kmsproto.ForwardKeysReq{Stream: stream, Step: step, Source: e.o.Node, Dest: en.Dest, Master: en.Master, Slaves: en.Slaves,
+		SizeBits: uint32(sizeBits), IDs: ids, Created: now.UnixMilli(), Expires: now.Add(ttl).UnixMilli(), Path: []qkd.NodeID{e.o.Node}}
+	err = next.SendRelay(ctx, step, n*size, func(ps []keystore.Piece) error {
+		req.Pieces = link.WirePieces(ps)
+		return e.o.Store.ApplyRelayStep(ctx, keystore.RelayStep{ID: step, OutLink: next.ID(), Out: ps, Expires: now.Add(ttl)},
+			func(_, out secret.Bytes) (keystore.RelayResult, error) {
+				req.Cipher = make([]byte, n*size)
+				xorInto(req.Cipher, k.Expose(), out.Expose())
+				body, err := kmsproto.Marshal(req)
+				if err != nil {
+					return keystore.RelayResult{}, err
+				}
+				ob, err := next.OutboxFor(step, body, ids)
+				if err != nil {
+					return keystore.RelayResult{}, err
+				}
+				for i := range keys {
+					keys[i].Data = k.Slice(i*size, (i+1)*size)
+				}
+				return keystore.RelayResult{Keys: keys, Record: body, Outbox: ob}, nil
+			})
+	})
+	for i := range keys {
+		keys[i].Data.Wipe()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// HandleForward implements link.Forwarder: one relay step arriving over in.
+func (e *Engine) HandleForward(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
+	n, size := len(req.IDs), int(req.SizeBits)/8
+	if n == 0 || n > 1<<14 || req.SizeBits == 0 || req.SizeBits%8 != 0 || len(req.Cipher) != n*size || req.Step == "" ||
+		len(req.Path) == 0 || req.Path[len(req.Path)-1] != in.Peer() || slices.Contains(req.Path, e.o.Node) {
+		return kmsproto.ForwardKeysResp{}, kmsproto.BadRequest, "malformed relay step"
+	}
+	en, ok := e.Lookup(req.Stream)
+	if !ok || en.Prev != in.Peer() || en.Dest != req.Dest || en.Source != req.Source || en.Master != req.Master || !slices.Equal(en.Slaves, req.Slaves) {
+		e.log.Warn("relay step refused: no matching forwarding entry", "stream", req.Stream, "from", string(in.Peer()))
+		return kmsproto.ForwardKeysResp{}, kmsproto.NoRoute, "no forwarding entry for this stream from this neighbour"
+	}
+	pieces, good := in.CheckPeerPieces(req.Pieces, len(req.Cipher))
+	if !good {
+		return kmsproto.ForwardKeysResp{}, kmsproto.BadRequest, "pieces do not match the keys or the sender's parity"
+	}
+	expires := time.UnixMilli(req.Expires)
+	if en.Dest == e.o.Node {
+		return e.deliver(ctx, in, req, pieces, expires)
+	}
+	return e.pass(ctx, in, req, pieces, en, expires)
+}
+
+// deliver is the destination's step: remove the pad, store the keys.
+func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece, expires time.Time) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
+	size := int(req.SizeBits) / 8
+	created := time.UnixMilli(req.Created)
+	err := e.o.Store.ApplyRelayStep(ctx, keystore.RelayStep{ID: req.Step, InLink: in.ID(), In: pieces, Expires: expires},
+		func(inPad, _ secret.Bytes) (keystore.RelayResult, error) {
+			k := secret.Make(len(req.Cipher))
+			defer k.Wipe()
+			xorInto(k.Expose(), req.Cipher, inPad.Expose())
+			keys := make([]keystore.Key, len(req.IDs))
+			for i, id := range req.IDs {
+				keys[i] = keystore.Key{ID: id, Link: in.ID(), State: keystore.KeyReady, Master: req.Master, Slaves: req.Slaves,
+					Pending: e.local(append([]qkd.SAEID{req.Master}, req.Slaves...)), SizeBits: int(req.SizeBits),
+					Created: created, Expires: expires, Data: k.Slice(i*size, (i+1)*size)}
+			}
+			return keystore.RelayResult{Keys: keys, Record: []byte("delivered")}, nil
+		})
+	switch {
+	case err == nil, errors.Is(err, keystore.ErrApplied):
+		return kmsproto.ForwardKeysResp{Delivered: true}, kmsproto.OK, ""
+	case errors.Is(err, keystore.ErrConflict):
+		return kmsproto.ForwardKeysResp{}, kmsproto.Retry, "material not free here (yet)"
+	}
+	e.log.Error("relay delivery failed", "stream", req.Stream, "err", err)
+	return kmsproto.ForwardKeysResp{}, kmsproto.Internal, "store error"
+}
+
+// pass is an intermediate node's step: swap the pad, forward, answer with
+// the rest of the route's answer.
+func (e *Engine) pass(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece, en Entry, expires time.Time) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
+	out := e.byPeer[en.Next]
+	body, err := e.swap(ctx, in, out, req, pieces, expires)
+	switch {
+	case errors.Is(err, keystore.ErrApplied):
+		body, err = e.o.Store.RelayRecord(ctx, req.Step) // a retry: send the same message again
+	case errors.Is(err, keystore.ErrConflict), errors.Is(err, qkd.ErrInsufficientKey):
+		return kmsproto.ForwardKeysResp{}, kmsproto.Retry, "no free material for this step (yet)"
+	}
+	if err != nil {
+		e.log.Error("relay step failed", "stream", req.Stream, "err", err)
+		return kmsproto.ForwardKeysResp{}, kmsproto.Internal, "store error"
+	}
+	// The step is recorded: finish it even if the upstream request is
+	// abandoned meanwhile (its retry then finds the answer at once).
+	resp, err := out.Forward(context.WithoutCancel(ctx), body)
+	var refused *link.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		return kmsproto.ForwardKeysResp{}, refused.Code, refused.Msg
+	case err != nil:
+		return kmsproto.ForwardKeysResp{}, kmsproto.Retry, "next hop unreachable"
+	}
+	resp.Hops++
+	return resp, kmsproto.OK, ""
+}
+
+// swap removes the incoming pad and adds one of the outgoing link, in one
+// store step whose record is the outgoing message.
+func (e *Engine) swap(ctx context.Context, in, out *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece, expires time.Time) ([]byte, error) {
+	var body []byte
+	err := out.WithOwnPieces(ctx, len(req.Cipher), func(ps []keystore.Piece) error {
+		return e.o.Store.ApplyRelayStep(ctx, keystore.RelayStep{ID: req.Step, InLink: in.ID(), In: pieces, OutLink: out.ID(), Out: ps, Expires: expires},
+			func(inPad, outPad secret.Bytes) (keystore.RelayResult, error) {
+				next := req
+				next.Pieces = link.WirePieces(ps)
+				next.Cipher = make([]byte, len(req.Cipher))
+				xorInto(next.Cipher, req.Cipher, inPad.Expose()) // the keys, in memory only for this line
+				xorInto(next.Cipher, next.Cipher, outPad.Expose())
+				next.Path = append(slices.Clone(req.Path), e.o.Node)
+				b, err := kmsproto.Marshal(next)
+				body = b
+				return keystore.RelayResult{Record: b}, err
+			})
+	})
+	return body, err
+}

@@ -1,0 +1,256 @@
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/keystore/memstore"
+	"github.com/qkms/qkms/internal/kmsproto"
+	"github.com/qkms/qkms/internal/link"
+	"github.com/qkms/qkms/internal/link/linktest"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/relay"
+	"github.com/qkms/qkms/internal/secret"
+)
+
+// chain is nodes N0—N1—…—Nk joined by links "Ni-Ni+1", each node with a
+// memstore, its links and a relay engine; SAE_0 sits at N0, SAE_k at Nk.
+type chain struct {
+	ids     []qkd.NodeID
+	stores  []keystore.Store
+	engines []*relay.Engine
+	links   [][]*link.Link            // per node
+	pipes   map[string]*linktest.Pipe // "from>to"
+	index   uint64
+}
+
+func sae(i int) qkd.SAEID { return qkd.SAEID(fmt.Sprintf("SAE_%d", i)) }
+
+func newChain(t *testing.T, k int) *chain {
+	t.Helper()
+	c := &chain{pipes: map[string]*linktest.Pipe{}}
+	for i := 0; i <= k; i++ {
+		c.ids = append(c.ids, qkd.NodeID(fmt.Sprintf("N%d", i)))
+		c.stores = append(c.stores, memstore.New(memstore.Options{}))
+		c.links = append(c.links, nil)
+	}
+	home := map[qkd.SAEID]qkd.NodeID{sae(0): c.ids[0], sae(k): c.ids[k]}
+	fwd := make([]*late, k+1)
+	for i := range fwd {
+		fwd[i] = &late{}
+	}
+	muxes := make([][]*link.Link, k+1)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wgs []*sync.WaitGroup
+	for i := 0; i < k; i++ {
+		psk := make([]byte, 2*64*keystore.SlotSize)
+		_, _ = rand.Read(psk)
+		id := qkd.LinkID(fmt.Sprintf("%s-%s", c.ids[i], c.ids[i+1]))
+		for _, end := range [][2]int{{i, i + 1}, {i + 1, i}} {
+			self, peer := end[0], end[1]
+			p := &linktest.Pipe{}
+			c.pipes[fmt.Sprintf("%d>%d", self, peer)] = p
+			l, err := link.New(link.Options{ID: id, Self: c.ids[self], Peer: c.ids[peer], Store: c.stores[self], Transport: p,
+				PSK: secret.PSK{Bytes: secret.From(psk)}, BatchBlocks: 4, BatchDelay: 20 * time.Millisecond,
+				SlotLowWater: 8, SlotRefill: 16, RetryDelay: 5 * time.Millisecond, StatusInterval: time.Hour,
+				LocalSAE: func(s qkd.SAEID) bool { return home[s] == c.ids[self] }, Forwarder: fwd[self]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Init(ctx); err != nil {
+				t.Fatal(err)
+			}
+			c.links[self] = append(c.links[self], l)
+			muxes[self] = append(muxes[self], l)
+		}
+	}
+	for i := range c.ids {
+		e := relay.New(relay.Options{Node: c.ids[i], Store: c.stores[i], Links: c.links[i],
+			LocalSAE: func(s qkd.SAEID) bool { return home[s] == c.ids[i] }})
+		c.engines = append(c.engines, e)
+	}
+	// Wire pipes to the peers' muxes and the late forwarders to the engines.
+	for key, p := range c.pipes {
+		var from, to int
+		fmt.Sscanf(key, "%d>%d", &from, &to)
+		p.To = link.NewMux(muxes[to])
+	}
+	for i := range fwd {
+		fwd[i].set(c.engines[i])
+	}
+	for i := range c.ids {
+		for _, l := range c.links[i] {
+			wgs = append(wgs, l.Start(ctx))
+		}
+	}
+	t.Cleanup(func() {
+		cancel()
+		for _, wg := range wgs {
+			wg.Wait()
+		}
+	})
+	return c
+}
+
+// late lets links exist before the engine that handles their relays.
+type late struct {
+	mu sync.Mutex
+	e  *relay.Engine
+}
+
+func (l *late) set(e *relay.Engine) { l.mu.Lock(); l.e = e; l.mu.Unlock() }
+
+func (l *late) HandleForward(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
+	l.mu.Lock()
+	e := l.e
+	l.mu.Unlock()
+	if e == nil {
+		return kmsproto.ForwardKeysResp{}, kmsproto.Retry, "not ready"
+	}
+	return e.HandleForward(ctx, in, req)
+}
+
+// push gives both ends of every link the same n blocks.
+func (c *chain) push(t *testing.T, n, size int) {
+	t.Helper()
+	ctx := context.Background()
+	for b := 0; b < n; b++ {
+		for i := 0; i+1 < len(c.ids); i++ {
+			blk := make([]byte, size)
+			_, _ = rand.Read(blk)
+			for _, end := range []int{i, i + 1} {
+				for _, l := range c.links[end] {
+					if l.Peer() == c.ids[i+i+1-end] {
+						if err := l.Ingest(ctx, c.index, secret.From(blk)); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+		}
+		c.index++
+	}
+}
+
+// install configures stream s along the whole chain.
+func (c *chain) install(t *testing.T, s string) {
+	t.Helper()
+	k := len(c.ids) - 1
+	for i, id := range c.ids {
+		en := relay.Entry{Stream: s, Source: c.ids[0], Dest: c.ids[k], Master: sae(0), Slaves: []qkd.SAEID{sae(k)}}
+		if i > 0 {
+			en.Prev = c.ids[i-1]
+		}
+		if i < k {
+			en.Next = c.ids[i+1]
+		}
+		if err := c.engines[i].Install(en); err != nil {
+			t.Fatalf("Install at %s: %v", id, err)
+		}
+	}
+}
+
+func (c *chain) waitMaterial(t *testing.T) {
+	t.Helper()
+	linktest.WaitFor(t, "material confirmed on every link", func() bool {
+		for i := range c.ids {
+			for _, l := range c.links[i] {
+				st, err := c.stores[i].Stats(context.Background(), l.ID())
+				if err != nil || st.ConfirmedBytes[0] < 4096 || st.ConfirmedBytes[1] < 4096 {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+// take fetches keys at both ends and compares them.
+func (c *chain) take(t *testing.T, ids []qkd.KeyID) {
+	t.Helper()
+	ctx := context.Background()
+	k := len(c.ids) - 1
+	src, err := c.stores[0].TakeByID(ctx, keystore.TakeRequest{IDs: ids, Master: sae(0), Caller: sae(0), Now: time.Now()})
+	if err != nil {
+		t.Fatalf("source TakeByID = %v", err)
+	}
+	dst, err := c.stores[k].TakeByID(ctx, keystore.TakeRequest{IDs: ids, Master: sae(0), Caller: sae(k), Now: time.Now()})
+	if err != nil {
+		t.Fatalf("destination TakeByID = %v", err)
+	}
+	for i := range ids {
+		if !src[i].Data.Equal(dst[i].Data) {
+			t.Fatalf("key %d differs between source and destination", i)
+		}
+	}
+}
+
+func TestRelayAlongChains(t *testing.T) {
+	for _, hops := range []int{2, 3, 6} {
+		t.Run(fmt.Sprintf("%d hops", hops), func(t *testing.T) {
+			c := newChain(t, hops)
+			c.push(t, 12, 2048)
+			c.waitMaterial(t)
+			c.install(t, "s1")
+			ids, err := c.engines[0].Relay(context.Background(), "s1", 256, 8, time.Hour)
+			if err != nil {
+				t.Fatalf("Relay = %v", err)
+			}
+			c.take(t, ids)
+			// No intermediate node holds the keys.
+			for i := 1; i < hops; i++ {
+				if _, err := c.stores[i].TakeByID(context.Background(), keystore.TakeRequest{IDs: ids[:1], Master: sae(0), Caller: sae(hops), Now: time.Now()}); !errors.Is(err, qkd.ErrNotFound) {
+					t.Fatalf("intermediate %s holds a relayed key: %v", c.ids[i], err)
+				}
+			}
+		})
+	}
+}
+
+func TestRelayIdempotentUnderLostReplies(t *testing.T) {
+	c := newChain(t, 3)
+	c.push(t, 12, 2048)
+	c.waitMaterial(t)
+	c.install(t, "s1")
+	// The first forward_keys on each hop reaches the next node but its reply
+	// is lost: the sender retries the same step, which every node answers
+	// from its record without consuming anything twice.
+	for key, p := range c.pipes {
+		if key == "0>1" || key == "1>2" || key == "2>3" {
+			p.DropReplies(kmsproto.ForwardKeys, 1)
+		}
+	}
+	ids, err := c.engines[0].Relay(context.Background(), "s1", 256, 4, time.Hour)
+	if err != nil {
+		t.Fatalf("Relay with lost replies = %v", err)
+	}
+	c.take(t, ids)
+}
+
+func TestRelayRefusesUnconfiguredRoute(t *testing.T) {
+	c := newChain(t, 2)
+	c.push(t, 8, 2048)
+	c.waitMaterial(t)
+	// Only the source knows the stream: N1 refuses with no_route, the keys
+	// are never Ready at the source.
+	if err := c.engines[0].Install(relay.Entry{Stream: "s", Source: c.ids[0], Dest: c.ids[2], Master: sae(0),
+		Slaves: []qkd.SAEID{sae(2)}, Next: c.ids[1]}); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := c.engines[0].Relay(context.Background(), "s", 256, 2, time.Hour)
+	if err == nil {
+		t.Fatalf("Relay over an unconfigured hop = %v, nil", ids)
+	}
+	if n, _ := c.stores[0].CountKeys(context.Background(), keystore.TakeRequest{Master: sae(0), Slaves: []qkd.SAEID{sae(2)}, Caller: sae(0), SizeBits: 256, Now: time.Now()}); n != 0 {
+		t.Fatalf("source holds %d keys of a refused relay", n)
+	}
+}
+
+var _ = bytes.Equal
