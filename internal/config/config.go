@@ -30,6 +30,7 @@ type Listen struct {
 	PeerUDP string `yaml:"peer_udp"` // KMS<->KMS CoAP over UDP (RFC 7252)
 	PeerTCP string `yaml:"peer_tcp"` // KMS<->KMS CoAP over TCP (RFC 8323)
 	Metrics string `yaml:"metrics"`  // plain HTTP /metrics, /healthz, /readyz
+	QUICKS  string `yaml:"quicks"`   // HTTPS with mTLS, TLS 1.3: the QUICKS KMS API for the SDN agent (SPEC §7)
 }
 
 // TLS names the node's PKI files (PEM).

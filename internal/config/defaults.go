@@ -19,6 +19,7 @@ func Default() Config {
 			PeerUDP: "127.0.0.1:5683",
 			PeerTCP: "127.0.0.1:5683",
 			Metrics: "127.0.0.1:9090",
+			QUICKS:  "127.0.0.1:8444",
 		},
 		OperatorCN: "operator",
 		Keys: Keys{

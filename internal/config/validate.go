@@ -98,6 +98,7 @@ func (c *Config) validateListen(v *validator) {
 		{"listen.peer_udp", l.PeerUDP, false},
 		{"listen.peer_tcp", l.PeerTCP, true},
 		{"listen.metrics", l.Metrics, true},
+		{"listen.quicks", l.QUICKS, true},
 	} {
 		if a.value == "" {
 			continue

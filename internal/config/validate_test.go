@@ -49,6 +49,8 @@ func TestErrors(t *testing.T) {
 		{"bad listen port", "listen: {metrics: \":99999\"}\n", []string{`listen.metrics: invalid port in ":99999"`}},
 		{"etsi014 off", "listen: {etsi014: \"\"}\n", []string{"listen.etsi014: required"}},
 		{"clashing listeners", "listen: {metrics: 127.0.0.1:5683}\n", []string{`listen.metrics: address "127.0.0.1:5683" already used by listen.peer_tcp`}},
+		{"bad quicks address", "listen: {quicks: localhost}\n", []string{`listen.quicks: invalid address "localhost"`}},
+		{"quicks clashes", "listen: {quicks: 127.0.0.1:8443}\n", []string{`listen.quicks: address "127.0.0.1:8443" already used by listen.etsi014`}},
 		{"unknown synchronous", "store: {synchronous: sometimes}\n", []string{`store.synchronous: unknown value "sometimes"`}},
 		{"kek equals store", "store: {path: k, kek_file: k}\n", []string{"store.kek_file: must differ from store.path"}},
 		{"log level", "log: {level: loud}\n", []string{`log.level: unknown value "loud"`}},
