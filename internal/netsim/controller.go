@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/qkms/qkms/internal/node"
 	"github.com/qkms/qkms/internal/qkd"
@@ -25,6 +27,7 @@ import (
 // (issue 3); the routing and forwarding logic is the same.
 type controller struct {
 	sdn *sdn.Controller
+	log *slog.Logger
 
 	mu      sync.Mutex
 	nodes   map[qkd.NodeID]*node.Node // guarded by mu
@@ -32,12 +35,12 @@ type controller struct {
 	topo    *topology.Topology
 }
 
-func newController(t *topology.Topology) (*controller, error) {
+func newController(t *topology.Topology, log *slog.Logger) (*controller, error) {
 	c, err := sdn.New(t, sdn.Options{})
 	if err != nil {
 		return nil, err
 	}
-	return &controller{sdn: c, topo: t, nodes: map[qkd.NodeID]*node.Node{}, streams: map[string]string{}}, nil
+	return &controller{sdn: c, log: log, topo: t, nodes: map[qkd.NodeID]*node.Node{}, streams: map[string]string{}}, nil
 }
 
 func (c *controller) add(n *node.Node) {
@@ -92,11 +95,24 @@ func (c *controller) Stream(_ context.Context, master qkd.SAEID, slaves []qkd.SA
 	if err != nil {
 		return "", err
 	}
+	if err := c.install(st, nil); err != nil {
+		return "", err
+	}
+	c.streams[key] = string(st.ID)
+	return string(st.ID), nil
+}
+
+// install configures the forwarding entry of every KMS on a stream's
+// route; nodes of an old route that are not on the new one lose theirs.
+// Called with mu held.
+func (c *controller) install(st sdn.Stream, old *sdn.Route) error {
+	on := map[qkd.NodeID]bool{}
 	for _, fe := range sdn.Forwarding(st) {
-		if fe.Path != 0 || len(fe.Next) > 1 {
-			continue // one path, no tree: this engine relays single paths
+		if fe.Path != 0 || len(fe.Next) > 1 || len(st.DestinationSAEs) == 0 {
+			continue // one path, no tree: the relay engine forwards single paths
 		}
-		en := relay.Entry{Stream: string(st.ID), Source: src, Dest: dst, Master: master, Slaves: slices.Clone(slaves)}
+		en := relay.Entry{Stream: string(st.ID), Source: st.Source, Dest: st.Destinations[0], Master: st.SourceSAE,
+			Slaves: slices.Clone(st.DestinationSAEs)}
 		if fe.Prev != nil {
 			en.Prev = fe.Prev.Node
 		}
@@ -105,12 +121,129 @@ func (c *controller) Stream(_ context.Context, master qkd.SAEID, slaves []qkd.SA
 		}
 		n := c.nodes[fe.Node]
 		if n == nil {
-			return "", fmt.Errorf("netsim: node %s not running", fe.Node)
+			return fmt.Errorf("netsim: node %s not running", fe.Node)
 		}
 		if err := n.Relay().Install(en); err != nil {
-			return "", err
+			return err
+		}
+		on[fe.Node] = true
+	}
+	if old != nil {
+		for _, p := range old.Paths {
+			for _, id := range p.Nodes {
+				if n := c.nodes[id]; n != nil && !on[id] {
+					n.Relay().Remove(string(st.ID))
+				}
+			}
 		}
 	}
-	c.streams[key] = string(st.ID)
-	return string(st.ID), nil
+	return nil
+}
+
+// Route returns the nodes of the route a pair's keys take now.
+func (c *controller) Route(master, slave qkd.SAEID) ([]qkd.NodeID, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := c.streams[pairKey(master, []qkd.SAEID{slave})]
+	if !ok {
+		return nil, false
+	}
+	st, ok := c.sdn.Stream(sdn.StreamID(id))
+	if !ok || len(st.Route.Paths) == 0 {
+		return nil, false
+	}
+	return slices.Clone(st.Route.Paths[0].Nodes), true
+}
+
+// setLink tells the SDN logic that a link went down or came back and
+// applies what it rerouted: new forwarding entries, or, where no route is
+// left, the stream's removal (new requests then get no route: 503).
+func (c *controller) setLink(id qkd.LinkID, up bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	status := sdn.LinkDown
+	if up {
+		status = sdn.LinkUp
+	}
+	rr, err := c.sdn.SetLinkStatus(id, status)
+	if err != nil {
+		c.log.Error("controller: link status", "link", string(id), "err", err)
+		return
+	}
+	c.log.Warn("controller: QKD link status changed", "link", string(id), "up", up, "streams_rerouted", len(rr))
+	for _, r := range rr {
+		if r.Err != nil {
+			c.log.Warn("controller: no route left for a key stream; it is closed", "stream", string(r.Stream.ID), "err", r.Err)
+			for _, p := range r.Old.Paths {
+				for _, n := range p.Nodes {
+					if nn := c.nodes[n]; nn != nil {
+						nn.Relay().Remove(string(r.Stream.ID))
+					}
+				}
+			}
+			for k, v := range c.streams {
+				if v == string(r.Stream.ID) {
+					delete(c.streams, k)
+				}
+			}
+			continue
+		}
+		old := r.Old
+		if err := c.install(r.Stream, &old); err != nil {
+			c.log.Error("controller: reconfiguring a rerouted stream", "stream", string(r.Stream.ID), "err", err)
+		}
+	}
+}
+
+// monitor watches every link's measured key rate at its ends: a link whose
+// QKD modules stopped producing (below 5 % of its nominal rate for three
+// seconds in a row) is taken out of the routes, and put back when it
+// produces again.
+func (c *controller) monitor(ctx context.Context, scale float64) {
+	low := map[qkd.LinkID]int{}
+	down := map[qkd.LinkID]bool{}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, l := range c.topo.Links {
+			rate := c.linkRate(l)
+			if rate < 0 {
+				continue // an end is not reporting yet
+			}
+			if rate < 0.05*l.SKRbps*scale {
+				low[l.ID]++
+			} else {
+				low[l.ID] = 0
+			}
+			switch {
+			case low[l.ID] >= 3 && !down[l.ID]:
+				down[l.ID] = true
+				c.setLink(l.ID, false)
+			case low[l.ID] == 0 && down[l.ID]:
+				down[l.ID] = false
+				c.setLink(l.ID, true)
+			}
+		}
+	}
+}
+
+// linkRate is the lower of the two ends' measured rates (-1: unknown).
+func (c *controller) linkRate(l topology.Link) float64 {
+	c.mu.Lock()
+	a, b := c.nodes[l.A], c.nodes[l.B]
+	c.mu.Unlock()
+	if a == nil || b == nil {
+		return -1
+	}
+	ra, okA := a.Metrics().Value("qkms_link_skr_bits_per_second", map[string]string{"link": string(l.ID)})
+	rb, okB := b.Metrics().Value("qkms_link_skr_bits_per_second", map[string]string{"link": string(l.ID)})
+	if !okA || !okB {
+		return -1
+	}
+	return min(ra, rb)
 }

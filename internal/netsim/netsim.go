@@ -116,7 +116,7 @@ func Up(ctx context.Context, o Options) (*Network, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("netsim: %w", err)
 	}
-	ctrl, err := newController(o.Topology)
+	ctrl, err := newController(o.Topology, o.Logger.With("component", "controller"))
 	if err != nil {
 		return nil, err
 	}
@@ -170,6 +170,11 @@ func (n *Network) start(ctx, runCtx context.Context) error {
 		n.ctrl.add(nn)
 		n.info(nd.ID, cfg, nn)
 	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.ctrl.monitor(runCtx, n.o.Scale)
+	}()
 	for _, nn := range n.Nodes {
 		n.wg.Add(1)
 		go func() {
@@ -254,6 +259,12 @@ func (n *Network) Wait(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// Route returns the nodes that keys from master to slave take now (after
+// their key stream was set up by a first request).
+func (n *Network) Route(master, slave qkd.SAEID) ([]qkd.NodeID, bool) {
+	return n.ctrl.Route(master, slave)
 }
 
 // Close stops every node and simulator. Idempotent.
