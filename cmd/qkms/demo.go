@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/qkms/qkms/internal/netsim"
+	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/sae"
 	"github.com/qkms/qkms/internal/topology"
 )
@@ -27,7 +28,7 @@ func demoCmd() *cobra.Command {
 	var keep bool
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run a built-in two-node QKD network and let its applications fetch keys over ETSI 014",
+		Short: "Run the built-in ring5 QKD network: keys between neighbours, relayed over three hops, and rerouted around a cut link",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
@@ -68,12 +69,12 @@ func builtin(name, dir, level string) (*topology.Topology, *os.File, *slog.Logge
 }
 
 func runDemo(ctx context.Context, out io.Writer, dir string) error {
-	t, logf, log, err := builtin("line2.json", dir, "info")
+	t, logf, log, err := builtin("ring5.json", dir, "info")
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	fmt.Fprintf(out, "qkms demo: network %q — %d trusted nodes, %d QKD link(s) at %.0f bit/s\n", t.Name, len(t.Nodes), len(t.Links), t.Links[0].SKRbps)
+	fmt.Fprintf(out, "qkms demo: network %q — %d trusted nodes, %d QKD links (%s)\n", t.Name, len(t.Nodes), len(t.Links), t.Description)
 	fmt.Fprintf(out, "  working directory %s (logs in qkms.log)\n", dir)
 	start := time.Now()
 	n, err := netsim.Up(ctx, netsim.Options{Topology: t, Dir: dir, Logger: log})
@@ -82,15 +83,48 @@ func runDemo(ctx context.Context, out io.Writer, dir string) error {
 	}
 	defer n.Close()
 	fmt.Fprintf(out, "  network ready in %.1fs: links confirmed, keys available\n\n", time.Since(start).Seconds())
-	saes := n.Info.SAEs
-	for i := range saes {
-		master, slave := saes[i], saes[(i+1)%len(saes)]
-		if err := demoPair(ctx, out, n.Info, master, slave); err != nil {
+	byID := map[qkd.SAEID]netsim.SAEInfo{}
+	for _, s := range n.Info.SAEs {
+		byID[s.ID] = s
+	}
+	// Neighbours (one link), then a pair the controller routes over three hops.
+	for _, p := range [][2]qkd.SAEID{{"SAE_A1", "SAE_B1"}, {"SAE_B1", "SAE_A1"}, {"SAE_A1", "SAE_D1"}} {
+		if err := demoPair(ctx, out, n, byID[p[0]], byID[p[1]]); err != nil {
 			return err
 		}
 	}
+	if err := demoReroute(ctx, out, n, t, byID["SAE_A1"], byID["SAE_D1"]); err != nil {
+		return err
+	}
 	fmt.Fprintln(out, "demo finished: every key arrived identical at both ends and was deleted after delivery")
 	return nil
+}
+
+// demoReroute cuts the first QKD link of a pair's route and shows the keys
+// taking another route.
+func demoReroute(ctx context.Context, out io.Writer, n *netsim.Network, t *topology.Topology, master, slave netsim.SAEInfo) error {
+	route, ok := n.Route(master.ID, slave.ID)
+	if !ok || len(route) < 2 {
+		return errors.New("demo: no route to cut")
+	}
+	var cut qkd.LinkID
+	for _, l := range t.LinksBetween(route[0], route[1]) {
+		n.Sims[l.ID].Pause(true)
+		cut = l.ID
+	}
+	fmt.Fprintf(out, "cutting QKD link %s (its modules stop producing key); waiting for the controller to reroute…\n", cut)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		r, ok := n.Route(master.ID, slave.ID)
+		if ok && !(r[0] == route[0] && r[1] == route[1]) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("demo: the controller did not reroute")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return demoPair(ctx, out, n, master, slave)
 }
 
 func nodeURL(info netsim.Info, sae netsim.SAEInfo) string {
@@ -104,7 +138,8 @@ func nodeURL(info netsim.Info, sae netsim.SAEInfo) string {
 
 // demoPair: master fetches 3 keys at its node, slave fetches them by ID at
 // its node; both sides' fingerprints are printed and compared.
-func demoPair(ctx context.Context, out io.Writer, info netsim.Info, master, slave netsim.SAEInfo) error {
+func demoPair(ctx context.Context, out io.Writer, n *netsim.Network, master, slave netsim.SAEInfo) error {
+	info := n.Info
 	mc, err := sae.New(nodeURL(info, master), info.CA, master.Cert, master.Key)
 	if err != nil {
 		return err
@@ -119,12 +154,16 @@ func demoPair(ctx context.Context, out io.Writer, info netsim.Info, master, slav
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
-	fmt.Fprintf(out, "%s (at %s) → %s (at %s): stored_key_count %d, key_size %d bits\n",
-		master.ID, st.SourceKMEID, slave.ID, st.TargetKMEID, st.StoredKeyCount, st.KeySize)
 	keys, err := mc.EncKeys(ctx, string(slave.ID), 3, 256)
 	if err != nil {
 		return fmt.Errorf("enc_keys: %w", err)
 	}
+	how := "neighbours: keys from their QKD link"
+	if r, ok := n.Route(master.ID, slave.ID); ok {
+		how = fmt.Sprintf("relayed over %d hops %v, one-time pad per hop", len(r)-1, r)
+	}
+	fmt.Fprintf(out, "%s (at %s) → %s (at %s): key_size %d bits; %s\n",
+		master.ID, st.SourceKMEID, slave.ID, st.TargetKMEID, st.KeySize, how)
 	ids := make([]string, len(keys))
 	for i, k := range keys {
 		ids[i] = k.ID
