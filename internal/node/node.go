@@ -19,6 +19,7 @@ import (
 	"github.com/qkms/qkms/internal/kms"
 	"github.com/qkms/qkms/internal/link"
 	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/quicks/kmsapi"
 	"github.com/qkms/qkms/internal/relay"
 	"github.com/qkms/qkms/internal/telemetry"
 )
@@ -31,6 +32,7 @@ type Listeners struct {
 	PeerUDP *net.UDPConn
 	PeerTCP net.Listener
 	Metrics net.Listener
+	QUICKS  net.Listener
 }
 
 // Options configure a node.
@@ -41,6 +43,9 @@ type Options struct {
 	// Router sets up key streams to non-neighbour nodes (the SDN
 	// controller); nil: only neighbours are served.
 	Router kms.Router
+	// Version is the binary's version, shown by QUICKS monitor/device-info
+	// (DefaultVersion if it is not a semantic version).
+	Version string
 }
 
 // Addrs are the node's bound addresses (written to DATA_DIR/listen.json).
@@ -49,6 +54,7 @@ type Addrs struct {
 	PeerUDP string `json:"peer_udp,omitempty"`
 	PeerTCP string `json:"peer_tcp,omitempty"`
 	Metrics string `json:"metrics,omitempty"`
+	QUICKS  string `json:"quicks,omitempty"`
 }
 
 // Node is one running trusted node.
@@ -65,6 +71,11 @@ type Node struct {
 	coap    *coapx.Server
 	ln      Listeners
 	addrs   Addrs
+	quicks  *kmsapi.Server // nil: listen.quicks is off
+	perf    *perfSampler
+	logs    *logRing
+	state   nodeState
+	version string
 
 	zeroOnce sync.Once
 	zeroErr  error
@@ -80,8 +91,10 @@ func New(ctx context.Context, o Options) (*Node, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg := o.Config
+	logs := &logRing{}
+	o.Logger = slog.New(newTeeHandler(o.Logger.Handler(), logs))
 	n := &Node{cfg: cfg, log: o.Logger.With("node", string(cfg.NodeID)), metrics: telemetry.NewMetrics(string(cfg.NodeID)),
-		ln: o.Listeners, router: o.Router}
+		ln: o.Listeners, router: o.Router, logs: logs, version: o.Version}
 	if err := n.build(ctx); err != nil {
 		n.close()
 		return nil, err
@@ -108,6 +121,7 @@ func (n *Node) build(ctx context.Context) error {
 		return err
 	}
 	n.newRelay(fwd)
+	n.perf = newPerfSampler(n)
 	if err := n.newService(); err != nil {
 		return err
 	}
@@ -215,8 +229,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	goRun(func(ctx context.Context) error { n.svc.Run(ctx); return nil })
 	goRun(n.housekeeping)
+	goRun(n.perf.run)
 	n.log.Info("node running", "etsi014", n.addrs.ETSI014, "peer_tcp", n.addrs.PeerTCP,
-		"peer_udp", n.addrs.PeerUDP, "metrics", n.addrs.Metrics, "links", len(n.links))
+		"peer_udp", n.addrs.PeerUDP, "metrics", n.addrs.Metrics, "quicks", n.addrs.QUICKS, "links", len(n.links))
 	var err error
 	select {
 	case <-ctx.Done():
@@ -295,7 +310,7 @@ func (n *Node) close() {
 	for _, l := range n.links {
 		l.transport.Close()
 	}
-	for _, ln := range []interface{ Close() error }{n.ln.ETSI014, n.ln.PeerTCP, n.ln.Metrics} {
+	for _, ln := range []interface{ Close() error }{n.ln.ETSI014, n.ln.PeerTCP, n.ln.Metrics, n.ln.QUICKS} {
 		if ln != nil && !isNilListener(ln) {
 			_ = ln.Close()
 		}

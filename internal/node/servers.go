@@ -42,6 +42,11 @@ func (n *Node) newServers() error {
 			return fmt.Errorf("node: metrics listener: %w", err)
 		}
 	}
+	if n.ln.QUICKS == nil && l.QUICKS != "" {
+		if n.ln.QUICKS, err = net.Listen("tcp", l.QUICKS); err != nil {
+			return fmt.Errorf("node: quicks listener: %w", err)
+		}
+	}
 	n.addrs = Addrs{ETSI014: n.ln.ETSI014.Addr().String()}
 	if n.ln.PeerTCP != nil {
 		n.addrs.PeerTCP = n.ln.PeerTCP.Addr().String()
@@ -52,11 +57,17 @@ func (n *Node) newServers() error {
 	if n.ln.Metrics != nil {
 		n.addrs.Metrics = n.ln.Metrics.Addr().String()
 	}
+	if n.ln.QUICKS != nil {
+		n.addrs.QUICKS = n.ln.QUICKS.Addr().String()
+	}
 	tlsCfg, err := pki.ServerTLSConfig(n.cfg.TLS.CAFile, n.cfg.TLS.CertFile, n.cfg.TLS.KeyFile)
 	if err != nil {
 		return fmt.Errorf("node: TLS: %w", err)
 	}
-	n.etsi = etsi014.New(etsi014.Options{KMS: n.svc, Logger: n.log, TLSConfig: tlsCfg, Admin: n.adminHandler()})
+	n.etsi = etsi014.New(etsi014.Options{KMS: gatedKMS{n}, Logger: n.log, TLSConfig: tlsCfg, Admin: n.adminHandler()})
+	if n.ln.QUICKS != nil {
+		n.newQUICKS(tlsCfg, n.version)
+	}
 	router := coapx.NewRouter(n.log)
 	mux := n.linkMux()
 	if err := peer.Register(router, peerHandler(mux), n.log); err != nil {
@@ -74,6 +85,9 @@ func (n *Node) startServers(goRun func(func(context.Context) error)) {
 	if n.ln.PeerUDP != nil {
 		goRun(func(context.Context) error { return n.coap.ServeUDP(n.ln.PeerUDP) })
 	}
+	if n.quicks != nil {
+		goRun(func(ctx context.Context) error { return n.quicks.Serve(ctx, n.ln.QUICKS) })
+	}
 	if n.ln.Metrics != nil {
 		srv := &http.Server{Handler: n.opsHandler(), ReadHeaderTimeout: 5 * time.Second}
 		goRun(func(ctx context.Context) error {
@@ -90,6 +104,9 @@ func (n *Node) shutdownServers() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = n.etsi.Shutdown(ctx)
+	if n.quicks != nil {
+		_ = n.quicks.Shutdown(ctx)
+	}
 	n.coap.Shutdown()
 }
 
