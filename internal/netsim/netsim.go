@@ -65,9 +65,12 @@ type NodeInfo struct {
 	ETSI014URL string     `json:"etsi014_url"`
 	PeerAddr   string     `json:"peer_addr"`
 	PeerUDP    string     `json:"peer_udp_addr,omitempty"`
-	MetricsURL string     `json:"metrics_url"`
-	Config     string     `json:"config"`
-	DataDir    string     `json:"data_dir"`
+	// KMSSDNURL is the node's QUICKS server (SPEC §7), for its SDN agent
+	// and the operator: https://127.0.0.1:PORT/api/v2/sdn.
+	KMSSDNURL  string `json:"kms_sdn_url"`
+	MetricsURL string `json:"metrics_url"`
+	Config     string `json:"config"`
+	DataDir    string `json:"data_dir"`
 }
 
 // SAEInfo is one SAE's entry in network.json.
@@ -86,8 +89,8 @@ type CertPair struct {
 
 // bound are one node's pre-bound listeners.
 type bound struct {
-	etsi014, peerTCP, metrics net.Listener
-	peerUDP                   *net.UDPConn
+	etsi014, peerTCP, metrics, quicks net.Listener
+	peerUDP                           *net.UDPConn
 }
 
 // Up starts the network and returns once every node is ready and
@@ -162,7 +165,7 @@ func (n *Network) start(ctx, runCtx context.Context) error {
 		}
 		b := ls[nd.ID]
 		nn, err := node.New(ctx, node.Options{Config: cfg, Logger: n.o.Logger, Router: n.ctrl,
-			Listeners: node.Listeners{ETSI014: b.etsi014, PeerTCP: b.peerTCP, PeerUDP: b.peerUDP, Metrics: b.metrics}})
+			Listeners: node.Listeners{ETSI014: b.etsi014, PeerTCP: b.peerTCP, PeerUDP: b.peerUDP, Metrics: b.metrics, QUICKS: b.quicks}})
 		if err != nil {
 			return fmt.Errorf("netsim: node %s: %w", nd.ID, err)
 		}
@@ -205,7 +208,7 @@ func (n *Network) Err() error {
 func bindAll() (*bound, error) {
 	var b bound
 	var err error
-	for _, p := range []*net.Listener{&b.etsi014, &b.peerTCP, &b.metrics} {
+	for _, p := range []*net.Listener{&b.etsi014, &b.peerTCP, &b.metrics, &b.quicks} {
 		if *p, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("netsim: listen: %w", err)
 		}

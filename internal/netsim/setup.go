@@ -13,6 +13,7 @@ import (
 	"github.com/qkms/qkms/internal/pki"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/qkdsim"
+	"github.com/qkms/qkms/internal/quicks"
 )
 
 // pskSize is the size of each link's generated pre-shared key: 64 MAC slots
@@ -94,7 +95,7 @@ func (n *Network) nodeConfig(id qkd.NodeID, ca *pki.CA, ls map[qkd.NodeID]*bound
 	c := config.Default()
 	c.NodeID, c.DataDir = id, filepath.Join(dir, "data")
 	c.Listen = config.Listen{ETSI014: b.etsi014.Addr().String(), PeerTCP: b.peerTCP.Addr().String(),
-		PeerUDP: b.peerUDP.LocalAddr().String(), Metrics: b.metrics.Addr().String()}
+		PeerUDP: b.peerUDP.LocalAddr().String(), Metrics: b.metrics.Addr().String(), QUICKS: b.quicks.Addr().String()}
 	kme := string(qkd.KMEOf(id))
 	c.TLS = config.TLS{CAFile: ca.CertFile(), CertFile: filepath.Join(ca.Dir(), kme+".pem"), KeyFile: filepath.Join(ca.Dir(), kme+"-key.pem")}
 	c.OperatorCN = operatorCN
@@ -140,5 +141,6 @@ func (n *Network) info(id qkd.NodeID, cfg *config.Config, nn *node.Node) {
 	a := nn.Addrs()
 	n.Info.Nodes = append(n.Info.Nodes, NodeInfo{ID: id, KMEID: cfg.KMEID, ETSI014URL: "https://" + a.ETSI014,
 		PeerAddr: a.PeerTCP, PeerUDP: a.PeerUDP, MetricsURL: "http://" + a.Metrics + "/metrics",
-		Config: filepath.Join(n.o.Dir, "nodes", string(id), "node.yaml"), DataDir: cfg.DataDir})
+		KMSSDNURL: "https://" + a.QUICKS + quicks.BasePath,
+		Config:    filepath.Join(n.o.Dir, "nodes", string(id), "node.yaml"), DataDir: cfg.DataDir})
 }

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/netsim"
 	"github.com/qkms/qkms/internal/node"
 	"github.com/qkms/qkms/internal/pki"
@@ -61,8 +60,7 @@ func up(t *testing.T) *env {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	n, err := netsim.Up(ctx, netsim.Options{Topology: topo, Dir: dir,
-		Tune: func(c *config.Config) { c.Listen.QUICKS = "127.0.0.1:0" }})
+	n, err := netsim.Up(ctx, netsim.Options{Topology: topo, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,10 +75,10 @@ func up(t *testing.T) *env {
 		kme := string(ni.KMEID)
 		e.kme[ni.ID] = client(t, e.ca, filepath.Join(dir, "pki", kme+".pem"), filepath.Join(dir, "pki", kme+"-key.pem"))
 		a := n.Nodes[ni.ID].Addrs().QUICKS
-		if a == "" {
-			t.Fatalf("node %s: no QUICKS address", ni.ID)
+		if a == "" || ni.KMSSDNURL != "https://"+a+quicks.BasePath {
+			t.Fatalf("node %s: QUICKS address %q, kms_sdn_url %q", ni.ID, a, ni.KMSSDNURL)
 		}
-		e.base[ni.ID] = "https://" + a + quicks.BasePath
+		e.base[ni.ID] = ni.KMSSDNURL
 		e.peer[ni.ID] = ni.PeerAddr
 	}
 	return e
