@@ -31,7 +31,7 @@ func pairKeys(t *testing.T, info netsim.Info, master, slave qkd.SAEID, n int) {
 	}
 	defer sc.Close()
 	var keys []sae.Key
-	waitFor(t, 60*time.Second, fmt.Sprintf("enc_keys %s→%s", master, slave), func() bool {
+	waitFor(t, 2*time.Minute, fmt.Sprintf("enc_keys %s→%s", master, slave), func() bool {
 		keys, err = mc.EncKeys(ctx, string(slave), n, 256)
 		return err == nil
 	})
