@@ -17,7 +17,7 @@ import (
 // node; the bytes must match.
 func pairKeys(t *testing.T, info netsim.Info, master, slave qkd.SAEID, n int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	m, s := saeOf(info, master), saeOf(info, slave)
 	mc, err := sae.New(nodeOf(info, m.Node).ETSI014URL, info.CA, m.Cert, m.Key)
