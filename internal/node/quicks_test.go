@@ -118,7 +118,10 @@ func (e *env) do(c *http.Client, method, url string, body any) reply {
 	return reply{code: resp.StatusCode, body: b, ct: resp.Header.Get("Content-Type")}
 }
 
-func (e *env) get(c *http.Client, url string) reply { e.t.Helper(); return e.do(c, http.MethodGet, url, nil) }
+func (e *env) get(c *http.Client, url string) reply {
+	e.t.Helper()
+	return e.do(c, http.MethodGet, url, nil)
+}
 
 func (e *env) want(r reply, code int, what string) {
 	e.t.Helper()
