@@ -195,13 +195,14 @@ func (c *controller) setLink(id qkd.LinkID, up bool) {
 	}
 }
 
-// monitor watches every link's measured key rate at its ends: a link whose
-// QKD modules stopped producing (below 5 % of its nominal rate for three
-// seconds in a row) is taken out of the routes, and put back when it
-// produces again.
+// monitor watches every link's measured key rate at its ends: a link that
+// was seen producing (at least a third of its nominal rate) and then stays
+// below 5 % of it for five seconds in a row is taken out of the routes, and
+// put back when it produces again.
 func (c *controller) monitor(ctx context.Context, scale float64) {
 	low := map[qkd.LinkID]int{}
 	down := map[qkd.LinkID]bool{}
+	seen := map[qkd.LinkID]bool{}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -210,18 +211,26 @@ func (c *controller) monitor(ctx context.Context, scale float64) {
 			return
 		case <-tick.C:
 		}
+		rates := c.rates()
 		for _, l := range c.topo.Links {
-			rate := c.linkRate(l)
+			rate := c.linkRate(l, rates)
 			if rate < 0 {
 				continue // an end is not reporting yet
 			}
-			if rate < 0.05*l.SKRbps*scale {
+			nominal := l.SKRbps * scale
+			if rate >= nominal/3 {
+				seen[l.ID] = true
+			}
+			if !seen[l.ID] {
+				continue
+			}
+			if rate < 0.05*nominal {
 				low[l.ID]++
 			} else {
 				low[l.ID] = 0
 			}
 			switch {
-			case low[l.ID] >= 3 && !down[l.ID]:
+			case low[l.ID] >= 5 && !down[l.ID]:
 				down[l.ID] = true
 				c.setLink(l.ID, false)
 			case low[l.ID] == 0 && down[l.ID]:
@@ -233,17 +242,26 @@ func (c *controller) monitor(ctx context.Context, scale float64) {
 }
 
 // linkRate is the lower of the two ends' measured rates (-1: unknown).
-func (c *controller) linkRate(l topology.Link) float64 {
-	c.mu.Lock()
-	a, b := c.nodes[l.A], c.nodes[l.B]
-	c.mu.Unlock()
-	if a == nil || b == nil {
-		return -1
-	}
-	ra, okA := a.Metrics().Value("qkms_link_skr_bits_per_second", map[string]string{"link": string(l.ID)})
-	rb, okB := b.Metrics().Value("qkms_link_skr_bits_per_second", map[string]string{"link": string(l.ID)})
+func (c *controller) linkRate(l topology.Link, rates map[qkd.NodeID]map[qkd.LinkID]float64) float64 {
+	ra, okA := rates[l.A][l.ID]
+	rb, okB := rates[l.B][l.ID]
 	if !okA || !okB {
 		return -1
 	}
 	return min(ra, rb)
+}
+
+// rates reads every running node's link rates once.
+func (c *controller) rates() map[qkd.NodeID]map[qkd.LinkID]float64 {
+	c.mu.Lock()
+	nodes := make([]*node.Node, 0, len(c.nodes))
+	for _, n := range c.nodes {
+		nodes = append(nodes, n)
+	}
+	c.mu.Unlock()
+	out := make(map[qkd.NodeID]map[qkd.LinkID]float64, len(nodes))
+	for _, n := range nodes {
+		out[n.ID()] = n.LinkRates()
+	}
+	return out
 }

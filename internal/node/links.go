@@ -218,6 +218,13 @@ func (r *rateMeter) add(n int) {
 	r.mu.Unlock()
 }
 
+// rate returns the last computed rate without updating it.
+func (r *rateMeter) rate() float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.current
+}
+
 // bitsPerSecond updates and returns the rate (call about once a second).
 func (r *rateMeter) bitsPerSecond() float64 {
 	r.mu.Lock()

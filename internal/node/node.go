@@ -185,6 +185,16 @@ func (n *Node) newRelay(fwd *lateForwarder) {
 	fwd.set(n.relay)
 }
 
+// LinkRates returns every link's measured key rate from its QKD module,
+// bit/s (updated every second; cheap: no metrics gathering).
+func (n *Node) LinkRates() map[qkd.LinkID]float64 {
+	out := make(map[qkd.LinkID]float64, len(n.links))
+	for _, l := range n.links {
+		out[l.ID()] = l.rate.rate()
+	}
+	return out
+}
+
 // Relay returns the node's relay engine (its forwarding table is
 // configured by the SDN controller).
 func (n *Node) Relay() *relay.Engine { return n.relay }
