@@ -28,7 +28,8 @@ type nodeLink struct {
 	dev       config.Device
 	self      qkd.NodeID
 	rate      rateMeter
-	full      atomic.Bool // the link holds max_link_material: new blocks are dropped
+	internal  *atomic.Int64 // QKD key bytes spent internally (MAC slots, batch checks)
+	full      atomic.Bool   // the link holds max_link_material: new blocks are dropped
 	n         *Node
 }
 
@@ -67,9 +68,10 @@ func (n *Node) newLinks(ctx context.Context, fwd link.Forwarder) error {
 			return err
 		}
 		tr := &peerTransport{network: lc.Transport, addr: lc.PeerAddr, log: n.log.With("link", string(lc.ID))}
+		internal := new(atomic.Int64)
 		l, err := link.New(link.Options{ID: lc.ID, Self: n.cfg.NodeID, Peer: lc.Peer, Store: n.store, Transport: tr,
 			PSK: psk, LocalSAE: func(s qkd.SAEID) bool { return dir[s] == n.cfg.NodeID },
-			BatchBlocks: n.cfg.Keys.BatchBlocks, Logger: n.log, Observer: observer{n.metrics}, Forwarder: fwd})
+			BatchBlocks: n.cfg.Keys.BatchBlocks, Logger: n.log, Observer: observer{m: n.metrics, internal: internal}, Forwarder: fwd})
 		if err == nil {
 			err = l.Init(ctx)
 		}
@@ -81,7 +83,7 @@ func (n *Node) newLinks(ctx context.Context, fwd link.Forwarder) error {
 			return fmt.Errorf("node: link %s: %w", lc.ID, err)
 		}
 		n.metrics.InitLink(lc.ID)
-		n.links = append(n.links, &nodeLink{Link: l, transport: tr, dev: lc.Device, self: n.cfg.NodeID, n: n})
+		n.links = append(n.links, &nodeLink{Link: l, transport: tr, dev: lc.Device, self: n.cfg.NodeID, n: n, internal: internal})
 	}
 	return nil
 }

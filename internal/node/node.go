@@ -239,7 +239,6 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	goRun(func(ctx context.Context) error { n.svc.Run(ctx); return nil })
 	goRun(n.housekeeping)
-	goRun(n.perf.run)
 	n.log.Info("node running", "etsi014", n.addrs.ETSI014, "peer_tcp", n.addrs.PeerTCP,
 		"peer_udp", n.addrs.PeerUDP, "metrics", n.addrs.Metrics, "quicks", n.addrs.QUICKS, "links", len(n.links))
 	var err error
@@ -373,6 +372,7 @@ func (n *Node) updateGauges(ctx context.Context) {
 			n.metrics.SetMACSlots(id, sender, c)
 		}
 		n.metrics.SetLinkSKR(id, l.rate.bitsPerSecond())
+		n.perf.observe(l, st, time.Now())
 		l.full.Store(st.UnconfirmedBytes+st.ConfirmedBytes[0]+st.ConfirmedBytes[1] > int64(n.cfg.Keys.MaxLinkMaterial))
 	}
 }

@@ -1,13 +1,18 @@
 package node
 
 import (
+	"sync/atomic"
+
 	"github.com/qkms/qkms/internal/kmsproto"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/telemetry"
 )
 
 // observer feeds link events into the node's metrics.
-type observer struct{ m *telemetry.Metrics }
+type observer struct {
+	m        *telemetry.Metrics
+	internal *atomic.Int64 // the link's internal key bytes, for QUICKS IKR
+}
 
 func (o observer) MACFailure(l qkd.LinkID, _ string) { o.m.IncMACFailures(l) }
 
@@ -35,5 +40,10 @@ func (o observer) Batch(l qkd.LinkID, result string, _ int) {
 	}
 }
 
-func (o observer) InternalBytes(l qkd.LinkID, n int) { o.m.AddInternalKeyBytes(l, n) }
-func (o observer) PSKTag(l qkd.LinkID)               { o.m.IncPSKTags(l) }
+func (o observer) InternalBytes(l qkd.LinkID, n int) {
+	o.m.AddInternalKeyBytes(l, n)
+	if o.internal != nil {
+		o.internal.Add(int64(n))
+	}
+}
+func (o observer) PSKTag(l qkd.LinkID) { o.m.IncPSKTags(l) }

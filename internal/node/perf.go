@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"github.com/qkms/qkms/internal/keystore"
 	"sync"
 	"time"
 
@@ -59,56 +60,31 @@ func newPerfSampler(n *Node) *perfSampler {
 	return p
 }
 
-// run samples every second until ctx ends.
-func (p *perfSampler) run(ctx context.Context) error {
-	p.sample(ctx, time.Now())
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case now := <-tick.C:
-			p.sample(ctx, now)
-		}
-	}
-}
-
-// counters reads a link's cumulative values; ok is false if the store
-// cannot be read (the node is zeroised or closing).
-func (p *perfSampler) counters(ctx context.Context, l *nodeLink, now time.Time) (perfCounters, bool) {
-	st, err := p.n.store.Stats(ctx, l.ID())
-	if err != nil {
-		return perfCounters{}, false
-	}
-	internal, _ := p.n.metrics.Value("qkms_internal_key_bytes_total", map[string]string{"link": string(l.ID())})
+// observe records one sample of a link from the stats housekeeping read
+// (once a second): the sampler does no store or metrics reads of its own.
+func (p *perfSampler) observe(l *nodeLink, st keystore.LinkStats, now time.Time) {
 	kav := st.ConfirmedBytes[0] + st.ConfirmedBytes[1]
-	return perfCounters{at: now, ingested: l.rate.totalBytes(), internal: internal, pool: kav + st.UnconfirmedBytes, kav: kav}, true
-}
-
-func (p *perfSampler) sample(ctx context.Context, now time.Time) {
-	for _, l := range p.n.links {
-		c, ok := p.counters(ctx, l, now)
-		if !ok {
-			continue
-		}
-		p.mu.Lock()
-		pl := p.links[l.ID()]
-		if pl.has {
-			if e, ok := entryBetween(pl.base, c); ok {
-				if len(pl.ring) == perfHistory {
-					copy(pl.ring, pl.ring[1:])
-					pl.ring = pl.ring[:perfHistory-1]
-				}
-				pl.ring = append(pl.ring, e)
-			}
-			if c.ingested > pl.base.ingested {
-				pl.fedAt = now
-			}
-		}
-		pl.base, pl.has = c, true
-		p.mu.Unlock()
+	c := perfCounters{at: now, ingested: l.rate.totalBytes(), internal: float64(l.internal.Load()),
+		pool: kav + st.UnconfirmedBytes, kav: kav}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pl := p.links[l.ID()]
+	if pl == nil {
+		return
 	}
+	if pl.has {
+		if e, ok := entryBetween(pl.base, c); ok {
+			if len(pl.ring) == perfHistory {
+				copy(pl.ring, pl.ring[1:])
+				pl.ring = pl.ring[:perfHistory-1]
+			}
+			pl.ring = append(pl.ring, e)
+		}
+		if c.ingested > pl.base.ingested {
+			pl.fedAt = now
+		}
+	}
+	pl.base, pl.has = c, true
 }
 
 // entryBetween is the performance entry of the period from a to b.
@@ -146,8 +122,8 @@ func (p *perfSampler) performance(ctx context.Context, id qkd.LinkID, entries in
 	p.mu.Unlock()
 	if len(ring) == 0 {
 		cur := quicks.PerformanceEntry{Timestamp: time.Now().UTC().Truncate(time.Millisecond)}
-		if c, ok := p.counters(ctx, l, time.Now()); ok {
-			cur.KAV = quicks.Int32(c.kav)
+		if st, err := p.n.store.Stats(ctx, l.ID()); err == nil {
+			cur.KAV = quicks.Int32(st.ConfirmedBytes[0] + st.ConfirmedBytes[1])
 		}
 		return quicks.Performance{Current: cur}, true
 	}
