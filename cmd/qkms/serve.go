@@ -29,7 +29,7 @@ func serveCmd() *cobra.Command {
 			log.Info("configuration", "config", cfg.Sanitized())
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			n, err := node.New(ctx, node.Options{Config: cfg, Logger: log})
+			n, err := node.New(ctx, node.Options{Config: cfg, Logger: log, Version: version})
 			if err != nil {
 				return err
 			}
