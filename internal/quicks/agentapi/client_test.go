@@ -13,7 +13,7 @@ import (
 
 func newClient(t *testing.T, e *env, cn string) *agentapi.Client {
 	t.Helper()
-	c, err := agentapi.NewClient(agentapi.ClientOptions{BaseURL: "https://" + e.addr, TLSConfig: e.pki.ClientTLS(t, cn)})
+	c, err := agentapi.NewClient(agentapi.ClientOptions{BaseURL: "https://" + e.Addr, TLSConfig: e.PKI.ClientTLS(t, cn)})
 	if err != nil {
 		t.Fatal(err)
 	}

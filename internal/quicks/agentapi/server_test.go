@@ -1,9 +1,11 @@
 package agentapi_test
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -22,46 +24,30 @@ const (
 func authorize(cn string, _ *http.Request) bool { return cn == kms }
 
 type env struct {
-	pki    *quickstest.PKI
-	srv    *agentapi.Server
-	addr   string
-	client *http.Client // as the KMS
+	*quickstest.Env
+	srv *agentapi.Server
 }
 
 func newEnv(t *testing.T, b agentapi.Backend) *env {
 	t.Helper()
-	p := quickstest.NewPKI(t)
-	srv := agentapi.New(agentapi.Options{Backend: b, Authorize: authorize, TLSConfig: p.ServerTLS(t, "sdn-agent-A"), MaxBodyBytes: 64 << 10})
-	e := &env{pki: p, srv: srv}
-	e.addr = quickstest.Serve(t, srv.Serve)
-	e.client = quickstest.HTTPClient(t, p.ClientTLS(t, kms))
+	e := &env{}
+	e.Env = quickstest.NewEnv(t, "sdn-agent-A", kms, func(cfg *tls.Config) func(context.Context, net.Listener) error {
+		e.srv = agentapi.New(agentapi.Options{Backend: b, Authorize: authorize, TLSConfig: cfg, MaxBodyBytes: 64 << 10})
+		return e.srv.Serve
+	})
 	return e
 }
 
-func (e *env) url(path string) string { return "https://" + e.addr + path }
+func (e *env) url(path string) string { return e.URL(path) }
 
 func (e *env) do(t *testing.T, method, path, body string) quickstest.Answer {
 	t.Helper()
-	return quickstest.Do(t, e.client, method, e.url(path), body)
+	return e.Do(t, method, path, body)
 }
 
 func wantProblem(t *testing.T, a quickstest.Answer, status int, detail string) {
 	t.Helper()
-	if a.Status != status || a.ContentType != quicks.MediaTypeProblem {
-		t.Errorf("answer %d %q, want %d %s: %s", a.Status, a.ContentType, status, quicks.MediaTypeProblem, a.Body)
-		return
-	}
-	want := map[string]any{"type": "string", "title": "string", "status": "number", "detail": "string"}
-	if diff := cmp.Diff(want, quickstest.TypeTree(t, a.Body)); diff != "" {
-		t.Errorf("problem members mismatch (-want +got):\n%s", diff)
-	}
-	p, err := quicks.DecodeProblem(a.Body)
-	if err != nil {
-		t.Fatalf("DecodeProblem(%s) = %v", a.Body, err)
-	}
-	if p.Status != status || !strings.Contains(p.Detail, detail) {
-		t.Errorf("problem = %+v, want status %d and detail containing %q", p, status, detail)
-	}
+	quickstest.WantProblem(t, a, status, detail)
 }
 
 const (
@@ -261,16 +247,16 @@ func TestRouting(t *testing.T) {
 func TestAuthorization(t *testing.T) {
 	f := newFake()
 	e := newEnv(t, f)
-	other := quickstest.HTTPClient(t, e.pki.ClientTLS(t, "KME_B"))
+	other := quickstest.HTTPClient(t, e.PKI.ClientTLS(t, "KME_B"))
 	wantProblem(t, quickstest.Do(t, other, "PUT", e.url(base+"/notification/event"), `{"level":"info","reason":"x"}`), 403, `client "KME_B" is not authorised`)
 	if f.count() != 0 {
 		t.Error("the backend was called for a refused client")
 	}
-	tls12 := e.pki.ClientTLS(t, kms)
+	tls12 := e.PKI.ClientTLS(t, kms)
 	tls12.MaxVersion = tls.VersionTLS12
 	for name, cfg := range map[string]*tls.Config{
-		"foreign CA":     e.pki.ForeignClientTLS(t, kms),
-		"no certificate": e.pki.ClientTLS(t, ""),
+		"foreign CA":     e.PKI.ForeignClientTLS(t, kms),
+		"no certificate": e.PKI.ClientTLS(t, ""),
 		"TLS 1.2":        tls12,
 	} {
 		c := quickstest.HTTPClient(t, cfg)

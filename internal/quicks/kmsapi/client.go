@@ -39,13 +39,7 @@ var _ Backend = (*Client)(nil)
 
 // NewClient checks opts and returns a client.
 func NewClient(opts ClientOptions) (*Client, error) {
-	c, err := rest.NewClient(rest.ClientConfig{
-		BaseURL:          opts.BaseURL,
-		DefaultPath:      quicks.BasePath,
-		TLSConfig:        opts.TLSConfig,
-		HTTPClient:       opts.HTTPClient,
-		MaxResponseBytes: opts.MaxResponseBytes,
-	})
+	c, err := rest.NewAPIClient(quicks.BasePath, rest.ClientOptions(opts))
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ import (
 
 func newClient(t *testing.T, e *env, cn string) *kmsapi.Client {
 	t.Helper()
-	c, err := kmsapi.NewClient(kmsapi.ClientOptions{BaseURL: e.url(base), TLSConfig: e.pki.ClientTLS(t, cn)})
+	c, err := kmsapi.NewClient(kmsapi.ClientOptions{BaseURL: e.url(base), TLSConfig: e.PKI.ClientTLS(t, cn)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -267,12 +267,12 @@ func TestAuthorization(t *testing.T) {
 	f := newFake()
 	e := newEnv(t, f)
 	for _, cn := range []string{operator, agent} {
-		c := quickstest.HTTPClient(t, e.pki.ClientTLS(t, cn))
+		c := quickstest.HTTPClient(t, e.PKI.ClientTLS(t, cn))
 		if a := quickstest.Do(t, c, "GET", e.url(base+"/version"), ""); a.Status != 200 {
 			t.Errorf("client %q: status %d, want 200", cn, a.Status)
 		}
 	}
-	intruder := quickstest.HTTPClient(t, e.pki.ClientTLS(t, "SAE_A1"))
+	intruder := quickstest.HTTPClient(t, e.PKI.ClientTLS(t, "SAE_A1"))
 	before := f.count()
 	wantProblem(t, quickstest.Do(t, intruder, "PUT", e.url(base+"/control/status"), `{"state":"offline"}`), 403, `client "SAE_A1" is not authorised`)
 	wantProblem(t, quickstest.Do(t, intruder, "GET", e.url(base+"/nope"), ""), 403, "not authorised")
@@ -280,11 +280,11 @@ func TestAuthorization(t *testing.T) {
 		t.Errorf("the backend was called for a refused client")
 	}
 
-	tls12 := e.pki.ClientTLS(t, operator)
+	tls12 := e.PKI.ClientTLS(t, operator)
 	tls12.MaxVersion = tls.VersionTLS12
 	refused := map[string]*tls.Config{
-		"foreign CA":     e.pki.ForeignClientTLS(t, operator),
-		"no certificate": e.pki.ClientTLS(t, ""),
+		"foreign CA":     e.PKI.ForeignClientTLS(t, operator),
+		"no certificate": e.PKI.ClientTLS(t, ""),
 		"TLS 1.2":        tls12,
 	}
 	for name, cfg := range refused {
@@ -322,8 +322,8 @@ func TestServeNeedsTLS(t *testing.T) {
 
 func TestShutdown(t *testing.T) {
 	e := newEnv(t, newFake())
-	if got := e.srv.Addr(); got == nil || got.String() != e.addr {
-		t.Errorf("Addr() = %v, want %s", got, e.addr)
+	if got := e.srv.Addr(); got == nil || got.String() != e.Addr {
+		t.Errorf("Addr() = %v, want %s", got, e.Addr)
 	}
 	a := e.do(t, "GET", base+"/version", "")
 	if a.Status != 200 {
@@ -334,8 +334,8 @@ func TestShutdown(t *testing.T) {
 			t.Errorf("Shutdown() = %v", err)
 		}
 	}
-	e.client.CloseIdleConnections()
-	if resp, err := e.client.Get(e.url(base + "/version")); err == nil {
+	e.Client.CloseIdleConnections()
+	if resp, err := e.Client.Get(e.url(base + "/version")); err == nil {
 		resp.Body.Close()
 		t.Error("GET after Shutdown succeeded")
 	}

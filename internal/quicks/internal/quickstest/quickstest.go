@@ -14,8 +14,12 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/qkms/qkms/internal/quicks"
 
 	"github.com/qkms/qkms/internal/pki"
 )
@@ -215,4 +219,53 @@ func ServeHandler(t testing.TB, cfg *tls.Config, h http.Handler) string {
 		}
 		return err
 	})
+}
+
+// Env is an API server on a loopback port over real TLS 1.3 and an HTTPS
+// client of it.
+type Env struct {
+	PKI    *PKI
+	Addr   string       // host:port
+	Client *http.Client // as clientCN
+}
+
+// NewEnv serves with a certificate for serverName and returns the Env
+// with a client whose certificate has CN clientCN.
+func NewEnv(t testing.TB, serverName, clientCN string, serve func(*tls.Config) func(context.Context, net.Listener) error) *Env {
+	t.Helper()
+	p := NewPKI(t)
+	e := &Env{PKI: p}
+	e.Addr = Serve(t, serve(p.ServerTLS(t, serverName)))
+	e.Client = HTTPClient(t, p.ClientTLS(t, clientCN))
+	return e
+}
+
+// URL returns the https URL of path on the server.
+func (e *Env) URL(path string) string { return "https://" + e.Addr + path }
+
+// Do sends a raw request as the Env's client.
+func (e *Env) Do(t testing.TB, method, path, body string) Answer {
+	t.Helper()
+	return Do(t, e.Client, method, e.URL(path), body)
+}
+
+// WantProblem checks an RFC 9457 answer: status, media type, the published
+// error-response members, and a detail that contains detail.
+func WantProblem(t testing.TB, a Answer, status int, detail string) {
+	t.Helper()
+	if a.Status != status || a.ContentType != quicks.MediaTypeProblem {
+		t.Errorf("answer %d %q, want %d %s: %s", a.Status, a.ContentType, status, quicks.MediaTypeProblem, a.Body)
+		return
+	}
+	want := map[string]any{"type": "string", "title": "string", "status": "number", "detail": "string"}
+	if diff := cmp.Diff(want, TypeTree(t, a.Body)); diff != "" {
+		t.Errorf("problem members mismatch (-want +got):\n%s", diff)
+	}
+	p, err := quicks.DecodeProblem(a.Body)
+	if err != nil {
+		t.Fatalf("DecodeProblem(%s) = %v", a.Body, err)
+	}
+	if p.Status != status || !strings.Contains(p.Detail, detail) {
+		t.Errorf("problem = %+v, want status %d and detail containing %q", p, status, detail)
+	}
 }

@@ -38,6 +38,27 @@ type ClientConfig struct {
 	MaxResponseBytes int64
 }
 
+// ClientOptions configure the client of an API (agentapi.ClientOptions and
+// kmsapi.ClientOptions convert to it); see ClientConfig.
+type ClientOptions struct {
+	BaseURL          string
+	TLSConfig        *tls.Config
+	HTTPClient       *http.Client
+	MaxResponseBytes int64
+}
+
+// NewAPIClient returns NewClient of opts, defaultPath for a base URL
+// without a path.
+func NewAPIClient(defaultPath string, opts ClientOptions) (*Client, error) {
+	return NewClient(ClientConfig{
+		BaseURL:          opts.BaseURL,
+		DefaultPath:      defaultPath,
+		TLSConfig:        opts.TLSConfig,
+		HTTPClient:       opts.HTTPClient,
+		MaxResponseBytes: opts.MaxResponseBytes,
+	})
+}
+
 // Client sends QUICKS requests.
 type Client struct {
 	base    *url.URL
