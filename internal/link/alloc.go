@@ -101,6 +101,26 @@ func (l *Link) Reserve(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID
 			Slaves: slaves, Pending: l.localOf(master, slaves), SizeBits: sizeBits, Created: now, Expires: now.Add(ttl)}
 	}
 	id := l.newID()
+	err := l.queueAndWait(ctx, id, 2*l.o.CallTimeout, "make_keys_external", func() error {
+		return l.allocate(ctx, n*sizeBits/8, func(ps []keystore.Piece) (keystore.Allocation, outboxEntry, error) {
+			req := kmsproto.MakeKeysExternalReq{AllocID: id, Master: master, Slaves: slaves, SizeBits: uint32(sizeBits),
+				IDs: ids, Pieces: wirePieces(ps), Created: now.UnixMilli(), Expires: now.Add(ttl).UnixMilli()}
+			body, err := kmsproto.Marshal(req)
+			return keystore.Allocation{Link: l.o.ID, Pieces: ps, Keys: keys},
+				outboxEntry{Type: kmsproto.MakeKeysExternal, Body: body, IDs: ids}, err
+		}, id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// queueAndWait runs queue (which stores an outbox entry with ID id), lets
+// the outbox send it and waits at most wait for the peer's answer. On a
+// timeout the outbox goes on by itself: it finishes the entry (keys become
+// Ready and join their pool) or aborts it.
+func (l *Link) queueAndWait(ctx context.Context, id string, wait time.Duration, what string, queue func() error) error {
 	done := make(chan error, 1)
 	l.mu.Lock()
 	l.waiters[id] = done
@@ -110,31 +130,19 @@ func (l *Link) Reserve(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID
 		delete(l.waiters, id)
 		l.mu.Unlock()
 	}()
-	err := l.allocate(ctx, n*sizeBits/8, func(ps []keystore.Piece) (keystore.Allocation, outboxEntry, error) {
-		req := kmsproto.MakeKeysExternalReq{AllocID: id, Master: master, Slaves: slaves, SizeBits: uint32(sizeBits),
-			IDs: ids, Pieces: wirePieces(ps), Created: now.UnixMilli(), Expires: now.Add(ttl).UnixMilli()}
-		body, err := kmsproto.Marshal(req)
-		return keystore.Allocation{Link: l.o.ID, Pieces: ps, Keys: keys},
-			outboxEntry{Type: kmsproto.MakeKeysExternal, Body: body, IDs: ids}, err
-	}, id)
-	if err != nil {
-		return nil, err
+	if err := queue(); err != nil {
+		return err
 	}
 	poke(l.wakeOutbox)
-	// Wait for the peer at most a few round trips; the outbox finishes (the
-	// keys then join the pair's pool) or aborts the allocation on its own.
-	wait := time.NewTimer(2 * l.o.CallTimeout)
-	defer wait.Stop()
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	select {
 	case err := <-done:
-		if err != nil {
-			return nil, err
-		}
-		return ids, nil
-	case <-wait.C:
-		return nil, fmt.Errorf("%w: no answer to make_keys_external", qkd.ErrPeerUnavailable)
+		return err
+	case <-t.C:
+		return fmt.Errorf("%w: no answer to %s", qkd.ErrPeerUnavailable, what)
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %w", qkd.ErrPeerUnavailable, ctx.Err())
+		return fmt.Errorf("%w: %w", qkd.ErrPeerUnavailable, ctx.Err())
 	}
 }
 

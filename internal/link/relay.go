@@ -2,7 +2,6 @@ package link
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/qkms/qkms/internal/keystore"
@@ -65,29 +64,9 @@ func (l *Link) timeoutFor(t kmsproto.Type) time.Duration {
 // until the route answers. SendRelay waits for that answer like Reserve:
 // on success the keys are Ready here.
 func (l *Link) SendRelay(ctx context.Context, step string, want int, apply func(ps []keystore.Piece) error) error {
-	done := make(chan error, 1)
-	l.mu.Lock()
-	l.waiters[step] = done
-	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		delete(l.waiters, step)
-		l.mu.Unlock()
-	}()
-	if err := l.WithOwnPieces(ctx, want, apply); err != nil {
-		return err
-	}
-	poke(l.wakeOutbox)
-	wait := time.NewTimer(2 * l.o.RelayTimeout)
-	defer wait.Stop()
-	select {
-	case err := <-done:
-		return err
-	case <-wait.C:
-		return fmt.Errorf("%w: no answer along the route", qkd.ErrPeerUnavailable)
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", qkd.ErrPeerUnavailable, ctx.Err())
-	}
+	return l.queueAndWait(ctx, step, 2*l.o.RelayTimeout, "forward_keys along the route", func() error {
+		return l.WithOwnPieces(ctx, want, apply)
+	})
 }
 
 // OutboxFor builds the outbox entry of a relay source step.
