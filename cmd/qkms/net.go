@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -76,5 +75,3 @@ func fileLogger(dir, level string) (*os.File, *slog.Logger, error) {
 	}
 	return f, telemetry.NewLogger(io.Writer(f), lv, "json"), nil
 }
-
-var _ = context.Background

@@ -10,7 +10,6 @@ import (
 
 	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/qkd"
-	"github.com/qkms/qkms/internal/secret"
 )
 
 // Link is what the service needs of a QKD link to a neighbour (link.Link).
@@ -376,5 +375,3 @@ func (s *Service) Zeroize(ctx context.Context) error {
 	}
 	return nil
 }
-
-var _ = secret.Wipe

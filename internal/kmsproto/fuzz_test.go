@@ -17,7 +17,7 @@ import (
 // cmpOpts compare decoded values: `_ struct{}` toarray markers are
 // unexported, and an empty list whose field is omitempty comes back nil.
 var cmpOpts = cmp.Options{
-	cmpopts.IgnoreUnexported(Sealed{}, Range{}, Piece{}),
+	cmpopts.IgnoreUnexported(Sealed{}, Piece{}),
 	cmpopts.EquateEmpty(),
 }
 
@@ -28,7 +28,7 @@ func seedBodies(t testing.TB) map[string][]byte {
 	id2 := qkd.KeyID{0: 0x02, 6: 0x40, 8: 0x80}
 	bodies := map[string]any{
 		"new_key_batch": NewKeyBatchReq{BatchID: "b-17", Indices: []uint64{3, 4, 5, 1 << 40},
-			Check: bytes.Repeat([]byte{0xa5}, 16), Discard: []Range{{From: 0, To: 2}}},
+			Check: bytes.Repeat([]byte{0xa5}, 16)},
 		"new_key_batch_resp": NewKeyBatchResp{Result: BatchMissing, Missing: []uint64{4}},
 		"make_keys_internal": MakeKeysInternalReq{Sender: "A", First: 1 << 33, Count: 64,
 			Pieces: []Piece{{Index: 3, Off: 0, Len: 1024}, {Index: 4, Off: 512, Len: 32}}},

@@ -105,13 +105,6 @@ type Reply struct {
 	Body cbor.RawMessage `cbor:"5,keyasint,omitempty"`
 }
 
-// Range is an inclusive range of block indices.
-type Range struct {
-	_    struct{} `cbor:",toarray"`
-	From uint64
-	To   uint64
-}
-
 // Piece is bytes [Off, Off+Len) of block Index.
 type Piece struct {
 	_     struct{} `cbor:",toarray"`
@@ -129,8 +122,6 @@ type NewKeyBatchReq struct {
 	BatchID string   `cbor:"1,keyasint"`
 	Indices []uint64 `cbor:"2,keyasint"`
 	Check   []byte   `cbor:"3,keyasint"`
-	// Discard: ranges the sender knows are lost at its end (index gaps).
-	Discard []Range `cbor:"4,keyasint,omitempty"`
 }
 
 // Batch results.

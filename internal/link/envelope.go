@@ -8,7 +8,6 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/qkms/qkms/internal/itsmac"
-	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/kmsproto"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/secret"
@@ -336,5 +335,3 @@ func (m *Mux) Handle(ctx context.Context, t kmsproto.Type, payload []byte) ([]by
 	}
 	return l.Handle(ctx, t, s, h)
 }
-
-var _ = keystore.SlotSize

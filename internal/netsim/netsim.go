@@ -15,7 +15,6 @@ import (
 
 	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/node"
-	"github.com/qkms/qkms/internal/pki"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/qkdsim"
 	"github.com/qkms/qkms/internal/topology"
@@ -310,5 +309,3 @@ func randomFile(path string, size int) error {
 	}
 	return f.Close()
 }
-
-var _ = pki.ServerTLSConfig

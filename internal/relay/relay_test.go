@@ -1,7 +1,6 @@
 package relay_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -252,5 +251,3 @@ func TestRelayRefusesUnconfiguredRoute(t *testing.T) {
 		t.Fatalf("source holds %d keys of a refused relay", n)
 	}
 }
-
-var _ = bytes.Equal
