@@ -30,6 +30,7 @@ var transports = []string{
 var rules = []rule{
 	{mod + "internal/qkd", []string{mod, "github.com/", "golang.org/"}, "vocabulary: stdlib only"},
 	{mod + "internal/secret", []string{mod, "github.com/", "golang.org/"}, "secret buffers: stdlib only"},
+	{mod + "internal/httpsx", []string{mod, "github.com/", "golang.org/"}, "shared HTTPS life cycle: stdlib only"},
 	{mod + "internal/itsmac", append([]string{mod + "internal/keystore", mod + "internal/link", mod + "internal/kms"}, transports...), "crypto is pure"},
 	{mod + "internal/kmsproto", transports, "wire vocabulary has no I/O"},
 	{mod + "internal/link", transports, "core imports no transport"},

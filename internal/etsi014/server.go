@@ -8,9 +8,8 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"sync"
-	"time"
 
+	"github.com/qkms/qkms/internal/httpsx"
 	"github.com/qkms/qkms/internal/kms"
 	"github.com/qkms/qkms/internal/qkd"
 )
@@ -28,18 +27,6 @@ type KMS interface {
 
 // DefaultMaxBodyBytes is the request body limit when Options.MaxBodyBytes is 0.
 const DefaultMaxBodyBytes = 1 << 20
-
-// Timeouts of the HTTP server started by Serve.
-const (
-	readHeaderTimeout = 10 * time.Second
-	readTimeout       = 30 * time.Second
-	writeTimeout      = 30 * time.Second
-	idleTimeout       = 2 * time.Minute
-	maxHeaderBytes    = 64 << 10
-	// shutdownGrace bounds the graceful shutdown Serve does when its
-	// context ends.
-	shutdownGrace = 5 * time.Second
-)
 
 // Options configure a Server.
 type Options struct {
@@ -74,10 +61,7 @@ type Server struct {
 	onDelivered func(int)
 	admin       http.Handler
 	handler     http.Handler
-	srv         *http.Server
-
-	mu   sync.Mutex
-	addr net.Addr // guarded by mu
+	run         *httpsx.Runner
 }
 
 // New returns a server for opts. It panics if opts.KMS is nil.
@@ -101,18 +85,7 @@ func New(opts Options) *Server {
 		s.maxBody = DefaultMaxBodyBytes
 	}
 	s.handler = http.HandlerFunc(s.serveHTTP)
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	s.srv = &http.Server{
-		Handler:           s.handler,
-		Protocols:         &protocols,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	s.run = httpsx.NewRunner("etsi014", s.handler, s.log)
 	return s
 }
 
@@ -132,44 +105,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	cfg := s.tlsConfig.Clone()
 	cfg.MinVersion = max(cfg.MinVersion, tls.VersionTLS12)
 	cfg.NextProtos = []string{"http/1.1"}
-
-	s.mu.Lock()
-	s.addr = ln.Addr()
-	s.mu.Unlock()
-
-	shutdownDone := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(shutdownDone)
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		defer cancel()
-		if err := s.Shutdown(sctx); err != nil {
-			s.log.Warn("etsi014: shutdown", "err", err)
-		}
-	})
-	err := s.srv.Serve(tls.NewListener(ln, cfg))
-	if !stop() {
-		<-shutdownDone // ctx ended: let the graceful shutdown finish
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return s.run.Serve(ctx, ln, cfg)
 }
 
 // Addr returns the address Serve listens on, or nil before Serve.
-func (s *Server) Addr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
-}
+func (s *Server) Addr() net.Addr { return s.run.Addr() }
 
 // Shutdown stops accepting connections and waits for active requests until
 // ctx ends, then closes what is left. It may be called any number of times,
 // also before Serve (which then returns at once).
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	if err != nil {
-		_ = s.srv.Close()
-	}
-	return err
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.run.Shutdown(ctx) }

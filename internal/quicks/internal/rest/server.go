@@ -4,24 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/qkms/qkms/internal/httpsx"
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 )
 
-// Timeouts of the HTTP server.
-const (
-	readHeaderTimeout = 10 * time.Second
-	readTimeout       = 30 * time.Second
-	writeTimeout      = 60 * time.Second
-	idleTimeout       = 2 * time.Minute
-	maxHeaderBytes    = 64 << 10
-	// shutdownGrace bounds the graceful shutdown Serve does when its
-	// context ends.
-	shutdownGrace = 5 * time.Second
-)
+// writeTimeout: QUICKS answers (logs, performance history) may be large.
+const writeTimeout = 60 * time.Second
 
 // Server runs a handler over HTTPS: TLS 1.3, client certificates required
 // and verified, HTTP/1.1.
@@ -29,10 +20,7 @@ type Server struct {
 	name      string
 	tlsConfig *tls.Config
 	log       *slog.Logger
-	srv       *http.Server
-
-	mu   sync.Mutex
-	addr net.Addr // guarded by mu
+	run       *httpsx.Runner
 }
 
 // NewServer returns a server of h. name prefixes errors and log lines.
@@ -40,23 +28,9 @@ func NewServer(name string, h http.Handler, cfg *tls.Config, log *slog.Logger) *
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	return &Server{
-		name:      name,
-		tlsConfig: cfg,
-		log:       log,
-		srv: &http.Server{
-			Handler:           h,
-			Protocols:         &protocols,
-			ReadHeaderTimeout: readHeaderTimeout,
-			ReadTimeout:       readTimeout,
-			WriteTimeout:      writeTimeout,
-			IdleTimeout:       idleTimeout,
-			MaxHeaderBytes:    maxHeaderBytes,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		},
-	}
+	run := httpsx.NewRunner(name, h, log)
+	run.Srv.WriteTimeout = writeTimeout
+	return &Server{name: name, tlsConfig: cfg, log: log, run: run}
 }
 
 // ServerTLS returns the configuration Serve uses: a clone of cfg with
@@ -89,43 +63,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		_ = ln.Close()
 		return err
 	}
-	s.mu.Lock()
-	s.addr = ln.Addr()
-	s.mu.Unlock()
-
-	shutdownDone := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(shutdownDone)
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		defer cancel()
-		if err := s.Shutdown(sctx); err != nil {
-			s.log.Warn(s.name+": shutdown", "err", err)
-		}
-	})
-	err = s.srv.Serve(tls.NewListener(ln, cfg))
-	if !stop() {
-		<-shutdownDone // ctx ended: let the graceful shutdown finish
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return s.run.Serve(ctx, ln, cfg)
 }
 
 // Addr returns the address Serve listens on, or nil before Serve.
-func (s *Server) Addr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
-}
+func (s *Server) Addr() net.Addr { return s.run.Addr() }
 
 // Shutdown stops accepting connections and waits for active requests until
 // ctx ends, then closes what is left. It may be called any number of times,
 // also before Serve (which then returns at once).
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	if err != nil {
-		_ = s.srv.Close()
-	}
-	return err
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.run.Shutdown(ctx) }
