@@ -24,6 +24,7 @@ type rule struct {
 var transports = []string{
 	mod + "internal/etsi014", mod + "internal/peer", mod + "internal/device", mod + "internal/coapx",
 	mod + "internal/qkdsim", mod + "internal/netsim", mod + "internal/node", mod + "internal/sae", mod + "cmd",
+	mod + "internal/controller", mod + "internal/agent",
 	"net/http", "github.com/plgd-dev/go-coap", "database/sql", "modernc.org/sqlite",
 }
 
@@ -40,6 +41,10 @@ var rules = []rule{
 	{mod + "internal/etsi014", []string{mod + "internal/node", mod + "internal/netsim", mod + "internal/link", mod + "internal/peer", mod + "internal/device", mod + "cmd"}, "a transport calls the core through its own interface"},
 	{mod + "internal/peer", []string{mod + "internal/node", mod + "internal/netsim", mod + "internal/link", mod + "internal/kms", mod + "internal/keystore", mod + "cmd"}, "a transport knows no core"},
 	{mod + "internal/device", []string{mod + "internal/node", mod + "internal/netsim", mod + "internal/link", mod + "internal/kms", mod + "internal/keystore", mod + "cmd"}, "a transport knows no core"},
+	{mod + "internal/sdn", transports, "routing logic imports no transport"},
+	{mod + "internal/relay", transports, "core imports no transport"},
+	{mod + "internal/controller", []string{mod + "internal/node", mod + "internal/netsim", mod + "internal/kms", mod + "internal/link", mod + "internal/keystore", mod + "internal/relay", mod + "internal/agent", mod + "cmd"}, "the controller knows KMSes only through their agents"},
+	{mod + "internal/agent", []string{mod + "internal/node", mod + "internal/netsim", mod + "internal/kms", mod + "internal/link", mod + "internal/keystore", mod + "internal/relay", mod + "cmd"}, "the agent talks to its KMS only over QUICKS"},
 	{mod + "internal/qkdsim", []string{mod + "internal/node", mod + "internal/kms", mod + "internal/link", mod + "internal/keystore", mod + "cmd"}, "the simulator is a device, not a KMS"},
 }
 

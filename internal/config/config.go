@@ -21,6 +21,20 @@ type Config struct {
 	Keys       Keys       `yaml:"keys"`
 	Store      Store      `yaml:"store"`
 	Log        Log        `yaml:"log"`
+	SDN        SDN        `yaml:"sdn"`
+}
+
+// SDN configures the node's SDN agent (SPEC §7). With an empty
+// controller_url the node runs no agent and serves SAEs of neighbouring
+// nodes only.
+type SDN struct {
+	ControllerURL string `yaml:"controller_url"` // https://host:port of `qkms controller`
+	ControllerCN  string `yaml:"controller_cn"`  // CN of the controller's certificate (default "controller")
+	// AgentURL is where the controller reaches this node's agent (default
+	// https:// + the bound listen.agent address).
+	AgentURL string `yaml:"agent_url"`
+	// ReportInterval between the agent's reports to the controller.
+	ReportInterval Duration `yaml:"report_interval"`
 }
 
 // Listen holds the node's listen addresses (host:port; port 0 picks a free
@@ -31,6 +45,7 @@ type Listen struct {
 	PeerTCP string `yaml:"peer_tcp"` // KMS<->KMS CoAP over TCP (RFC 8323)
 	Metrics string `yaml:"metrics"`  // plain HTTP /metrics, /healthz, /readyz
 	QUICKS  string `yaml:"quicks"`   // HTTPS with mTLS, TLS 1.3: the QUICKS KMS API for the SDN agent (SPEC §7)
+	Agent   string `yaml:"agent"`    // HTTPS with mTLS: the node's SDN agent (QUICKS agent API, controller pushes); used when sdn.controller_url is set
 }
 
 // TLS names the node's PKI files (PEM).

@@ -20,7 +20,9 @@ func Default() Config {
 			PeerTCP: "127.0.0.1:5683",
 			Metrics: "127.0.0.1:9090",
 			QUICKS:  "127.0.0.1:8444",
+			Agent:   "127.0.0.1:8445",
 		},
+		SDN:        SDN{ControllerCN: "controller", ReportInterval: Duration(time.Second)},
 		OperatorCN: "operator",
 		Keys: Keys{
 			DefaultSize:     256,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/topology"
@@ -84,6 +85,17 @@ func (c *Config) validateNode(v *validator) {
 	v.required("tls.cert_file", c.TLS.CertFile)
 	v.required("tls.key_file", c.TLS.KeyFile)
 	v.required("operator_cn", c.OperatorCN)
+	if c.SDN.ControllerURL != "" {
+		if !strings.HasPrefix(c.SDN.ControllerURL, "https://") {
+			v.add("sdn.controller_url", "must be an https URL")
+		}
+		v.required("sdn.controller_cn", c.SDN.ControllerCN)
+		v.required("listen.quicks", c.Listen.QUICKS)
+		v.required("listen.agent", c.Listen.Agent)
+		if c.SDN.ReportInterval.D() <= 0 {
+			v.add("sdn.report_interval", "must be positive")
+		}
+	}
 }
 
 func (c *Config) validateListen(v *validator) {
@@ -99,6 +111,7 @@ func (c *Config) validateListen(v *validator) {
 		{"listen.peer_tcp", l.PeerTCP, true},
 		{"listen.metrics", l.Metrics, true},
 		{"listen.quicks", l.QUICKS, true},
+		{"listen.agent", l.Agent, true},
 	} {
 		if a.value == "" {
 			continue

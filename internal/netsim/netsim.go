@@ -10,11 +10,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/qkms/qkms/internal/config"
+	"github.com/qkms/qkms/internal/controller"
+	"github.com/qkms/qkms/internal/httpsx"
 	"github.com/qkms/qkms/internal/node"
+	"github.com/qkms/qkms/internal/pki"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/qkdsim"
 	"github.com/qkms/qkms/internal/topology"
@@ -42,19 +46,26 @@ type Network struct {
 	Nodes map[qkd.NodeID]*node.Node
 	Sims  map[qkd.LinkID]*qkdsim.Link
 
-	ctrl   *controller
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	errMu  sync.Mutex
-	err    error
+	ctrl    *controller.Controller
+	ctrlSrv *httpsx.Runner
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	errMu   sync.Mutex
+	err     error
 }
 
 // Info is DIR/network.json (SPEC §10).
 type Info struct {
-	CA       string     `json:"ca"`
-	Nodes    []NodeInfo `json:"nodes"`
-	SAEs     []SAEInfo  `json:"saes"`
-	Operator CertPair   `json:"operator"`
+	CA         string         `json:"ca"`
+	Controller ControllerInfo `json:"controller"`
+	Nodes      []NodeInfo     `json:"nodes"`
+	SAEs       []SAEInfo      `json:"saes"`
+	Operator   CertPair       `json:"operator"`
+}
+
+// ControllerInfo is the controller's entry in network.json.
+type ControllerInfo struct {
+	URL string `json:"url"` // https://127.0.0.1:PORT; its API is under /sdn/v1
 }
 
 // NodeInfo is one node's entry in network.json.
@@ -88,8 +99,8 @@ type CertPair struct {
 
 // bound are one node's pre-bound listeners.
 type bound struct {
-	etsi014, peerTCP, metrics, quicks net.Listener
-	peerUDP                           *net.UDPConn
+	etsi014, peerTCP, metrics, quicks, agent net.Listener
+	peerUDP                                  *net.UDPConn
 }
 
 // Up starts the network and returns once every node is ready and
@@ -118,11 +129,7 @@ func Up(ctx context.Context, o Options) (*Network, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("netsim: %w", err)
 	}
-	ctrl, err := newController(o.Topology, o.Logger.With("component", "controller"))
-	if err != nil {
-		return nil, err
-	}
-	n := &Network{o: o, Nodes: map[qkd.NodeID]*node.Node{}, Sims: map[qkd.LinkID]*qkdsim.Link{}, ctrl: ctrl}
+	n := &Network{o: o, Nodes: map[qkd.NodeID]*node.Node{}, Sims: map[qkd.LinkID]*qkdsim.Link{}}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	if err := n.start(ctx, runCtx); err != nil {
@@ -157,26 +164,24 @@ func (n *Network) start(ctx, runCtx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ctrlLn, err := n.startController(runCtx, ca)
+	if err != nil {
+		return err
+	}
 	for _, nd := range n.o.Topology.Nodes {
-		cfg, err := n.nodeConfig(nd.ID, ca, ls, devAddrs)
+		cfg, err := n.nodeConfig(nd.ID, ca, ls, devAddrs, "https://"+ctrlLn)
 		if err != nil {
 			return err
 		}
 		b := ls[nd.ID]
-		nn, err := node.New(ctx, node.Options{Config: cfg, Logger: n.o.Logger, Router: n.ctrl,
-			Listeners: node.Listeners{ETSI014: b.etsi014, PeerTCP: b.peerTCP, PeerUDP: b.peerUDP, Metrics: b.metrics, QUICKS: b.quicks}})
+		nn, err := node.New(ctx, node.Options{Config: cfg, Logger: n.o.Logger,
+			Listeners: node.Listeners{ETSI014: b.etsi014, PeerTCP: b.peerTCP, PeerUDP: b.peerUDP, Metrics: b.metrics, QUICKS: b.quicks, Agent: b.agent}})
 		if err != nil {
 			return fmt.Errorf("netsim: node %s: %w", nd.ID, err)
 		}
 		n.Nodes[nd.ID] = nn
-		n.ctrl.add(nn)
 		n.info(nd.ID, cfg, nn)
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.ctrl.monitor(runCtx, n.o.Scale)
-	}()
 	for _, nn := range n.Nodes {
 		n.wg.Add(1)
 		go func() {
@@ -207,7 +212,7 @@ func (n *Network) Err() error {
 func bindAll() (*bound, error) {
 	var b bound
 	var err error
-	for _, p := range []*net.Listener{&b.etsi014, &b.peerTCP, &b.metrics, &b.quicks} {
+	for _, p := range []*net.Listener{&b.etsi014, &b.peerTCP, &b.metrics, &b.quicks, &b.agent} {
 		if *p, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("netsim: listen: %w", err)
 		}
@@ -231,7 +236,7 @@ func (n *Network) waitReady(ctx context.Context) error {
 		all := true
 		var waiting qkd.NodeID
 		for id, nn := range n.Nodes {
-			if !nn.Ready(ctx) {
+			if !nn.Ready(ctx) || !n.ctrl.Online(id) {
 				all, waiting = false, id
 				break
 			}
@@ -267,6 +272,52 @@ func (n *Network) Wait(ctx context.Context) error {
 // their key stream was set up by a first request).
 func (n *Network) Route(master, slave qkd.SAEID) ([]qkd.NodeID, bool) {
 	return n.ctrl.Route(master, slave)
+}
+
+// Controller returns the network's SDN controller.
+func (n *Network) Controller() *controller.Controller { return n.ctrl }
+
+// startController starts the SDN controller on a loopback port; it returns
+// its address.
+func (n *Network) startController(ctx context.Context, ca *pki.CA) (string, error) {
+	p, err := ca.IssueServer(controllerCN, nil)
+	if err != nil {
+		return "", fmt.Errorf("netsim: controller certificate: %w", err)
+	}
+	clientTLS, err := pki.ClientTLSConfig(ca.CertFile(), p.CertFile, p.KeyFile, "")
+	if err != nil {
+		return "", err
+	}
+	serverTLS, err := pki.ServerTLSConfig(ca.CertFile(), p.CertFile, p.KeyFile)
+	if err != nil {
+		return "", err
+	}
+	topo := *n.o.Topology
+	topo.Links = slices.Clone(topo.Links)
+	topo.Scale(n.o.Scale)
+	log := n.o.Logger.With("component", "controller")
+	n.ctrl, err = controller.New(controller.Options{Topology: &topo, ClientTLS: clientTLS, OperatorCN: operatorCN, Logger: log})
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	n.ctrlSrv = httpsx.NewRunner("controller", n.ctrl.Handler(), log)
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		if err := n.ctrlSrv.Serve(ctx, ln, serverTLS); err != nil {
+			n.setErr(fmt.Errorf("controller: %w", err))
+		}
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.ctrl.Run(ctx)
+	}()
+	n.Info.Controller = ControllerInfo{URL: "https://" + ln.Addr().String()}
+	return ln.Addr().String(), nil
 }
 
 // Close stops every node and simulator. Idempotent.

@@ -23,6 +23,9 @@ const pskSize = 2 * 64 * 64
 // operatorCN is the CN of the operator's client certificate.
 const operatorCN = "operator"
 
+// controllerCN is the CN of the SDN controller's certificate.
+const controllerCN = "controller"
+
 func (n *Network) issuePKI() (*pki.CA, error) {
 	ca, err := pki.InitCA(filepath.Join(n.o.Dir, "pki"), pki.Options{})
 	if err != nil {
@@ -86,7 +89,7 @@ func (n *Network) startSims(ctx context.Context) (map[qkd.LinkID][2]string, erro
 
 // nodeConfig writes DIR/nodes/ID/node.yaml and loads it back (so it goes
 // through the same validation as `qkms serve`).
-func (n *Network) nodeConfig(id qkd.NodeID, ca *pki.CA, ls map[qkd.NodeID]*bound, dev map[qkd.LinkID][2]string) (*config.Config, error) {
+func (n *Network) nodeConfig(id qkd.NodeID, ca *pki.CA, ls map[qkd.NodeID]*bound, dev map[qkd.LinkID][2]string, controllerURL string) (*config.Config, error) {
 	dir := filepath.Join(n.o.Dir, "nodes", string(id))
 	if err := os.MkdirAll(filepath.Join(dir, "psk"), 0o700); err != nil {
 		return nil, err
@@ -95,7 +98,9 @@ func (n *Network) nodeConfig(id qkd.NodeID, ca *pki.CA, ls map[qkd.NodeID]*bound
 	c := config.Default()
 	c.NodeID, c.DataDir = id, filepath.Join(dir, "data")
 	c.Listen = config.Listen{ETSI014: b.etsi014.Addr().String(), PeerTCP: b.peerTCP.Addr().String(),
-		PeerUDP: b.peerUDP.LocalAddr().String(), Metrics: b.metrics.Addr().String(), QUICKS: b.quicks.Addr().String()}
+		PeerUDP: b.peerUDP.LocalAddr().String(), Metrics: b.metrics.Addr().String(), QUICKS: b.quicks.Addr().String(),
+		Agent: b.agent.Addr().String()}
+	c.SDN.ControllerURL = controllerURL
 	kme := string(qkd.KMEOf(id))
 	c.TLS = config.TLS{CAFile: ca.CertFile(), CertFile: filepath.Join(ca.Dir(), kme+".pem"), KeyFile: filepath.Join(ca.Dir(), kme+"-key.pem")}
 	c.OperatorCN = operatorCN

@@ -19,6 +19,8 @@ import (
 	"github.com/qkms/qkms/internal/kms"
 	"github.com/qkms/qkms/internal/link"
 	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/quicks"
+	"github.com/qkms/qkms/internal/quicks/agentapi"
 	"github.com/qkms/qkms/internal/quicks/kmsapi"
 	"github.com/qkms/qkms/internal/relay"
 	"github.com/qkms/qkms/internal/telemetry"
@@ -33,6 +35,7 @@ type Listeners struct {
 	PeerTCP net.Listener
 	Metrics net.Listener
 	QUICKS  net.Listener
+	Agent   net.Listener // the SDN agent (with sdn.controller_url)
 }
 
 // Options configure a node.
@@ -72,6 +75,7 @@ type Node struct {
 	ln      Listeners
 	addrs   Addrs
 	quicks  *kmsapi.Server // nil: listen.quicks is off
+	sdn     *sdnParts      // nil: no SDN controller configured
 	perf    *perfSampler
 	logs    *logRing
 	state   nodeState
@@ -122,6 +126,9 @@ func (n *Node) build(ctx context.Context) error {
 	}
 	n.newRelay(fwd)
 	n.perf = newPerfSampler(n)
+	if err := n.newSDN(); err != nil {
+		return err
+	}
 	if err := n.newService(); err != nil {
 		return err
 	}
@@ -232,6 +239,7 @@ func (n *Node) Run(ctx context.Context) error {
 		}()
 	}
 	n.startServers(goRun)
+	n.runSDN(goRun)
 	for _, l := range n.links {
 		lwg := l.Start(ctx)
 		goRun(func(ctx context.Context) error { <-ctx.Done(); lwg.Wait(); return nil })
@@ -273,6 +281,14 @@ func (n *Node) Zeroize(ctx context.Context) error {
 	n.zeroOnce.Do(func() {
 		n.zeroErr = n.svc.Zeroize(ctx)
 		n.metrics.SetNodeActive(false)
+		n.notifyAgent(func(ctx context.Context, c *agentapi.Client) error {
+			code := EventZeroized
+			if err := c.NotifyEvent(ctx, quicks.Event{Level: quicks.LevelCritical, Code: &code,
+				Reason: "the KMS was zeroised: all key material destroyed"}); err != nil {
+				return err
+			}
+			return c.NotifyStatus(ctx, quicks.StatusNotification{State: string(quicks.StateOffline), Reason: "zeroised"})
+		})
 	})
 	return n.zeroErr
 }
@@ -319,7 +335,7 @@ func (n *Node) close() {
 	for _, l := range n.links {
 		l.transport.Close()
 	}
-	for _, ln := range []interface{ Close() error }{n.ln.ETSI014, n.ln.PeerTCP, n.ln.Metrics, n.ln.QUICKS} {
+	for _, ln := range []interface{ Close() error }{n.ln.ETSI014, n.ln.PeerTCP, n.ln.Metrics, n.ln.QUICKS, n.ln.Agent} {
 		if ln != nil && !isNilListener(ln) {
 			_ = ln.Close()
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/qkms/qkms/internal/kms"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/quicks"
+	"github.com/qkms/qkms/internal/quicks/agentapi"
 	"github.com/qkms/qkms/internal/quicks/kmsapi"
 	"github.com/qkms/qkms/internal/relay"
 	"github.com/qkms/qkms/internal/telemetry"
@@ -327,6 +328,10 @@ func (b *quicksBackend) SetStatus(ctx context.Context, state quicks.State) error
 	if old != state {
 		b.n.log.Warn("node state changed through QUICKS control/status", "from", string(old), "to", string(state),
 			"by", quicks.Caller(ctx))
+		reason := fmt.Sprintf("state set to %s through QUICKS control/status by %s", state, quicks.Caller(ctx))
+		b.n.notifyAgent(func(ctx context.Context, c *agentapi.Client) error {
+			return c.NotifyStatus(ctx, quicks.StatusNotification{State: string(state), Reason: reason})
+		})
 	}
 	return nil
 }
@@ -432,10 +437,11 @@ func (b *quicksBackend) install(stream string, rc quicks.RelayConfig) error {
 //
 // At the source the one neighbour is the next hop, at the destination the
 // previous one. At an intermediate node QUICKS gives both neighbours
-// without saying which is upstream, and the relay engine forwards in one
-// direction only: 501. So is an empty list at the destination (QUICKS
-// allows it; the engine needs the previous hop to accept relay steps) and
-// more than one next hop (multi-path or tree relay).
+// without saying which is upstream: a relay step is forwarded from the
+// neighbour it came from to the other one (qkms's agent lists the previous
+// hop first). An empty list at the destination is 501 (QUICKS allows it;
+// the engine needs the previous hop to accept relay steps), and so is more
+// than one next hop at an end (multi-path or tree relay).
 func (b *quicksBackend) relayEntry(stream string, rc quicks.RelayConfig) (relay.Entry, error) {
 	cfg := b.n.cfg
 	master := qkd.SAEID(rc.Source)
@@ -475,9 +481,12 @@ func (b *quicksBackend) relayEntry(stream string, rc quicks.RelayConfig) (relay.
 	en := relay.Entry{Stream: stream, Source: src, Dest: dst, Master: master, Slaves: slaves}
 	self := cfg.NodeID
 	switch {
+	case self != src && self != dst && len(hops) != 2:
+		return relay.Entry{}, quicks.BadField("next_node_info", "an intermediate KMS of a hop-by-hop path needs its two neighbours on the path")
 	case self != src && self != dst:
-		return relay.Entry{}, fmt.Errorf("%w: relay entries at intermediate KMSes: next_node_info does not say which neighbour is upstream "+
-			"and this relay engine forwards in one direction only", quicks.ErrNotSupported)
+		// The relay engine forwards a step arriving from one of the two
+		// neighbours to the other; qkms's agent lists the previous hop first.
+		en.Prev, en.Next = hops[0], hops[1]
 	case len(hops) > 1:
 		return relay.Entry{}, fmt.Errorf("%w: more than one neighbour at an end of the path (multi-path or tree relay)", quicks.ErrNotSupported)
 	case len(hops) == 0 && self == src:

@@ -269,7 +269,11 @@ func TestQUICKSAuthAndErrors(t *testing.T) {
 	e.problem(e.do(e.op, http.MethodPut, a+"/control/qkd-device/"+dev, map[string]any{"label": "y"}), 501, "update device")
 	e.problem(e.do(e.op, http.MethodDelete, a+"/control/qkd-device/"+dev, nil), 501, "remove device")
 	e.problem(e.do(e.op, http.MethodPost, e.base["B"]+"/link/relay/"+stream,
-		map[string]any{"source": "SAE_A1", "destination": []string{"SAE_C1"}, "next_node_info": []string{e.peer["A"], e.peer["C"]}}), 501, "intermediate relay entry")
+		map[string]any{"source": "SAE_A1", "destination": []string{"SAE_C1"}, "next_node_info": []string{e.peer["A"]}}), 400, "intermediate relay entry with one neighbour")
+	if r := e.do(e.op, http.MethodPost, e.base["B"]+"/link/relay/"+stream,
+		map[string]any{"source": "SAE_A1", "destination": []string{"SAE_C1"}, "next_node_info": []string{e.peer["A"], e.peer["C"]}}); r.code != 201 {
+		t.Errorf("intermediate relay entry: status %d, want 201: %s", r.code, r.body)
+	}
 	e.problem(e.do(e.op, http.MethodPost, e.base["C"]+"/link/relay/"+stream,
 		map[string]any{"source": "SAE_A1", "destination": []string{"SAE_C1"}, "next_node_info": []string{}}), 501, "destination without previous hop")
 }

@@ -25,6 +25,9 @@ var (
 	// ErrNotSupported: 501, a QUICKS feature this implementation does not
 	// offer (QUICKS readme §3.6).
 	ErrNotSupported = errors.New("not supported by this implementation")
+	// ErrUnavailable: 503, the service cannot do it now (for example no
+	// route with enough key is left for a registration).
+	ErrUnavailable = errors.New("service unavailable")
 	// ErrInvalidAnswer is a client-side error: the server answered 2xx with
 	// a body that is not the published message.
 	ErrInvalidAnswer = errors.New("answer does not match the QUICKS schema")

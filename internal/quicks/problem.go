@@ -56,6 +56,8 @@ func (p *Problem) Unwrap() error {
 		return ErrTooLarge
 	case http.StatusNotImplemented:
 		return ErrNotSupported
+	case http.StatusServiceUnavailable:
+		return ErrUnavailable
 	}
 	return nil
 }
@@ -71,6 +73,7 @@ var statusOf = []struct {
 	{ErrConflict, http.StatusConflict},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge},
 	{ErrNotSupported, http.StatusNotImplemented},
+	{ErrUnavailable, http.StatusServiceUnavailable},
 }
 
 // ProblemFor maps an error to the problem a server answers. It is the only

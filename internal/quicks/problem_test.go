@@ -84,7 +84,7 @@ func TestProblemFromResponse(t *testing.T) {
 func TestProblemUnwrap(t *testing.T) {
 	for status, want := range map[int]error{
 		400: quicks.ErrBadRequest, 403: quicks.ErrForbidden, 404: quicks.ErrNotFound,
-		409: quicks.ErrConflict, 413: quicks.ErrTooLarge, 501: quicks.ErrNotSupported, 500: nil, 503: nil,
+		409: quicks.ErrConflict, 413: quicks.ErrTooLarge, 501: quicks.ErrNotSupported, 503: quicks.ErrUnavailable, 500: nil, 502: nil,
 	} {
 		var err error = quicks.NewProblem(status, "d")
 		if got := errors.Unwrap(err); got != want {

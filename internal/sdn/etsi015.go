@@ -105,6 +105,11 @@ type QKDLink struct {
 	VirtPrevHop   string   `json:"virt_prev_hop,omitempty"`
 	VirtNextHop   []string `json:"virt_next_hop,omitempty"`
 	VirtBandwidth uint32   `json:"virt_bandwidth,omitempty"`
+	// VIRT only, qkms extension: the key stream's source application
+	// (server_app_id) and destination applications (client_app_id), which
+	// every KMS on the path needs for its QUICKS link/relay entry.
+	ServerAppID  string   `json:"qkms:server_app_id,omitempty"`
+	ClientAppIDs []string `json:"qkms:client_app_id,omitempty"`
 	// PHYS only.
 	Performance *QKDLinkPerformance `json:"qkdl_performance,omitempty"`
 }
@@ -120,6 +125,9 @@ type QKDLinkPerformance struct {
 	ExpectedConsumption uint32 `json:"expected_consumption"`
 	SKR                 uint32 `json:"skr"`
 	ESKR                uint32 `json:"eskr"`
+	// KAV (qkms extension, from QUICKS): key available for applications
+	// on the link now, bytes.
+	KAV uint64 `json:"qkms:kav,omitempty"`
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -217,6 +225,10 @@ func virtLink(s Stream, at qkd.NodeID) QKDLink {
 		ID: string(s.ID), Status: QKDLinkActive, Enable: ptr(true), Type: QKDLinkVirt,
 		Local: QKDLinkEnd{NodeID: string(at)}, Remote: QKDLinkEnd{NodeID: string(s.Destinations[0])},
 		Applications: []string{string(s.ID)}, VirtBandwidth: bps(s.Rate),
+		ServerAppID: string(s.SourceSAE),
+	}
+	for _, d := range s.DestinationSAEs {
+		l.ClientAppIDs = append(l.ClientAppIDs, string(d))
 	}
 	if slices.Contains(s.Destinations, at) {
 		l.Remote.NodeID = string(s.Source)
@@ -314,10 +326,13 @@ func (c *Controller) applyPhys(at qkd.NodeID, l QKDLink) ([]Rerouted, error) {
 		return nil, fmt.Errorf("%w: link %q does not end at %s", ErrInvalid, l.ID, at)
 	}
 	if p := l.Performance; p != nil {
-		perf := LinkPerf{SKR: float64(p.SKR), ESKR: float64(p.ESKR)}
+		perf := LinkPerf{SKR: float64(p.SKR), ESKR: float64(p.ESKR), KAV: p.KAV}
 		c.mu.RLock()
 		if old := c.perf[li]; old != nil {
-			perf.EXKR, perf.KAV = old.EXKR, old.KAV
+			perf.EXKR = old.EXKR
+			if p.KAV == 0 {
+				perf.KAV = old.KAV
+			}
 		}
 		c.mu.RUnlock()
 		if err := c.Report(qkd.LinkID(l.ID), perf); err != nil {

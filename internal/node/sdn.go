@@ -1,0 +1,242 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/qkms/qkms/internal/agent"
+	"github.com/qkms/qkms/internal/controller"
+	"github.com/qkms/qkms/internal/httpsx"
+	"github.com/qkms/qkms/internal/pki"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/quicks"
+	"github.com/qkms/qkms/internal/quicks/agentapi"
+	"github.com/qkms/qkms/internal/quicks/kmsapi"
+)
+
+// sdnParts are the node's SDN agent and its KMS-side client, when
+// sdn.controller_url is configured.
+type sdnParts struct {
+	agent    *agent.Agent
+	server   *httpsx.Runner
+	client   *agentapi.Client // the KMS's client of its agent
+	router   *sdnRouter
+	agentURL string
+}
+
+// newSDN binds the QUICKS and agent listeners and builds the agent (which
+// talks to this node's KMS only through its QUICKS server) and the key
+// stream router that asks the agent for routes.
+func (n *Node) newSDN() error {
+	c := n.cfg
+	if c.SDN.ControllerURL == "" {
+		return nil
+	}
+	var err error
+	if n.ln.QUICKS == nil {
+		if n.ln.QUICKS, err = net.Listen("tcp", c.Listen.QUICKS); err != nil {
+			return fmt.Errorf("node: quicks listener: %w", err)
+		}
+	}
+	if n.ln.Agent == nil {
+		if n.ln.Agent, err = net.Listen("tcp", c.Listen.Agent); err != nil {
+			return fmt.Errorf("node: agent listener: %w", err)
+		}
+	}
+	clientTLS, err := pki.ClientTLSConfig(c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile, "")
+	if err != nil {
+		return fmt.Errorf("node: TLS: %w", err)
+	}
+	kmsClient, err := kmsapi.NewClient(kmsapi.ClientOptions{BaseURL: "https://" + n.ln.QUICKS.Addr().String(), TLSConfig: clientTLS})
+	if err != nil {
+		return err
+	}
+	ctl, err := controller.NewClient(c.SDN.ControllerURL, clientTLS)
+	if err != nil {
+		return err
+	}
+	agentURL := c.SDN.AgentURL
+	if agentURL == "" {
+		agentURL = "https://" + n.ln.Agent.Addr().String()
+	}
+	neighbours := map[qkd.NodeID]string{}
+	for _, l := range c.Links {
+		if _, ok := neighbours[l.Peer]; !ok {
+			neighbours[l.Peer] = l.PeerAddr
+		}
+	}
+	ag, err := agent.New(agent.Options{Node: c.NodeID, KMS: kmsClient, Controller: ctl, URL: agentURL, Neighbours: neighbours,
+		KMSCN: string(c.KMEID), ControllerCN: c.SDN.ControllerCN, OperatorCN: c.OperatorCN,
+		Interval: c.SDN.ReportInterval.D(), Logger: n.log.With("component", "agent")})
+	if err != nil {
+		return err
+	}
+	ac, err := agentapi.NewClient(agentapi.ClientOptions{BaseURL: agentURL, TLSConfig: clientTLS})
+	if err != nil {
+		return err
+	}
+	n.sdn = &sdnParts{agent: ag, client: ac, agentURL: agentURL,
+		server: httpsx.NewRunner("agent", ag.Handler(), n.log.With("component", "agent"))}
+	n.sdn.router = &sdnRouter{n: n, agent: ac, streams: map[string]string{}}
+	if n.router == nil {
+		n.router = n.sdn.router
+	}
+	return nil
+}
+
+// runSDN serves the agent, runs its reports, and tells the agent that the
+// KMS joined (QUICKS notification/registration).
+func (n *Node) runSDN(goRun func(func(context.Context) error)) {
+	if n.sdn == nil {
+		return
+	}
+	goRun(func(ctx context.Context) error {
+		cfg, err := pki.ServerTLSConfig(n.cfg.TLS.CAFile, n.cfg.TLS.CertFile, n.cfg.TLS.KeyFile)
+		if err != nil {
+			return err
+		}
+		return n.sdn.server.Serve(ctx, n.ln.Agent, cfg)
+	})
+	goRun(func(ctx context.Context) error { n.sdn.agent.Run(ctx); return nil })
+	goRun(func(ctx context.Context) error {
+		reg := quicks.KMSRegistration{KMSID: formatUUID(nameUUID(uuidNamespace, "kms:"+string(n.cfg.NodeID))),
+			Model: quicks.KMSModel{DeviceVendor: "qkms", DeviceModel: "qkms", DeviceVersion: n.versionOrDefault()}}
+		for _, l := range n.links {
+			reg.LinkIDs = append(reg.LinkIDs, LinkUUID(l.ID()))
+			reg.DeviceIDs = append(reg.DeviceIDs, DeviceUUID(n.cfg.NodeID, l.ID()))
+		}
+		for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+			if _, err := n.sdn.client.NotifyRegistration(ctx, reg); err == nil {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+		}
+	})
+}
+
+func (n *Node) versionOrDefault() string {
+	if quicks.IsSemver(n.version) {
+		return n.version
+	}
+	return DefaultVersion
+}
+
+// notifyAgent sends a QUICKS notification to the node's agent in the
+// background (never under a lock, never blocking the caller).
+func (n *Node) notifyAgent(f func(ctx context.Context, c *agentapi.Client) error) {
+	if n.sdn == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := f(ctx, n.sdn.client); err != nil {
+			n.log.Debug("notification to the SDN agent failed", "err", err)
+		}
+	}()
+}
+
+// sdnRouter is the kms.Router of a node with an SDN agent: the key stream
+// of a remote pair comes from QUICKS link/registration at the agent (the
+// controller configures every KMS of the route before it answers); it is
+// known while this node's relay entry for it exists.
+type sdnRouter struct {
+	n     *Node
+	agent *agentapi.Client
+
+	mu      sync.Mutex
+	streams map[string]string // guarded by mu: pair → key stream
+}
+
+func routerKey(master qkd.SAEID, slaves []qkd.SAEID) string {
+	s := make([]string, len(slaves))
+	for i, v := range slaves {
+		s[i] = string(v)
+	}
+	sort.Strings(s)
+	return string(master) + ">" + strings.Join(s, ",")
+}
+
+// Known implements kms.Router.
+func (r *sdnRouter) Known(master qkd.SAEID, slaves []qkd.SAEID) (string, bool) {
+	key := routerKey(master, slaves)
+	r.mu.Lock()
+	s, ok := r.streams[key]
+	r.mu.Unlock()
+	if !ok {
+		return "", false
+	}
+	if _, ok := r.n.relay.Lookup(s); !ok {
+		r.mu.Lock()
+		if r.streams[key] == s {
+			delete(r.streams, key)
+		}
+		r.mu.Unlock()
+		return "", false
+	}
+	return s, true
+}
+
+// Stream implements kms.Router.
+func (r *sdnRouter) Stream(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID) (string, error) {
+	if s, ok := r.Known(master, slaves); ok {
+		return s, nil
+	}
+	req := quicks.LinkRegistration{Source: string(master),
+		QoSRequest: quicks.QoSData{Type: quicks.QoSETSI014, ETSI014: &quicks.ETSI014QoS{Number: 1, Size: r.n.cfg.Keys.DefaultSize}}}
+	for _, s := range slaves {
+		req.Destination = append(req.Destination, string(s))
+	}
+	for _, l := range r.n.links {
+		req.Performance = append(req.Performance, quicks.LinkKPI{LinkID: LinkUUID(l.ID())})
+	}
+	if len(req.Performance) == 0 {
+		return "", fmt.Errorf("%w: this node has no QKD link", qkd.ErrNoRoute)
+	}
+	res, err := r.agent.Register(ctx, req)
+	if err != nil {
+		if errors.Is(err, quicks.ErrUnavailable) || errors.Is(err, quicks.ErrNotSupported) {
+			reason := fmt.Sprintf("no key stream for %s → %v: %v", master, slaves, err)
+			r.n.notifyAgent(func(ctx context.Context, c *agentapi.Client) error {
+				code := EventNoRoute
+				return c.NotifyEvent(ctx, quicks.Event{Level: quicks.LevelWarning, Code: &code, Reason: reason})
+			})
+			return "", fmt.Errorf("%w: %v", qkd.ErrNoRoute, err)
+		}
+		return "", err
+	}
+	id := strings.ToLower(res.KeyStreamID)
+	if _, ok := r.n.relay.Lookup(id); !ok {
+		return "", fmt.Errorf("%w: key stream %s was not configured at this KMS", qkd.ErrNoRoute, id)
+	}
+	r.mu.Lock()
+	r.streams[routerKey(master, slaves)] = id
+	r.mu.Unlock()
+	return id, nil
+}
+
+// StoredKeys is the path-wide stored_key_count of a remote pair (QUICKS
+// link/status at the agent).
+func (r *sdnRouter) StoredKeys(ctx context.Context, master, slave qkd.SAEID) (int, error) {
+	st, err := r.agent.LinkStatus(ctx, string(master), string(slave))
+	if err != nil {
+		return 0, err
+	}
+	return st.StoredKeyCount, nil
+}
+
+// Event codes qkms sends in QUICKS notification/event (vendor specific).
+const (
+	EventNoRoute  = 1001 // a key stream could not be set up
+	EventZeroized = 1002 // the node destroyed its key material
+)
