@@ -47,6 +47,8 @@ type Network struct {
 	Sims  map[qkd.LinkID]*qkdsim.Link
 
 	ctrl    *controller.Controller
+	stops   map[qkd.NodeID]context.CancelFunc // per-node stop (StopNode)
+	done    map[qkd.NodeID]chan struct{}
 	ctrlSrv *httpsx.Runner
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -182,11 +184,15 @@ func (n *Network) start(ctx, runCtx context.Context) error {
 		n.Nodes[nd.ID] = nn
 		n.info(nd.ID, cfg, nn)
 	}
-	for _, nn := range n.Nodes {
+	n.stops, n.done = map[qkd.NodeID]context.CancelFunc{}, map[qkd.NodeID]chan struct{}{}
+	for id, nn := range n.Nodes {
+		nodeCtx, stop := context.WithCancel(runCtx)
+		n.stops[id], n.done[id] = stop, make(chan struct{})
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			if err := nn.Run(runCtx); err != nil {
+			defer close(n.done[id])
+			if err := nn.Run(nodeCtx); err != nil {
 				n.setErr(fmt.Errorf("node %s: %w", nn.ID(), err))
 			}
 		}()
@@ -272,6 +278,17 @@ func (n *Network) Wait(ctx context.Context) error {
 // their key stream was set up by a first request).
 func (n *Network) Route(master, slave qkd.SAEID) ([]qkd.NodeID, bool) {
 	return n.ctrl.Route(master, slave)
+}
+
+// StopNode stops one node (its KMS, servers and agent), as if its process
+// died, and returns once it stopped. Its QKD link simulators keep running.
+func (n *Network) StopNode(id qkd.NodeID) {
+	stop, ok := n.stops[id]
+	if !ok {
+		return
+	}
+	stop()
+	<-n.done[id]
 }
 
 // Controller returns the network's SDN controller.

@@ -69,6 +69,12 @@ func TestRerouteWhenALinkIsCut(t *testing.T) {
 		var e *sae.Error
 		return errors.As(err, &e) && e.Code == 503 && strings.Contains(e.Message, "no QKD connection available")
 	})
+	// The controller reports it, and so does the KMS (QUICKS
+	// notification/event through its agent).
+	waitFor(t, 30*time.Second, "notifications of the missing route", func() bool {
+		notes := n.Controller().Notifications()
+		return notified(notes, "no route for SAE_A1 → SAE_C1") && notified(notes, "KMS of A: no key stream")
+	})
 }
 
 // linkEnds returns the two nodes of a topology link.
