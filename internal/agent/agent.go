@@ -338,10 +338,13 @@ func (a *Agent) Register(ctx context.Context, req quicks.LinkRegistration) (quic
 	if !ok {
 		return quicks.RegistrationResult{}, fmt.Errorf("controller routed key stream %s over %s, not a neighbour of %s", out.App.ID, out.NextHop, a.o.Node)
 	}
-	// The controller pushed this node's entry already; make sure it is
-	// applied here before the KMS uses the stream.
-	a.poke()
-	return quicks.RegistrationResult{KeyStreamID: out.App.ID, NextNodeInfo: []string{next}}, nil
+	res := quicks.RegistrationResult{KeyStreamID: out.App.ID, NextNodeInfo: []string{next}}
+	if q := req.QoSRequest.ETSI004; q != nil && out.CounterProposal {
+		// The route carries less than asked: counter-propose its rate.
+		rate := int(out.RateBPS)
+		res.QoS = &quicks.QoSProposal{MaxBPS: &rate, MinBPS: &rate}
+	}
+	return res, nil
 }
 
 // PatchRegistration implements agentapi.Backend.
