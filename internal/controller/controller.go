@@ -471,7 +471,11 @@ func (c *Controller) Register(ctx context.Context, from qkd.NodeID, r AppRegistr
 				Message: fmt.Sprintf("key stream %s set up for %s → %s over %v", st.ID, r.App.ServerAppID, strings.Join(r.App.ClientAppIDs, ","), pathNodes(st.Route))})
 		}
 	}
-	// Configure every node of the route and wait until each applied it.
+	// Configure every node of the route and wait until each applied it
+	// (bounded: an agent that does not answer fails the registration, and
+	// its node is taken out of the routes once its reports stop).
+	ctx, cancel := context.WithTimeout(ctx, c.o.PushTimeout)
+	defer cancel()
 	var waits []func(context.Context) error
 	for _, p := range st.Route.Paths {
 		for _, n := range p.Nodes {
