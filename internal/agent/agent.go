@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -205,7 +206,9 @@ func (a *Agent) report(ctx context.Context) error {
 }
 
 // bits converts bytes/s to bit/s for ETSI 015.
-func bits(bytesPerSec int32) uint32 { return uint32(max(int64(bytesPerSec), 0) * 8) }
+func bits(bytesPerSec int32) uint32 {
+	return uint32(min(max(int64(bytesPerSec), 0)*8, math.MaxUint32))
+}
 
 // apply makes the KMS's relay entries those of the VIRT links of n.
 func (a *Agent) apply(ctx context.Context, n sdn.QKDNode) error {

@@ -510,8 +510,8 @@ func (c *Controller) Register(ctx context.Context, from qkd.NodeID, r AppRegistr
 }
 
 // Close releases a key stream (QUICKS DELETE link/{key_stream_id}) and
-// removes its forwarding entries. Only the source node or the operator
-// may close it.
+// removes its forwarding entries. The agents of its end nodes and the
+// operator may close it.
 func (c *Controller) Close(_ context.Context, caller qkd.NodeID, operator bool, id string) error {
 	st, ok := c.sdn.Stream(sdn.StreamID(strings.ToLower(id)))
 	if !ok {
@@ -602,10 +602,10 @@ func (c *Controller) PathStatus(master, slave qkd.SAEID) (PathStatus, error) {
 		best := uint64(0)
 		for _, l := range topo.Links {
 			if (l.A == nodes[i] && l.B == nodes[i+1]) || (l.B == nodes[i] && l.A == nodes[i+1]) {
-				kav := uint64(0)
+				kav, seen := uint64(0), false
 				for _, v := range c.kav[l.ID] {
-					if kav == 0 || v < kav {
-						kav = v
+					if !seen || v < kav {
+						kav, seen = v, true
 					}
 				}
 				best = max(best, kav)

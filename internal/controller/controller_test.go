@@ -660,10 +660,6 @@ func TestRegisterWithoutAgent(t *testing.T) {
 }
 
 func TestPathStatusEmptyLinkEnd(t *testing.T) {
-	t.Skip("bug: Controller.PathStatus (internal/controller/controller.go, the per-hop loop `if kav == 0 || v < kav`) " +
-		"treats a link end reporting qkms:kav 0 as unset: with A reporting kav 0 and B 6400 bytes on A-B, the hop's key " +
-		"availability is 6400 or 0 depending on map iteration order, so stored_key_count flips between 0 and a positive " +
-		"count; it must be the minimum over the ends (0)")
 	e := newEnv(t, controller.Options{})
 	for _, n := range e.topo.Nodes {
 		opts := map[qkd.LinkID]linkOpt{}

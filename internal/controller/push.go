@@ -23,6 +23,7 @@ type agentConn struct {
 	url     string // guarded by mu
 	want    uint64 // guarded by mu: generation asked for
 	done    uint64 // guarded by mu: generation applied by the agent
+	tried   uint64 // guarded by mu: newest generation attempted
 	lastErr error  // guarded by mu
 	running bool   // guarded by mu
 	stopped bool   // guarded by mu
@@ -82,7 +83,7 @@ func (a *agentConn) wait(ctx context.Context, gen uint64) error {
 	defer stop()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for a.done < gen && ctx.Err() == nil && !a.stopped {
+	for a.done < gen && ctx.Err() == nil && !a.stopped && !(a.tried >= gen && a.lastErr != nil) {
 		a.cond.Wait()
 	}
 	if a.done >= gen {
@@ -118,7 +119,7 @@ func (a *agentConn) loop() {
 			cancel()
 		}
 		a.mu.Lock()
-		a.lastErr = err
+		a.lastErr, a.tried = err, max(a.tried, gen)
 		if err == nil {
 			a.done = max(a.done, gen)
 			backoff = 100 * time.Millisecond

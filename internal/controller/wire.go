@@ -19,8 +19,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/quicks"
 	"github.com/qkms/qkms/internal/sdn"
 )
 
@@ -223,7 +223,7 @@ func DecodeAppRegistered(b []byte) (AppRegistered, error) {
 	if err := decodeStrict(b, &r); err != nil {
 		return AppRegistered{}, err
 	}
-	if _, err := uuid.Parse(r.App.ID); err != nil {
+	if !quicks.IsUUID(r.App.ID) {
 		return AppRegistered{}, bad("qkd_app.app_id", "not a UUID")
 	}
 	if len(r.Route) < 2 || r.NextHop == "" {
@@ -265,7 +265,7 @@ func DecodeNodeDocument(b []byte) (sdn.QKDNodeDocument, error) {
 			if l.Type != sdn.QKDLinkVirt {
 				continue
 			}
-			if _, err := uuid.Parse(l.ID); err != nil {
+			if !quicks.IsUUID(l.ID) {
 				return sdn.QKDNodeDocument{}, bad(fmt.Sprintf("qkd_links.qkd_link[%d].qkdl_id", i), "a VIRT link is named by its key stream UUID")
 			}
 		}
