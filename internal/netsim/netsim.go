@@ -187,11 +187,12 @@ func (n *Network) start(ctx, runCtx context.Context) error {
 	n.stops, n.done = map[qkd.NodeID]context.CancelFunc{}, map[qkd.NodeID]chan struct{}{}
 	for id, nn := range n.Nodes {
 		nodeCtx, stop := context.WithCancel(runCtx)
-		n.stops[id], n.done[id] = stop, make(chan struct{})
+		done := make(chan struct{})
+		n.stops[id], n.done[id] = stop, done
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			defer close(n.done[id])
+			defer close(done)
 			if err := nn.Run(nodeCtx); err != nil {
 				n.setErr(fmt.Errorf("node %s: %w", nn.ID(), err))
 			}
