@@ -20,7 +20,7 @@ import (
 )
 
 // chain is nodes N0—N1—…—Nk joined by links "Ni-Ni+1", each node with a
-// memstore, its links and a relay engine; SAE_0 sits at N0, SAE_k at Nk.
+// memstore, its links and a relay engine; SAE_i sits at Ni.
 type chain struct {
 	ids     []qkd.NodeID
 	stores  []keystore.Store
@@ -40,7 +40,10 @@ func newChain(t *testing.T, k int) *chain {
 		c.stores = append(c.stores, memstore.New(memstore.Options{}))
 		c.links = append(c.links, nil)
 	}
-	home := map[qkd.SAEID]qkd.NodeID{sae(0): c.ids[0], sae(k): c.ids[k]}
+	home := map[qkd.SAEID]qkd.NodeID{}
+	for i, id := range c.ids {
+		home[sae(i)] = id
+	}
 	fwd := make([]*late, k+1)
 	for i := range fwd {
 		fwd[i] = &late{}
