@@ -10,6 +10,7 @@ import (
 
 	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/relay"
 )
 
 // Link is what the service needs of a QKD link to a neighbour (link.Link).
@@ -37,7 +38,17 @@ type Router interface {
 // Relayer relays keys along a key stream from this node (relay.Engine).
 type Relayer interface {
 	Relay(ctx context.Context, stream string, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error)
+	// RelayGroup sends the same keys to the slaves of several nodes
+	// (multicast); they are Ready here for (master, allSlaves) once every
+	// leg delivered.
+	RelayGroup(ctx context.Context, legs []relay.Leg, master qkd.SAEID, allSlaves []qkd.SAEID, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error)
 }
+
+// DefaultMaxSAEIDCount is the max_SAE_ID_count a node should announce
+// unless configured otherwise: up to 8 additional slaves per enc_keys
+// request. Limits.MaxSAEIDCount 0 means what it means in ETSI GS QKD 014:
+// multicast is not supported.
+const DefaultMaxSAEIDCount = 8
 
 // Limits are the ETSI 014 limits this node announces and enforces (sizes in bits).
 type Limits struct {
@@ -46,7 +57,10 @@ type Limits struct {
 	MaxKeySize       int
 	MaxKeyPerRequest int
 	MaxKeyCount      int
-	TTL              time.Duration
+	// MaxSAEIDCount: additional_slave_SAE_IDs allowed per enc_keys request
+	// (0: multicast not supported; DefaultMaxSAEIDCount is a sane value).
+	MaxSAEIDCount int
+	TTL           time.Duration
 	// Prereserve: default-size keys kept ready per (local master, neighbour slave) pair.
 	Prereserve int
 }
@@ -164,7 +178,7 @@ func (s *Service) Status(ctx context.Context, caller, slave qkd.SAEID) (Status, 
 	lim := s.o.Limits
 	st := Status{SourceKME: s.o.KME, TargetKME: qkd.KMEOf(node), Master: caller, Slave: slave,
 		KeySize: lim.KeySize, MaxKeyCount: lim.MaxKeyCount, MaxKeyPerRequest: lim.MaxKeyPerRequest,
-		MaxKeySize: lim.MaxKeySize, MinKeySize: lim.MinKeySize, MaxSAEIDCount: 0}
+		MaxKeySize: lim.MaxKeySize, MinKeySize: lim.MinKeySize, MaxSAEIDCount: lim.MaxSAEIDCount}
 	if l != nil {
 		n, err := s.stored(ctx, l, caller, slave)
 		if err != nil {
@@ -224,8 +238,10 @@ func (s *Service) checkRequest(req *KeyRequest) error {
 		return &qkd.RequestError{Msg: "size shall be a multiple of 8"}
 	case req.Size < lim.MinKeySize || req.Size > lim.MaxKeySize:
 		return &qkd.RequestError{Msg: fmt.Sprintf("size shall be between min_key_size (%d) and max_key_size (%d)", lim.MinKeySize, lim.MaxKeySize)}
-	case len(req.AdditionalSlaves) > 0:
+	case len(req.AdditionalSlaves) > lim.MaxSAEIDCount && lim.MaxSAEIDCount == 0:
 		return &qkd.RequestError{Msg: "additional_slave_SAE_IDs exceeds max_SAE_ID_count (0): multicast is not supported"}
+	case len(req.AdditionalSlaves) > lim.MaxSAEIDCount:
+		return &qkd.RequestError{Msg: fmt.Sprintf("additional_slave_SAE_IDs exceeds max_SAE_ID_count (%d)", lim.MaxSAEIDCount)}
 	}
 	return nil
 }
@@ -244,6 +260,9 @@ func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyR
 	if err := s.checkRequest(&req); err != nil {
 		return nil, err
 	}
+	if len(req.AdditionalSlaves) > 0 {
+		return s.encMulticast(ctx, caller, slave, req)
+	}
 	slaves := []qkd.SAEID{slave}
 	keys, err := s.o.Store.TakeForPair(ctx, keystore.TakeRequest{Master: caller, Slaves: slaves, Caller: caller,
 		SizeBits: req.Size, Number: req.Number, Now: s.o.Now()})
@@ -254,6 +273,11 @@ func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyR
 		}
 		keys, err = s.makeAndTake(ctx, reserve, caller, slaves, req)
 	}
+	return s.delivered(keys, err)
+}
+
+// delivered counts and converts the keys taken for an enc_keys request.
+func (s *Service) delivered(keys []keystore.Key, err error) ([]Key, error) {
 	if err != nil {
 		return nil, err
 	}

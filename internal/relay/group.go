@@ -61,12 +61,12 @@ func (e *Engine) RelayGroup(ctx context.Context, legs []Leg, master qkd.SAEID, a
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			e.withdraw(context.WithoutCancel(ctx), b.ids)
+			e.withdraw(context.WithoutCancel(ctx), b.ids, plan, errs)
 			return nil, fmt.Errorf("%w: %s: %w", ErrLeg, plan[i].dest, err)
 		}
 	}
 	if err := e.o.Store.SetKeysReady(ctx, b.ids, ""); err != nil {
-		e.withdraw(context.WithoutCancel(ctx), b.ids)
+		e.withdraw(context.WithoutCancel(ctx), b.ids, plan, make([]error, len(plan)))
 		return nil, fmt.Errorf("relay: multicast keys ready: %w", err)
 	}
 	return b.ids, nil
@@ -92,9 +92,22 @@ func (e *Engine) planLeg(lg Leg, master qkd.SAEID) (leg, error) {
 	return leg{stream: lg.Stream, dest: lg.Dest, slaves: lg.Slaves, next: e.byPeer[en.Next]}, nil
 }
 
-// withdraw deletes this node's copy of keys whose relay failed.
-func (e *Engine) withdraw(ctx context.Context, ids []qkd.KeyID) {
+// withdraw deletes this node's copy of keys whose multicast failed, and
+// the copies that direct legs (errs[i] == nil) delivered to neighbours: one
+// delete_keys each, best effort. Copies further away are never handed out
+// with this node's master (it has none) and expire with their TTL.
+func (e *Engine) withdraw(ctx context.Context, ids []qkd.KeyID, plan []leg, errs []error) {
 	if _, err := e.o.Store.DeleteKeys(ctx, ids); err != nil {
 		e.log.Error("cannot delete the keys of a failed multicast relay", "keys", len(ids), "err", err)
+	}
+	for i, l := range plan {
+		if errs[i] != nil || l.stream != "" {
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if _, err := l.next.DeleteAtPeer(dctx, ids, "multicast aborted"); err != nil {
+			e.log.Debug("delete_keys after a failed multicast", "peer", string(l.dest), "err", err)
+		}
+		cancel()
 	}
 }

@@ -110,6 +110,10 @@ func TestRelayGroupLegFails(t *testing.T) {
 			t.Fatalf("master's node keeps keys on %s: %+v (%v)", l.ID(), st, err)
 		}
 	}
+	// The direct leg to N0 delivered; the master's node deleted that copy too.
+	if n, _ := c.stores[0].CountKeys(ctx, keystore.TakeRequest{Master: sae(1), Slaves: []qkd.SAEID{sae(0)}, Caller: sae(0), SizeBits: 256, Now: time.Now()}); n != 0 {
+		t.Fatalf("N0 holds %d keys of a failed multicast", n)
+	}
 	if n, _ := c.stores[3].CountKeys(ctx, keystore.TakeRequest{Master: sae(1), Slaves: []qkd.SAEID{sae(3)}, Caller: sae(3), SizeBits: 256, Now: time.Now()}); n != 0 {
 		t.Fatalf("N3 holds %d keys of a refused leg", n)
 	}
