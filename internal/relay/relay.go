@@ -276,6 +276,9 @@ func (e *Engine) HandleForward(ctx context.Context, in *link.Link, req kmsproto.
 		len(req.Path) == 0 || req.Path[len(req.Path)-1] != in.Peer() || slices.Contains(req.Path, e.o.Node) || hasDupIDs(req.IDs) {
 		return kmsproto.ForwardKeysResp{}, kmsproto.BadRequest, "malformed relay step"
 	}
+	if resp, code, msg, done := e.fromRecord(ctx, req.Step); done {
+		return resp, code, msg
+	}
 	if req.Stream == "" {
 		return e.direct(ctx, in, req)
 	}
@@ -314,7 +317,7 @@ func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.Forwar
 					Pending: e.local(append([]qkd.SAEID{req.Master}, req.Slaves...)), SizeBits: int(req.SizeBits),
 					Created: created, Expires: expires, Data: k.Slice(i*size, (i+1)*size)}
 			}
-			return keystore.RelayResult{Keys: keys, Record: []byte("delivered")}, nil
+			return keystore.RelayResult{Keys: keys, Record: slices.Clone(deliveredRecord)}, nil
 		})
 	switch {
 	case err == nil, errors.Is(err, keystore.ErrApplied):
@@ -332,26 +335,22 @@ func (e *Engine) pass(ctx context.Context, in *link.Link, req kmsproto.ForwardKe
 	body, err := e.swap(ctx, in, out, req, pieces, expires)
 	switch {
 	case errors.Is(err, keystore.ErrApplied):
-		body, err = e.o.Store.RelayRecord(ctx, req.Step) // a retry: send the same message again
+		// A retry that overtook its first attempt: answer from the record.
+		if resp, code, msg, done := e.fromRecord(ctx, req.Step); done {
+			return resp, code, msg
+		}
+		var rec []byte
+		if rec, err = e.o.Store.RelayRecord(ctx, req.Step); err == nil {
+			_, body = decodePass(rec) // a record without its next hop
+		}
 	case errors.Is(err, keystore.ErrConflict), errors.Is(err, qkd.ErrInsufficientKey):
 		return kmsproto.ForwardKeysResp{}, kmsproto.Retry, "no free material for this step (yet)"
 	}
-	if err != nil {
+	if err != nil || body == nil {
 		e.log.Error("relay step failed", "stream", req.Stream, "err", err)
 		return kmsproto.ForwardKeysResp{}, kmsproto.Internal, "store error"
 	}
-	// The step is recorded: finish it even if the upstream request is
-	// abandoned meanwhile (its retry then finds the answer at once).
-	resp, err := out.Forward(context.WithoutCancel(ctx), body)
-	var refused *link.RefusedError
-	switch {
-	case errors.As(err, &refused):
-		return kmsproto.ForwardKeysResp{}, refused.Code, refused.Msg
-	case err != nil:
-		return kmsproto.ForwardKeysResp{}, kmsproto.Retry, "next hop unreachable"
-	}
-	resp.Hops++
-	return resp, kmsproto.OK, ""
+	return e.sendOn(ctx, out, body)
 }
 
 // swap removes the incoming pad and adds one of the outgoing link, in one
@@ -369,7 +368,7 @@ func (e *Engine) swap(ctx context.Context, in, out *link.Link, req kmsproto.Forw
 				next.Path = append(slices.Clone(req.Path), e.o.Node)
 				b, err := kmsproto.Marshal(next)
 				body = b
-				return keystore.RelayResult{Record: b}, err
+				return keystore.RelayResult{Record: encodePass(out.Peer(), b)}, err
 			})
 	})
 	return body, err
