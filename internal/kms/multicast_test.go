@@ -239,3 +239,32 @@ func TestMulticastRequestChecks(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusRemoteStoredKeys: stored_key_count of a pair on a non-neighbour
+// node is the router's path-wide figure; without it, the keys relayed so
+// far (none here).
+func TestStatusRemoteStoredKeys(t *testing.T) {
+	n := newMulticastNet(t, kms.DefaultMaxSAEIDCount)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		count int
+		err   error
+		want  int
+	}{
+		{"path-wide", 42, nil, 42},
+		{"capped at max_key_count", limits.MaxKeyCount + 5, nil, limits.MaxKeyCount},
+		{"router fails", 42, errors.New("agent unreachable"), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n.router.count, n.router.err = tc.count, tc.err
+			st, err := n.a.Status(ctx, "SAE_A1", "SAE_C1")
+			if err != nil {
+				t.Fatalf("Status = %v", err)
+			}
+			if st.StoredKeyCount != tc.want || st.TargetKME != "KME_C" || st.MaxSAEIDCount != kms.DefaultMaxSAEIDCount {
+				t.Fatalf("Status = %+v, want stored_key_count %d", st, tc.want)
+			}
+		})
+	}
+}

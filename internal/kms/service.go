@@ -33,6 +33,10 @@ type Router interface {
 	Stream(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID) (string, error)
 	// Known returns the stream of a pair if one was set up.
 	Known(master qkd.SAEID, slaves []qkd.SAEID) (string, bool)
+	// StoredKeys is the path-wide ETSI GS QKD 014 stored_key_count of a
+	// pair on a non-neighbour node (SPEC §4.1), as the node's SDN agent
+	// reports it (QUICKS link/status).
+	StoredKeys(ctx context.Context, master, slave qkd.SAEID) (int, error)
 }
 
 // Relayer relays keys along a key stream from this node (relay.Engine).
@@ -187,15 +191,26 @@ func (s *Service) Status(ctx context.Context, caller, slave qkd.SAEID) (Status, 
 		st.StoredKeyCount = n
 	}
 	if errors.Is(err, errRemote) {
-		// Relayed pairs: the keys already relayed for the pair.
-		n, cerr := s.o.Store.CountKeys(ctx, keystore.TakeRequest{Master: caller, Slaves: []qkd.SAEID{slave},
-			Caller: caller, SizeBits: lim.KeySize, Now: s.o.Now()})
+		n, cerr := s.remoteStored(ctx, caller, slave)
 		if cerr != nil {
 			return Status{}, cerr
 		}
 		st.StoredKeyCount = min(n, lim.MaxKeyCount)
 	}
 	return st, nil
+}
+
+// remoteStored is stored_key_count for a slave on a non-neighbour node:
+// the path-wide figure from the router, or, if the router cannot tell, the
+// keys already relayed for the pair.
+func (s *Service) remoteStored(ctx context.Context, master, slave qkd.SAEID) (int, error) {
+	n, err := s.o.Router.StoredKeys(ctx, master, slave)
+	if err == nil {
+		return n, nil
+	}
+	s.log.Debug("path-wide stored_key_count unavailable; counting the relayed keys", "master", string(master), "slave", string(slave), "err", err)
+	return s.o.Store.CountKeys(ctx, keystore.TakeRequest{Master: master, Slaves: []qkd.SAEID{slave},
+		Caller: master, SizeBits: s.o.Limits.KeySize, Now: s.o.Now()})
 }
 
 // stored is the number of default-size keys deliverable now for the pair:
