@@ -8,7 +8,6 @@ import (
 
 	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/qkd"
-	"github.com/qkms/qkms/internal/relay"
 )
 
 // destination is a node holding some of a multicast's slaves.
@@ -24,7 +23,7 @@ type destination struct {
 // once). The keys are kept for (caller, all slaves in sorted order), so the
 // order of the request does not matter. All slaves on one neighbour: one
 // reservation with that neighbour. Otherwise the keys are drawn here once
-// and relayed to every slave's node (relay.Engine.RelayGroup).
+// and relayed to every slave's node (Relayer.RelayGroup).
 func (s *Service) encMulticast(ctx context.Context, caller, slave qkd.SAEID, req KeyRequest) ([]Key, error) {
 	all, dests, err := s.multicastPlan(caller, slave, req.AdditionalSlaves)
 	if err != nil {
@@ -85,9 +84,9 @@ func cmpNode(a, b qkd.NodeID) int {
 // to neighbours, along the key stream of (master, its slaves) to the
 // others (set up through the router on first use).
 func (s *Service) relayGroup(ctx context.Context, master qkd.SAEID, all []qkd.SAEID, dests []destination, req KeyRequest) error {
-	legs := make([]relay.Leg, len(dests))
+	legs := make([]Leg, len(dests))
 	for i, d := range dests {
-		legs[i] = relay.Leg{Dest: d.node, Slaves: d.slaves}
+		legs[i] = Leg{Dest: d.node, Slaves: d.slaves}
 		if d.link != nil {
 			continue
 		}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/qkd"
-	"github.com/qkms/qkms/internal/relay"
 )
 
 // Link is what the service needs of a QKD link to a neighbour (link.Link).
@@ -45,7 +44,18 @@ type Relayer interface {
 	// RelayGroup sends the same keys to the slaves of several nodes
 	// (multicast); they are Ready here for (master, allSlaves) once every
 	// leg delivered.
-	RelayGroup(ctx context.Context, legs []relay.Leg, master qkd.SAEID, allSlaves []qkd.SAEID, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error)
+	RelayGroup(ctx context.Context, legs []Leg, master qkd.SAEID, allSlaves []qkd.SAEID, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error)
+}
+
+// Leg is one destination node of a multicast (ETSI GS QKD 014
+// additional_slave_SAE_IDs): the slaves attached to Dest get the keys
+// there. Stream is the key stream of (master, Slaves) whose forwarding
+// entries lead from this node to Dest; "" for a neighbour Dest, reached by
+// one direct relay step that needs no forwarding entry.
+type Leg struct {
+	Dest   qkd.NodeID
+	Slaves []qkd.SAEID
+	Stream string
 }
 
 // DefaultMaxSAEIDCount is the max_SAE_ID_count a node should announce

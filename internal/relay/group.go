@@ -8,19 +8,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/qkms/qkms/internal/kms"
 	"github.com/qkms/qkms/internal/qkd"
 )
 
-// Leg is one destination node of a multicast relay (ETSI GS QKD 014
-// additional_slave_SAE_IDs): the slaves attached to Dest get the keys
-// there. Stream is the key stream of (master, Slaves) whose forwarding
-// entries lead from this node to Dest; "" for a neighbour Dest, reached by
-// one direct step that needs no forwarding entry.
-type Leg struct {
-	Dest   qkd.NodeID
-	Slaves []qkd.SAEID
-	Stream string
-}
+// Leg is one destination node of a multicast relay (kms.Leg: the service
+// that plans multicasts declares it, so that it need not import the link
+// layer through this package).
+type Leg = kms.Leg
 
 // ErrLeg: a leg of a multicast relay failed; the keys were withdrawn here.
 var ErrLeg = errors.New("relay: a destination of the multicast did not get the keys")
