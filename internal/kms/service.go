@@ -32,12 +32,37 @@ type Router interface {
 	Stream(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID) (string, error)
 	// Known returns the stream of a pair if one was set up.
 	Known(master qkd.SAEID, slaves []qkd.SAEID) (string, bool)
+	// StoredKeys is the path-wide ETSI GS QKD 014 stored_key_count of a
+	// pair on a non-neighbour node (SPEC §4.1), as the node's SDN agent
+	// reports it (QUICKS link/status).
+	StoredKeys(ctx context.Context, master, slave qkd.SAEID) (int, error)
 }
 
 // Relayer relays keys along a key stream from this node (relay.Engine).
 type Relayer interface {
 	Relay(ctx context.Context, stream string, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error)
+	// RelayGroup sends the same keys to the slaves of several nodes
+	// (multicast); they are Ready here for (master, allSlaves) once every
+	// leg delivered.
+	RelayGroup(ctx context.Context, legs []Leg, master qkd.SAEID, allSlaves []qkd.SAEID, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error)
 }
+
+// Leg is one destination node of a multicast (ETSI GS QKD 014
+// additional_slave_SAE_IDs): the slaves attached to Dest get the keys
+// there. Stream is the key stream of (master, Slaves) whose forwarding
+// entries lead from this node to Dest; "" for a neighbour Dest, reached by
+// one direct relay step that needs no forwarding entry.
+type Leg struct {
+	Dest   qkd.NodeID
+	Slaves []qkd.SAEID
+	Stream string
+}
+
+// DefaultMaxSAEIDCount is the max_SAE_ID_count a node should announce
+// unless configured otherwise: up to 8 additional slaves per enc_keys
+// request. Limits.MaxSAEIDCount 0 means what it means in ETSI GS QKD 014:
+// multicast is not supported.
+const DefaultMaxSAEIDCount = 8
 
 // Limits are the ETSI 014 limits this node announces and enforces (sizes in bits).
 type Limits struct {
@@ -46,7 +71,10 @@ type Limits struct {
 	MaxKeySize       int
 	MaxKeyPerRequest int
 	MaxKeyCount      int
-	TTL              time.Duration
+	// MaxSAEIDCount: additional_slave_SAE_IDs allowed per enc_keys request
+	// (0: multicast not supported; DefaultMaxSAEIDCount is a sane value).
+	MaxSAEIDCount int
+	TTL           time.Duration
 	// Prereserve: default-size keys kept ready per (local master, neighbour slave) pair.
 	Prereserve int
 }
@@ -164,7 +192,7 @@ func (s *Service) Status(ctx context.Context, caller, slave qkd.SAEID) (Status, 
 	lim := s.o.Limits
 	st := Status{SourceKME: s.o.KME, TargetKME: qkd.KMEOf(node), Master: caller, Slave: slave,
 		KeySize: lim.KeySize, MaxKeyCount: lim.MaxKeyCount, MaxKeyPerRequest: lim.MaxKeyPerRequest,
-		MaxKeySize: lim.MaxKeySize, MinKeySize: lim.MinKeySize, MaxSAEIDCount: 0}
+		MaxKeySize: lim.MaxKeySize, MinKeySize: lim.MinKeySize, MaxSAEIDCount: lim.MaxSAEIDCount}
 	if l != nil {
 		n, err := s.stored(ctx, l, caller, slave)
 		if err != nil {
@@ -173,15 +201,26 @@ func (s *Service) Status(ctx context.Context, caller, slave qkd.SAEID) (Status, 
 		st.StoredKeyCount = n
 	}
 	if errors.Is(err, errRemote) {
-		// Relayed pairs: the keys already relayed for the pair.
-		n, cerr := s.o.Store.CountKeys(ctx, keystore.TakeRequest{Master: caller, Slaves: []qkd.SAEID{slave},
-			Caller: caller, SizeBits: lim.KeySize, Now: s.o.Now()})
+		n, cerr := s.remoteStored(ctx, caller, slave)
 		if cerr != nil {
 			return Status{}, cerr
 		}
 		st.StoredKeyCount = min(n, lim.MaxKeyCount)
 	}
 	return st, nil
+}
+
+// remoteStored is stored_key_count for a slave on a non-neighbour node:
+// the path-wide figure from the router, or, if the router cannot tell, the
+// keys already relayed for the pair.
+func (s *Service) remoteStored(ctx context.Context, master, slave qkd.SAEID) (int, error) {
+	n, err := s.o.Router.StoredKeys(ctx, master, slave)
+	if err == nil {
+		return n, nil
+	}
+	s.log.Debug("path-wide stored_key_count unavailable; counting the relayed keys", "master", string(master), "slave", string(slave), "err", err)
+	return s.o.Store.CountKeys(ctx, keystore.TakeRequest{Master: master, Slaves: []qkd.SAEID{slave},
+		Caller: master, SizeBits: s.o.Limits.KeySize, Now: s.o.Now()})
 }
 
 // stored is the number of default-size keys deliverable now for the pair:
@@ -224,8 +263,10 @@ func (s *Service) checkRequest(req *KeyRequest) error {
 		return &qkd.RequestError{Msg: "size shall be a multiple of 8"}
 	case req.Size < lim.MinKeySize || req.Size > lim.MaxKeySize:
 		return &qkd.RequestError{Msg: fmt.Sprintf("size shall be between min_key_size (%d) and max_key_size (%d)", lim.MinKeySize, lim.MaxKeySize)}
-	case len(req.AdditionalSlaves) > 0:
+	case len(req.AdditionalSlaves) > lim.MaxSAEIDCount && lim.MaxSAEIDCount == 0:
 		return &qkd.RequestError{Msg: "additional_slave_SAE_IDs exceeds max_SAE_ID_count (0): multicast is not supported"}
+	case len(req.AdditionalSlaves) > lim.MaxSAEIDCount:
+		return &qkd.RequestError{Msg: fmt.Sprintf("additional_slave_SAE_IDs exceeds max_SAE_ID_count (%d)", lim.MaxSAEIDCount)}
 	}
 	return nil
 }
@@ -244,6 +285,9 @@ func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyR
 	if err := s.checkRequest(&req); err != nil {
 		return nil, err
 	}
+	if len(req.AdditionalSlaves) > 0 {
+		return s.encMulticast(ctx, caller, slave, req)
+	}
 	slaves := []qkd.SAEID{slave}
 	keys, err := s.o.Store.TakeForPair(ctx, keystore.TakeRequest{Master: caller, Slaves: slaves, Caller: caller,
 		SizeBits: req.Size, Number: req.Number, Now: s.o.Now()})
@@ -254,6 +298,11 @@ func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyR
 		}
 		keys, err = s.makeAndTake(ctx, reserve, caller, slaves, req)
 	}
+	return s.delivered(keys, err)
+}
+
+// delivered counts and converts the keys taken for an enc_keys request.
+func (s *Service) delivered(keys []keystore.Key, err error) ([]Key, error) {
 	if err != nil {
 		return nil, err
 	}

@@ -28,9 +28,33 @@ type Entry struct {
 	Dest   qkd.NodeID
 	Master qkd.SAEID
 	Slaves []qkd.SAEID
-	// Prev is the previous hop ("" at the source), Next the next hop ("" at
-	// the destination).
+	// Prev and Next are the neighbours of this node on the route. At the
+	// source Prev is "" and Next the first hop; at the destination Next is
+	// "" and Prev the last hop. At an intermediate node both are set and
+	// their order does not matter (QUICKS link/relay names both neighbours
+	// in next_node_info without saying which is upstream): a step arriving
+	// from one of them goes on to the other.
 	Prev, Next qkd.NodeID
+}
+
+// intermediate reports whether the entry is an intermediate node's.
+func (en Entry) intermediate() bool { return en.Prev != "" && en.Next != "" }
+
+// hopAfter returns where a step of the stream that arrived from neighbour
+// from goes next: "" at the destination; false if the entry does not take
+// steps from that neighbour.
+func (en Entry) hopAfter(from qkd.NodeID) (qkd.NodeID, bool) {
+	switch {
+	case from == "":
+		return "", false
+	case en.intermediate() && from == en.Prev:
+		return en.Next, true
+	case en.intermediate() && from == en.Next:
+		return en.Prev, true
+	case en.Next == "" && from == en.Prev:
+		return "", true
+	}
+	return "", false
 }
 
 // Options configure an Engine.
@@ -90,6 +114,8 @@ func (e *Engine) Install(en Entry) error {
 	switch {
 	case en.Stream == "" || en.Source == "" || en.Dest == "" || en.Master == "" || len(en.Slaves) == 0:
 		return fmt.Errorf("%w: incomplete", ErrBadEntry)
+	case en.Source == en.Dest, en.Prev != "" && en.Prev == en.Next:
+		return fmt.Errorf("%w: route loops", ErrBadEntry)
 	case en.Next != "" && e.byPeer[en.Next] == nil, en.Prev != "" && e.byPeer[en.Prev] == nil:
 		return fmt.Errorf("%w: hop is not a neighbour of %s", ErrBadEntry, e.o.Node)
 	case (en.Source == e.o.Node) != (en.Prev == ""), (en.Dest == e.o.Node) != (en.Next == ""):
@@ -148,41 +174,91 @@ func (e *Engine) Relay(ctx context.Context, stream string, sizeBits, n int, ttl 
 	if n <= 0 || sizeBits <= 0 || sizeBits%8 != 0 || next == nil {
 		return nil, fmt.Errorf("relay: bad request %d×%d bits", n, sizeBits)
 	}
-	size := sizeBits / 8
-	k, err := secret.Random(e.o.Rand, n*size)
+	b, err := e.newBatch(en.Master, en.Slaves, sizeBits, n, ttl)
 	if err != nil {
 		return nil, err
 	}
-	defer k.Wipe()
+	defer b.k.Wipe()
+	// The outbox makes the keys Ready here when the route answers, also
+	// after this call gave up waiting.
+	err = e.sendStep(ctx, b, leg{stream: stream, dest: en.Dest, slaves: en.Slaves, next: next}, true, b.ids)
+	if err != nil {
+		return nil, err
+	}
+	return b.ids, nil
+}
+
+// batch is the keys of one relay from this node: K drawn once, and their
+// IDs, master and slaves as the source stores them.
+type batch struct {
+	k        secret.Bytes // concat(K), owned by the caller of newBatch
+	ids      []qkd.KeyID
+	master   qkd.SAEID
+	slaves   []qkd.SAEID
+	sizeBits int
+	created  time.Time
+	expires  time.Time
+}
+
+func (e *Engine) newBatch(master qkd.SAEID, slaves []qkd.SAEID, sizeBits, n int, ttl time.Duration) (*batch, error) {
+	k, err := secret.Random(e.o.Rand, n*sizeBits/8)
+	if err != nil {
+		return nil, err
+	}
 	now := e.o.Now()
-	ids := make([]qkd.KeyID, n)
-	keys := make([]keystore.Key, n)
-	for i := range keys {
-		if ids[i], err = qkd.NewKeyID(nil); err != nil {
+	b := &batch{k: k, ids: make([]qkd.KeyID, n), master: master, slaves: slices.Clone(slaves), sizeBits: sizeBits,
+		created: now, expires: now.Add(ttl)}
+	for i := range b.ids {
+		if b.ids[i], err = qkd.NewKeyID(nil); err != nil {
+			k.Wipe()
 			return nil, err
 		}
-		keys[i] = keystore.Key{ID: ids[i], Link: next.ID(), State: keystore.KeyPending, Master: en.Master, Slaves: en.Slaves,
-			Pending: e.local(append([]qkd.SAEID{en.Master}, en.Slaves...)), SizeBits: sizeBits, Created: now, Expires: now.Add(ttl)}
+	}
+	return b, nil
+}
+
+// leg is where one source step goes: to dest, over next, along stream (""
+// for a direct step to a neighbour), for the slaves attached to dest.
+type leg struct {
+	stream string
+	dest   qkd.NodeID
+	slaves []qkd.SAEID
+	next   *link.Link
+}
+
+// sendStep pads the batch with material of l.next and sends it along the
+// leg, waiting for the route's answer. store: the source's copy of the
+// keys (Pending, for the batch's master and slaves) is stored with the
+// step; readyIDs are the keys the outbox makes Ready on delivery.
+func (e *Engine) sendStep(ctx context.Context, b *batch, l leg, store bool, readyIDs []qkd.KeyID) error {
+	n, size := len(b.ids), b.sizeBits/8
+	var keys []keystore.Key
+	if store {
+		keys = make([]keystore.Key, n)
+		for i := range keys {
+			keys[i] = keystore.Key{ID: b.ids[i], Link: l.next.ID(), State: keystore.KeyPending, Master: b.master, Slaves: b.slaves,
+				Pending: e.local(append([]qkd.SAEID{b.master}, b.slaves...)), SizeBits: b.sizeBits, Created: b.created, Expires: b.expires}
+		}
 	}
 	step := e.newStep()
-	req := kmsproto.ForwardKeysReq{Stream: stream, Step: step, Source: e.o.Node, Dest: en.Dest, Master: en.Master, Slaves: en.Slaves,
-		SizeBits: uint32(sizeBits), IDs: ids, Created: now.UnixMilli(), Expires: now.Add(ttl).UnixMilli(), Path: []qkd.NodeID{e.o.Node}}
-	err = next.SendRelay(ctx, step, n*size, func(ps []keystore.Piece) error {
+	req := kmsproto.ForwardKeysReq{Stream: l.stream, Step: step, Source: e.o.Node, Dest: l.dest, Master: b.master, Slaves: l.slaves,
+		SizeBits: uint32(b.sizeBits), IDs: b.ids, Created: b.created.UnixMilli(), Expires: b.expires.UnixMilli(), Path: []qkd.NodeID{e.o.Node}}
+	err := l.next.SendRelay(ctx, step, n*size, func(ps []keystore.Piece) error {
 		req.Pieces = link.WirePieces(ps)
-		return e.o.Store.ApplyRelayStep(ctx, keystore.RelayStep{ID: step, OutLink: next.ID(), Out: ps, Expires: now.Add(ttl)},
+		return e.o.Store.ApplyRelayStep(ctx, keystore.RelayStep{ID: step, OutLink: l.next.ID(), Out: ps, Expires: b.expires},
 			func(_, out secret.Bytes) (keystore.RelayResult, error) {
 				req.Cipher = make([]byte, n*size)
-				xorInto(req.Cipher, k.Expose(), out.Expose())
+				xorInto(req.Cipher, b.k.Expose(), out.Expose())
 				body, err := kmsproto.Marshal(req)
 				if err != nil {
 					return keystore.RelayResult{}, err
 				}
-				ob, err := next.OutboxFor(step, body, ids)
+				ob, err := l.next.OutboxFor(step, body, readyIDs)
 				if err != nil {
 					return keystore.RelayResult{}, err
 				}
 				for i := range keys {
-					keys[i].Data = k.Slice(i*size, (i+1)*size)
+					keys[i].Data = b.k.Slice(i*size, (i+1)*size)
 				}
 				return keystore.RelayResult{Keys: keys, Record: body, Outbox: ob}, nil
 			})
@@ -190,21 +266,28 @@ func (e *Engine) Relay(ctx context.Context, stream string, sizeBits, n int, ttl 
 	for i := range keys {
 		keys[i].Data.Wipe()
 	}
-	if err != nil {
-		return nil, err
-	}
-	return ids, nil
+	return err
 }
 
 // HandleForward implements link.Forwarder: one relay step arriving over in.
 func (e *Engine) HandleForward(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
 	n, size := len(req.IDs), int(req.SizeBits)/8
 	if n == 0 || n > 1<<14 || req.SizeBits == 0 || req.SizeBits%8 != 0 || len(req.Cipher) != n*size || req.Step == "" ||
-		len(req.Path) == 0 || req.Path[len(req.Path)-1] != in.Peer() || slices.Contains(req.Path, e.o.Node) {
+		len(req.Path) == 0 || req.Path[len(req.Path)-1] != in.Peer() || slices.Contains(req.Path, e.o.Node) || hasDupIDs(req.IDs) {
 		return kmsproto.ForwardKeysResp{}, kmsproto.BadRequest, "malformed relay step"
 	}
+	if resp, code, msg, done := e.fromRecord(ctx, req.Step); done {
+		return resp, code, msg
+	}
+	if req.Stream == "" {
+		return e.direct(ctx, in, req)
+	}
 	en, ok := e.Lookup(req.Stream)
-	if !ok || en.Prev != in.Peer() || en.Dest != req.Dest || en.Source != req.Source || en.Master != req.Master || !slices.Equal(en.Slaves, req.Slaves) {
+	var next qkd.NodeID
+	if ok {
+		next, ok = en.hopAfter(in.Peer())
+	}
+	if !ok || slices.Contains(req.Path, next) || en.Dest != req.Dest || en.Source != req.Source || en.Master != req.Master || !slices.Equal(en.Slaves, req.Slaves) {
 		e.log.Warn("relay step refused: no matching forwarding entry", "stream", req.Stream, "from", string(in.Peer()))
 		return kmsproto.ForwardKeysResp{}, kmsproto.NoRoute, "no forwarding entry for this stream from this neighbour"
 	}
@@ -213,10 +296,10 @@ func (e *Engine) HandleForward(ctx context.Context, in *link.Link, req kmsproto.
 		return kmsproto.ForwardKeysResp{}, kmsproto.BadRequest, "pieces do not match the keys or the sender's parity"
 	}
 	expires := time.UnixMilli(req.Expires)
-	if en.Dest == e.o.Node {
+	if next == "" {
 		return e.deliver(ctx, in, req, pieces, expires)
 	}
-	return e.pass(ctx, in, req, pieces, en, expires)
+	return e.pass(ctx, in, req, pieces, e.byPeer[next], expires)
 }
 
 // deliver is the destination's step: remove the pad, store the keys.
@@ -234,7 +317,7 @@ func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.Forwar
 					Pending: e.local(append([]qkd.SAEID{req.Master}, req.Slaves...)), SizeBits: int(req.SizeBits),
 					Created: created, Expires: expires, Data: k.Slice(i*size, (i+1)*size)}
 			}
-			return keystore.RelayResult{Keys: keys, Record: []byte("delivered")}, nil
+			return keystore.RelayResult{Keys: keys, Record: slices.Clone(deliveredRecord)}, nil
 		})
 	switch {
 	case err == nil, errors.Is(err, keystore.ErrApplied):
@@ -248,31 +331,26 @@ func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.Forwar
 
 // pass is an intermediate node's step: swap the pad, forward, answer with
 // the rest of the route's answer.
-func (e *Engine) pass(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece, en Entry, expires time.Time) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
-	out := e.byPeer[en.Next]
+func (e *Engine) pass(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece, out *link.Link, expires time.Time) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
 	body, err := e.swap(ctx, in, out, req, pieces, expires)
 	switch {
 	case errors.Is(err, keystore.ErrApplied):
-		body, err = e.o.Store.RelayRecord(ctx, req.Step) // a retry: send the same message again
+		// A retry that overtook its first attempt: answer from the record.
+		if resp, code, msg, done := e.fromRecord(ctx, req.Step); done {
+			return resp, code, msg
+		}
+		var rec []byte
+		if rec, err = e.o.Store.RelayRecord(ctx, req.Step); err == nil {
+			_, body = decodePass(rec) // a record without its next hop
+		}
 	case errors.Is(err, keystore.ErrConflict), errors.Is(err, qkd.ErrInsufficientKey):
 		return kmsproto.ForwardKeysResp{}, kmsproto.Retry, "no free material for this step (yet)"
 	}
-	if err != nil {
+	if err != nil || body == nil {
 		e.log.Error("relay step failed", "stream", req.Stream, "err", err)
 		return kmsproto.ForwardKeysResp{}, kmsproto.Internal, "store error"
 	}
-	// The step is recorded: finish it even if the upstream request is
-	// abandoned meanwhile (its retry then finds the answer at once).
-	resp, err := out.Forward(context.WithoutCancel(ctx), body)
-	var refused *link.RefusedError
-	switch {
-	case errors.As(err, &refused):
-		return kmsproto.ForwardKeysResp{}, refused.Code, refused.Msg
-	case err != nil:
-		return kmsproto.ForwardKeysResp{}, kmsproto.Retry, "next hop unreachable"
-	}
-	resp.Hops++
-	return resp, kmsproto.OK, ""
+	return e.sendOn(ctx, out, body)
 }
 
 // swap removes the incoming pad and adds one of the outgoing link, in one
@@ -290,7 +368,7 @@ func (e *Engine) swap(ctx context.Context, in, out *link.Link, req kmsproto.Forw
 				next.Path = append(slices.Clone(req.Path), e.o.Node)
 				b, err := kmsproto.Marshal(next)
 				body = b
-				return keystore.RelayResult{Record: b}, err
+				return keystore.RelayResult{Record: encodePass(out.Peer(), b)}, err
 			})
 	})
 	return body, err

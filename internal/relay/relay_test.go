@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,14 +20,17 @@ import (
 	"github.com/qkms/qkms/internal/secret"
 )
 
-// chain is nodes N0—N1—…—Nk joined by links "Ni-Ni+1", each node with a
-// memstore, its links and a relay engine; SAE_0 sits at N0, SAE_k at Nk.
+// chain is nodes N0…Nk joined by links "Ni-Nj" (newChain: a chain
+// N0—N1—…—Nk), each node with a memstore, its links and a relay engine;
+// SAE_i sits at Ni.
 type chain struct {
 	ids     []qkd.NodeID
+	edges   [][2]int
 	stores  []keystore.Store
 	engines []*relay.Engine
 	links   [][]*link.Link            // per node
 	pipes   map[string]*linktest.Pipe // "from>to"
+	macFail []*macCounter             // per node
 	index   uint64
 }
 
@@ -34,32 +38,57 @@ func sae(i int) qkd.SAEID { return qkd.SAEID(fmt.Sprintf("SAE_%d", i)) }
 
 func newChain(t *testing.T, k int) *chain {
 	t.Helper()
-	c := &chain{pipes: map[string]*linktest.Pipe{}}
-	for i := 0; i <= k; i++ {
+	var edges [][2]int
+	for i := 0; i < k; i++ {
+		edges = append(edges, [2]int{i, i + 1})
+	}
+	return newGraph(t, k+1, edges)
+}
+
+// macCounter counts the MAC failures a node's links saw.
+type macCounter struct {
+	n atomic.Int64
+}
+
+func (m *macCounter) MACFailure(qkd.LinkID, string)             { m.n.Add(1) }
+func (m *macCounter) Message(qkd.LinkID, kmsproto.Type, string) {}
+func (m *macCounter) Batch(qkd.LinkID, string, int)             {}
+func (m *macCounter) InternalBytes(qkd.LinkID, int)             {}
+func (m *macCounter) PSKTag(qkd.LinkID)                         {}
+
+// newGraph starts nodes N0…N(n-1) joined by the given links (i < j).
+func newGraph(t *testing.T, n int, edges [][2]int) *chain {
+	t.Helper()
+	c := &chain{pipes: map[string]*linktest.Pipe{}, edges: edges}
+	for i := 0; i < n; i++ {
 		c.ids = append(c.ids, qkd.NodeID(fmt.Sprintf("N%d", i)))
 		c.stores = append(c.stores, memstore.New(memstore.Options{}))
 		c.links = append(c.links, nil)
+		c.macFail = append(c.macFail, &macCounter{})
 	}
-	home := map[qkd.SAEID]qkd.NodeID{sae(0): c.ids[0], sae(k): c.ids[k]}
-	fwd := make([]*late, k+1)
+	home := map[qkd.SAEID]qkd.NodeID{}
+	for i, id := range c.ids {
+		home[sae(i)] = id
+	}
+	fwd := make([]*late, n)
 	for i := range fwd {
 		fwd[i] = &late{}
 	}
-	muxes := make([][]*link.Link, k+1)
+	muxes := make([][]*link.Link, n)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wgs []*sync.WaitGroup
-	for i := 0; i < k; i++ {
+	for _, ed := range edges {
 		psk := make([]byte, 2*64*keystore.SlotSize)
 		_, _ = rand.Read(psk)
-		id := qkd.LinkID(fmt.Sprintf("%s-%s", c.ids[i], c.ids[i+1]))
-		for _, end := range [][2]int{{i, i + 1}, {i + 1, i}} {
+		id := qkd.LinkID(fmt.Sprintf("%s-%s", c.ids[ed[0]], c.ids[ed[1]]))
+		for _, end := range [][2]int{{ed[0], ed[1]}, {ed[1], ed[0]}} {
 			self, peer := end[0], end[1]
 			p := &linktest.Pipe{}
 			c.pipes[fmt.Sprintf("%d>%d", self, peer)] = p
 			l, err := link.New(link.Options{ID: id, Self: c.ids[self], Peer: c.ids[peer], Store: c.stores[self], Transport: p,
 				PSK: secret.PSK{Bytes: secret.From(psk)}, BatchBlocks: 4, BatchDelay: 20 * time.Millisecond,
 				SlotLowWater: 8, SlotRefill: 16, RetryDelay: 5 * time.Millisecond, StatusInterval: time.Hour,
-				LocalSAE: func(s qkd.SAEID) bool { return home[s] == c.ids[self] }, Forwarder: fwd[self]})
+				LocalSAE: func(s qkd.SAEID) bool { return home[s] == c.ids[self] }, Forwarder: fwd[self], Observer: c.macFail[self]})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -121,12 +150,12 @@ func (c *chain) push(t *testing.T, n, size int) {
 	t.Helper()
 	ctx := context.Background()
 	for b := 0; b < n; b++ {
-		for i := 0; i+1 < len(c.ids); i++ {
+		for _, ed := range c.edges {
 			blk := make([]byte, size)
 			_, _ = rand.Read(blk)
-			for _, end := range []int{i, i + 1} {
-				for _, l := range c.links[end] {
-					if l.Peer() == c.ids[i+i+1-end] {
+			for _, end := range [][2]int{{ed[0], ed[1]}, {ed[1], ed[0]}} {
+				for _, l := range c.links[end[0]] {
+					if l.Peer() == c.ids[end[1]] {
 						if err := l.Ingest(ctx, c.index, secret.From(blk)); err != nil {
 							t.Fatal(err)
 						}

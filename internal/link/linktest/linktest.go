@@ -28,10 +28,86 @@ type Pipe struct {
 	To   *link.Mux
 	Down atomic.Bool
 
-	mu     sync.Mutex
-	tamper func(t kmsproto.Type, payload []byte) []byte
-	sent   [][]byte
-	drop   map[kmsproto.Type]int // replies to lose, per type
+	mu       sync.Mutex
+	tamper   func(t kmsproto.Type, payload []byte) []byte
+	sent     [][]byte
+	drop     map[kmsproto.Type]int // replies to lose, per type
+	lose     map[kmsproto.Type]int // requests to lose, per type
+	dup      map[kmsproto.Type]int // requests to deliver twice, per type
+	hold     map[kmsproto.Type][]*Held
+	count    map[kmsproto.Type]int // messages sent, per type
+	dupFails int                   // duplicates the peer refused
+}
+
+// Held is a message a Pipe keeps back until Release (see HoldNext).
+type Held struct {
+	arrived, released chan struct{}
+	once              sync.Once
+}
+
+// Arrived is closed when the held message reached the pipe.
+func (h *Held) Arrived() <-chan struct{} { return h.arrived }
+
+// Release lets the held message go on to the peer.
+func (h *Held) Release() { h.once.Do(func() { close(h.released) }) }
+
+// HoldNext keeps the next message of type t in the pipe until Release:
+// messages sent meanwhile overtake it (reordering).
+func (p *Pipe) HoldNext(t kmsproto.Type) *Held {
+	h := &Held{arrived: make(chan struct{}), released: make(chan struct{})}
+	p.mu.Lock()
+	if p.hold == nil {
+		p.hold = map[kmsproto.Type][]*Held{}
+	}
+	p.hold[t] = append(p.hold[t], h)
+	p.mu.Unlock()
+	return h
+}
+
+// DropRequests makes the next n messages of type t get lost before they
+// reach the peer (the sender sees a transport error).
+func (p *Pipe) DropRequests(t kmsproto.Type, n int) {
+	p.mu.Lock()
+	if p.lose == nil {
+		p.lose = map[kmsproto.Type]int{}
+	}
+	p.lose[t] = n
+	p.mu.Unlock()
+}
+
+// Duplicate makes the next n messages of type t reach the peer twice: the
+// copy is delivered right after the original's reply, which is what the
+// sender gets.
+func (p *Pipe) Duplicate(t kmsproto.Type, n int) {
+	p.mu.Lock()
+	if p.dup == nil {
+		p.dup = map[kmsproto.Type]int{}
+	}
+	p.dup[t] = n
+	p.mu.Unlock()
+}
+
+// Sent returns how many messages of type t went into the pipe.
+func (p *Pipe) Sent(t kmsproto.Type) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.count[t]
+}
+
+// DuplicatesRefused returns how many duplicated messages the peer refused.
+func (p *Pipe) DuplicatesRefused() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dupFails
+}
+
+// take decrements a per-type counter and reports whether it was positive.
+func take(m map[kmsproto.Type]int, t kmsproto.Type) bool {
+	if m[t] > 0 {
+		m[t]--
+		return true
+	}
+	return false
 }
 
 // DropReplies makes the next n messages of type t reach the peer but lose
@@ -55,12 +131,35 @@ func (p *Pipe) Call(ctx context.Context, t kmsproto.Type, payload []byte) ([]byt
 		payload = p.tamper(t, payload)
 	}
 	p.sent = append(p.sent, bytes.Clone(payload))
-	lose := p.drop[t] > 0
-	if lose {
-		p.drop[t]--
+	if p.count == nil {
+		p.count = map[kmsproto.Type]int{}
+	}
+	p.count[t]++
+	lose, lost, dup := take(p.drop, t), take(p.lose, t), take(p.dup, t)
+	var held *Held
+	if hs := p.hold[t]; len(hs) > 0 {
+		held, p.hold[t] = hs[0], hs[1:]
 	}
 	p.mu.Unlock()
+	if held != nil {
+		close(held.arrived)
+		select {
+		case <-held.released:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if lost {
+		return nil, errors.New("pipe: request lost")
+	}
 	out, err := p.To.Handle(ctx, t, payload)
+	if dup {
+		if _, derr := p.To.Handle(ctx, t, payload); derr != nil {
+			p.mu.Lock()
+			p.dupFails++
+			p.mu.Unlock()
+		}
+	}
 	if lose {
 		return nil, errors.New("pipe: reply lost")
 	}
