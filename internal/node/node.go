@@ -171,7 +171,8 @@ func (n *Node) newService() error {
 	svc, err := kms.New(kms.Options{Node: n.cfg.NodeID, KME: n.cfg.KMEID, Store: n.store, Links: links,
 		SAEs: n.directory(), Logger: n.log, Router: n.router, Relayer: relayer,
 		Limits: kms.Limits{KeySize: k.DefaultSize, MinKeySize: k.MinSize, MaxKeySize: k.MaxSize,
-			MaxKeyPerRequest: k.MaxPerRequest, MaxKeyCount: k.MaxKeyCount, TTL: k.TTL.D(), Prereserve: k.Prereserve},
+			MaxKeyPerRequest: k.MaxPerRequest, MaxKeyCount: k.MaxKeyCount, TTL: k.TTL.D(), Prereserve: k.Prereserve,
+			MaxSAEIDCount: kms.DefaultMaxSAEIDCount},
 		OnDelivered: func(api string, c int) { n.metrics.AddKeysDelivered(telemetry.API(api), c) }})
 	if err != nil {
 		return err

@@ -252,7 +252,7 @@ func (b *quicksBackend) Capabilities(ctx context.Context) (quicks.Capabilities, 
 		AppAPISupport:   []quicks.AppAPI{quicks.AppAPIETSI014},
 		ETSI014Info: &quicks.ETSI014Info{KMSID: string(b.n.cfg.KMEID), KeySize: k.DefaultSize,
 			StoredKeyCount: int(stored * 8 / int64(k.DefaultSize)), MaxKeyCount: k.MaxKeyCount,
-			MaxKeyPerRequest: k.MaxPerRequest, MaxKeySize: k.MaxSize, MinKeySize: k.MinSize, MaxSAEIDCount: 0},
+			MaxKeyPerRequest: k.MaxPerRequest, MaxKeySize: k.MaxSize, MinKeySize: k.MinSize, MaxSAEIDCount: kms.DefaultMaxSAEIDCount},
 		Extension: []string{quicks.ExtITSMACPoly1305, ExtRelayOTPHopByHop},
 	}, nil
 }
