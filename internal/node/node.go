@@ -189,7 +189,7 @@ func (n *Node) newRelay(fwd *lateForwarder) {
 	}
 	dir := n.directory()
 	n.relay = relay.New(relay.Options{Node: n.cfg.NodeID, Store: n.store, Links: links, Logger: n.log,
-		LocalSAE: func(s qkd.SAEID) bool { return dir[s] == n.cfg.NodeID }})
+		LocalSAE: func(s qkd.SAEID) bool { return dir[s] == n.cfg.NodeID }, OnDelivered: n.streamEstablished})
 	fwd.set(n.relay)
 }
 

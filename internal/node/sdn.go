@@ -28,6 +28,31 @@ type sdnParts struct {
 	client   *agentapi.Client // the KMS's client of its agent
 	router   *sdnRouter
 	agentURL string
+
+	mu          sync.Mutex
+	established map[string]bool // guarded by mu: streams told to the agent
+}
+
+// streamEstablished tells the agent, once per key stream, that this node
+// (the destination) holds its first keys: QUICKS PATCH link/registration.
+func (n *Node) streamEstablished(stream string, slaves []qkd.SAEID) {
+	if n.sdn == nil || len(slaves) == 0 {
+		return
+	}
+	n.sdn.mu.Lock()
+	first := !n.sdn.established[stream]
+	n.sdn.established[stream] = true
+	n.sdn.mu.Unlock()
+	if !first {
+		return
+	}
+	dest := make([]string, len(slaves))
+	for i, s := range slaves {
+		dest[i] = string(s)
+	}
+	n.notifyAgent(func(ctx context.Context, c *agentapi.Client) error {
+		return c.PatchRegistration(ctx, quicks.RegistrationUpdate{KeyStreamID: stream, Destination: dest})
+	})
 }
 
 // newSDN binds the QUICKS and agent listeners and builds the agent (which
@@ -81,7 +106,7 @@ func (n *Node) newSDN() error {
 	if err != nil {
 		return err
 	}
-	n.sdn = &sdnParts{agent: ag, client: ac, agentURL: agentURL,
+	n.sdn = &sdnParts{agent: ag, client: ac, agentURL: agentURL, established: map[string]bool{},
 		server: httpsx.NewRunner("agent", ag.Handler(), n.log.With("component", "agent"))}
 	n.sdn.router = &sdnRouter{n: n, agent: ac, streams: map[string]string{}}
 	if n.router == nil {

@@ -68,6 +68,10 @@ type Options struct {
 	Rand   io.Reader
 	Logger *slog.Logger
 	Now    func() time.Time
+	// OnDelivered, if set, is called (without locks held) after this node,
+	// as destination, stored keys of a key stream: the node tells its SDN
+	// agent the stream is established (QUICKS PATCH link/registration).
+	OnDelivered func(stream string, slaves []qkd.SAEID)
 }
 
 // Engine relays keys for this node: as source, intermediate or destination.
@@ -320,7 +324,12 @@ func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.Forwar
 			return keystore.RelayResult{Keys: keys, Record: slices.Clone(deliveredRecord)}, nil
 		})
 	switch {
-	case err == nil, errors.Is(err, keystore.ErrApplied):
+	case err == nil:
+		if e.o.OnDelivered != nil && req.Stream != "" {
+			e.o.OnDelivered(req.Stream, slices.Clone(req.Slaves))
+		}
+		return kmsproto.ForwardKeysResp{Delivered: true}, kmsproto.OK, ""
+	case errors.Is(err, keystore.ErrApplied):
 		return kmsproto.ForwardKeysResp{Delivered: true}, kmsproto.OK, ""
 	case errors.Is(err, keystore.ErrConflict):
 		return kmsproto.ForwardKeysResp{}, kmsproto.Retry, "material not free here (yet)"

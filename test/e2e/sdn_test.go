@@ -78,6 +78,10 @@ func TestControllerAndAgentsOverQUICKS(t *testing.T) {
 	if !notified(n.Controller().Notifications(), "set up for SAE_A1 → SAE_C1") {
 		t.Errorf("no notification of the key stream set-up")
 	}
+	// The destination KMS told its agent (QUICKS PATCH link/registration).
+	waitFor(t, 10*time.Second, "the stream established at C", func() bool {
+		return notified(n.Controller().Notifications(), "established at its destination C")
+	})
 	// The path-wide status (QUICKS link/status through the agent).
 	r = do(t, op, http.MethodGet, ctl+"/path-status?master=SAE_A1&slave=SAE_C1", "")
 	if r.code != 200 || !strings.Contains(string(r.body), `"source_kms_id":"KME_A"`) || !strings.Contains(string(r.body), `"target_kms_id":"KME_C"`) {
