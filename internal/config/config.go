@@ -69,7 +69,10 @@ type Link struct {
 	PeerAddr  string     `yaml:"peer_addr"` // the peer KMS's peer_tcp or peer_udp address
 	Transport string     `yaml:"transport"` // TransportTCP (default) or TransportUDP
 	PSKFile   string     `yaml:"psk_file"`  // pre-shared key authenticating the first exchanges; mode 0600
-	MAC       string     `yaml:"mac"`       // MACPoly1305 (default) or MACWegmanCarter
+	MAC       string     `yaml:"mac"`       // MACPoly1305 (default) or MACWegmanCarter; both ends must agree
+	// MACEpoch is the number of messages per sender whose Wegman–Carter tags
+	// share one hash key (mac: wegman_carter only; default DefaultMACEpoch).
+	MACEpoch int `yaml:"mac_epoch,omitempty"`
 	Device    Device     `yaml:"device"`
 }
 
@@ -116,6 +119,14 @@ const (
 	MACWegmanCarter = "wegman_carter"
 	FormatJSON      = "json"
 	FormatText      = "text"
+)
+
+// Limits of Link.MACEpoch: an even number of messages (two messages' pads
+// fill one 64-byte MAC slot of the key store).
+const (
+	DefaultMACEpoch = 1024
+	MinMACEpoch     = 16
+	MaxMACEpoch     = 1 << 20
 )
 
 // SlogLevel returns the slog level named by l.Level (info if unknown).
