@@ -66,13 +66,11 @@ type SAE struct {
 type Link struct {
 	ID        qkd.LinkID `yaml:"id"`
 	Peer      qkd.NodeID `yaml:"peer"`
-	PeerAddr  string     `yaml:"peer_addr"` // the peer KMS's peer_tcp or peer_udp address
-	Transport string     `yaml:"transport"` // TransportTCP (default) or TransportUDP
-	PSKFile   string     `yaml:"psk_file"`  // pre-shared key authenticating the first exchanges; mode 0600
-	MAC       string     `yaml:"mac"`       // MACPoly1305 (default) or MACWegmanCarter; both ends must agree
-	// MACEpoch is the number of messages per sender whose Wegman–Carter tags
-	// share one hash key (mac: wegman_carter only; default DefaultMACEpoch).
-	MACEpoch int `yaml:"mac_epoch,omitempty"`
+	PeerAddr  string     `yaml:"peer_addr"`           // the peer KMS's peer_tcp or peer_udp address
+	Transport string     `yaml:"transport"`           // TransportTCP (default) or TransportUDP
+	PSKFile   string     `yaml:"psk_file"`            // pre-shared key authenticating the first exchanges; mode 0600
+	MAC       string     `yaml:"mac"`                 // MACPoly1305 (default) or MACWegmanCarter; both ends must agree
+	MACEpoch  int        `yaml:"mac_epoch,omitempty"` // mac: wegman_carter only: messages per hash key (DefaultMACEpoch)
 	Device    Device     `yaml:"device"`
 }
 
