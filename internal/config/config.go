@@ -66,10 +66,11 @@ type SAE struct {
 type Link struct {
 	ID        qkd.LinkID `yaml:"id"`
 	Peer      qkd.NodeID `yaml:"peer"`
-	PeerAddr  string     `yaml:"peer_addr"` // the peer KMS's peer_tcp or peer_udp address
-	Transport string     `yaml:"transport"` // TransportTCP (default) or TransportUDP
-	PSKFile   string     `yaml:"psk_file"`  // pre-shared key authenticating the first exchanges; mode 0600
-	MAC       string     `yaml:"mac"`       // MACPoly1305 (default) or MACWegmanCarter
+	PeerAddr  string     `yaml:"peer_addr"`           // the peer KMS's peer_tcp or peer_udp address
+	Transport string     `yaml:"transport"`           // TransportTCP (default) or TransportUDP
+	PSKFile   string     `yaml:"psk_file"`            // pre-shared key authenticating the first exchanges; mode 0600
+	MAC       string     `yaml:"mac"`                 // MACPoly1305 (default) or MACWegmanCarter; both ends must agree
+	MACEpoch  int        `yaml:"mac_epoch,omitempty"` // mac: wegman_carter only: messages per hash key (DefaultMACEpoch)
 	Device    Device     `yaml:"device"`
 }
 
@@ -116,6 +117,14 @@ const (
 	MACWegmanCarter = "wegman_carter"
 	FormatJSON      = "json"
 	FormatText      = "text"
+)
+
+// Limits of Link.MACEpoch: an even number of messages (two messages' pads
+// fill one 64-byte MAC slot of the key store).
+const (
+	DefaultMACEpoch = 1024
+	MinMACEpoch     = 16
+	MaxMACEpoch     = 1 << 20
 )
 
 // SlogLevel returns the slog level named by l.Level (info if unknown).

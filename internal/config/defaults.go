@@ -60,6 +60,9 @@ func (c *Config) applyDefaults() {
 		if l.MAC == "" {
 			l.MAC = MACPoly1305
 		}
+		if l.MAC == MACWegmanCarter && l.MACEpoch == 0 {
+			l.MACEpoch = DefaultMACEpoch
+		}
 		if l.Device.Transport == "" {
 			l.Device.Transport = TransportTCP
 		}

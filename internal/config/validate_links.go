@@ -35,9 +35,7 @@ func (c *Config) validateLinks(v *validator) {
 		if v.required(at+".psk_file", l.PSKFile) {
 			checkPrivateFile(v, at+".psk_file", l.PSKFile)
 		}
-		// Wegman–Carter is defined (itsmac) but not yet wired into the link
-		// protocol: refuse it rather than silently use Poly1305.
-		v.oneOf(at+".mac", l.MAC, MACPoly1305)
+		validateMAC(v, at, l)
 		if v.required(at+".device.addr", l.Device.Addr) {
 			v.addr(at+".device.addr", l.Device.Addr, false)
 		}
@@ -47,6 +45,18 @@ func (c *Config) validateLinks(v *validator) {
 				v.add(at+".device.key_stream_id", "invalid UUID %q", s)
 			}
 		}
+	}
+}
+
+// validateMAC checks the link's ITS MAC scheme (SPEC §6.2) and, for
+// Wegman–Carter, its epoch length.
+func validateMAC(v *validator, at string, l Link) {
+	v.oneOf(at+".mac", l.MAC, MACPoly1305, MACWegmanCarter)
+	switch {
+	case l.MAC != MACWegmanCarter && l.MACEpoch != 0:
+		v.add(at+".mac_epoch", "applies only to mac: %s (mac is %q)", MACWegmanCarter, l.MAC)
+	case l.MAC == MACWegmanCarter && (l.MACEpoch < MinMACEpoch || l.MACEpoch > MaxMACEpoch || l.MACEpoch%2 != 0):
+		v.add(at+".mac_epoch", "must be an even number of messages from %d to %d, got %d", MinMACEpoch, MaxMACEpoch, l.MACEpoch)
 	}
 }
 

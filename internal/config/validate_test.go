@@ -61,7 +61,11 @@ func TestErrors(t *testing.T) {
 		{"peer is self", strings.Replace(link, "peer: B", "peer: A", 1), []string{`links[0].peer: is this node ("A")`}},
 		{"unknown transport", link + "    transport: sctp\n", []string{`links[0].transport: unknown value "sctp": want one of ["tcp" "udp"]`}},
 		{"transport without listener", link + "    transport: udp\nlisten: {peer_udp: \"\"}\n", []string{"links[0].transport: udp, but listen.peer_udp is off"}},
-		{"unknown mac", link + "    mac: hmac\n", []string{`links[0].mac: unknown value "hmac"`}},
+		{"unknown mac", link + "    mac: hmac\n", []string{`links[0].mac: unknown value "hmac": want one of ["poly1305" "wegman_carter"]`}},
+		{"mac_epoch with poly1305", link + "    mac_epoch: 64\n", []string{`links[0].mac_epoch: applies only to mac: wegman_carter (mac is "poly1305")`}},
+		{"odd mac_epoch", link + "    mac: wegman_carter\n    mac_epoch: 101\n", []string{"links[0].mac_epoch: must be an even number of messages from 16 to 1048576, got 101"}},
+		{"small mac_epoch", link + "    mac: wegman_carter\n    mac_epoch: 8\n", []string{"links[0].mac_epoch: must be an even number"}},
+		{"negative mac_epoch", link + "    mac: wegman_carter\n    mac_epoch: -2\n", []string{"links[0].mac_epoch: must be an even number"}},
 		{"bad peer address", strings.Replace(link, "127.0.0.1:5684", "127.0.0.1", 1), []string{`links[0].peer_addr: invalid address "127.0.0.1"`}},
 		{"peer port zero", strings.Replace(link, "127.0.0.1:5684", "127.0.0.1:0", 1), []string{`links[0].peer_addr: invalid port`}},
 		{"bad device transport", strings.Replace(link, "{addr: 127.0.0.1:6000}", "{addr: 127.0.0.1:6000, transport: quic}", 1), []string{`links[0].device.transport: unknown value "quic"`}},
@@ -190,5 +194,39 @@ func TestDurationString(t *testing.T) {
 		if err := d.UnmarshalYAML(scalar(tt.in)); err != nil || d.String() != tt.want {
 			t.Errorf("Duration(%q).String() = %q, %v, want %q", tt.in, d, err, tt.want)
 		}
+	}
+}
+
+func TestMACSchemes(t *testing.T) {
+	tests := []struct {
+		name      string
+		extra     string
+		mac       string
+		epoch     int
+		wantError bool
+	}{
+		{"default", "", MACPoly1305, 0, false},
+		{"poly1305", "    mac: poly1305\n", MACPoly1305, 0, false},
+		{"wegman_carter default epoch", "    mac: wegman_carter\n", MACWegmanCarter, DefaultMACEpoch, false},
+		{"wegman_carter epoch 64", "    mac: wegman_carter\n    mac_epoch: 64\n", MACWegmanCarter, 64, false},
+		{"wegman_carter largest epoch", "    mac: wegman_carter\n    mac_epoch: 1048576\n", MACWegmanCarter, MaxMACEpoch, false},
+		{"wegman_carter epoch too large", "    mac: wegman_carter\n    mac_epoch: 1048578\n", "", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Load(writeConfig(t, t.TempDir(), minimal+link+tt.extra))
+			if tt.wantError {
+				if err == nil || !strings.Contains(err.Error(), "links[0].mac_epoch") {
+					t.Fatalf("Load(%q) = %v, want a links[0].mac_epoch error", tt.extra, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Load(%q) = %v", tt.extra, err)
+			}
+			if l := got.Links[0]; l.MAC != tt.mac || l.MACEpoch != tt.epoch {
+				t.Errorf("Load(%q) links[0] mac, mac_epoch = %q, %d; want %q, %d", tt.extra, l.MAC, l.MACEpoch, tt.mac, tt.epoch)
+			}
+		})
 	}
 }

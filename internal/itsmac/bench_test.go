@@ -39,14 +39,14 @@ func BenchmarkVerify(b *testing.B) {
 }
 
 func BenchmarkWCSum(b *testing.B) {
-	r, mask := macKey(make([]byte, HashKeySize)), macKey(make([]byte, MaskSize))
+	r, pad := macKey(make([]byte, HashKeySize)), macKey(make([]byte, PadSize))
 	for _, n := range benchSizes {
 		msg := make([]byte, n)
 		b.Run(sizeName(n), func(b *testing.B) {
 			b.SetBytes(int64(n))
 			b.ReportAllocs()
 			for b.Loop() {
-				_, _ = WCSum(r, mask, msg)
+				_, _ = WCSum(r, pad, 7, msg)
 			}
 		})
 	}

@@ -27,14 +27,18 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("Verify(Sum(%x, %x)) = false", key, msg)
 		}
 		half := len(key) / 2
-		r, mask := macKey(key[:half]), macKey(key[half:])
-		wcOK := WCVerify(r, mask, tag, parts...)
-		if got, err := WCSum(r, mask, parts...); err == nil {
-			if !WCVerify(r, mask, got[:], msg) {
-				t.Fatalf("WCVerify(WCSum(%x, %x)) = false", key, msg)
+		n := uint64(len(msg))<<8 | uint64(cut)
+		r, pad := macKey(key[:half]), macKey(key[half:])
+		wcOK := WCVerify(r, pad, n, tag, parts...)
+		if got, err := WCSum(r, pad, n, parts...); err == nil {
+			if !WCVerify(r, pad, n, got[:], msg) {
+				t.Fatalf("WCVerify(WCSum(%x, %d, %x)) = false", key, n, msg)
 			}
-			if want := refWC(key[:half], key[half:], msg); got != want {
-				t.Fatalf("WCSum(%x, %x) = %x, reference %x", key, msg, got, want)
+			if want := refWC(key[:half], key[half:], n, msg); got != want {
+				t.Fatalf("WCSum(%x, %d, %x) = %x, reference %x", key, n, msg, got, want)
+			}
+			if ok := string(tag) == string(got[:]); wcOK != ok {
+				t.Fatalf("WCVerify(%x, %d, %x, %x) = %v, want %v", key, n, tag, msg, wcOK, ok)
 			}
 		} else if wcOK {
 			t.Fatalf("WCVerify with bad lengths (%d, %d) = true", half, len(key)-half)

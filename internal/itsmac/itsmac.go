@@ -17,8 +17,8 @@ const (
 	TagSize = 16
 	// HashKeySize is the Wegman–Carter hash key r (clamped to 106 bits).
 	HashKeySize = 16
-	// MaskSize is the Wegman–Carter one-time mask k_i.
-	MaskSize = 16
+	// PadSize is the Wegman–Carter one-time pad k_i of one tag.
+	PadSize = 16
 )
 
 // ErrKeySize is returned when a key has the wrong length.

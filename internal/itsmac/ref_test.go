@@ -1,6 +1,7 @@
 package itsmac
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"math/big"
@@ -64,9 +65,10 @@ func refPoly1305(key, msg []byte) Tag {
 	return refTag(h.Add(h, leInt(key[16:])))
 }
 
-func refWC(r, mask, msg []byte) Tag {
-	h := refHash(r, msg)
-	return refTag(h.Xor(h, leInt(mask)))
+// refWC returns (h_r(n ‖ msg) + pad) mod 2^128, n as 8 big-endian bytes.
+func refWC(r, pad []byte, n uint64, msg []byte) Tag {
+	h := refHash(r, append(binary.BigEndian.AppendUint64(nil, n), msg...))
+	return refTag(h.Add(h, leInt(pad)))
 }
 
 // hexBytes is a []byte that decodes from a hex JSON string.
@@ -88,7 +90,8 @@ type polyVector struct {
 type wcVector struct {
 	Name    string   `json:"name"`
 	HashKey hexBytes `json:"hash_key"`
-	Mask    hexBytes `json:"mask"`
+	Pad     hexBytes `json:"pad"`
+	N       uint64   `json:"n"`
 	Msg     hexBytes `json:"msg"`
 	Tag     hexBytes `json:"tag"`
 }

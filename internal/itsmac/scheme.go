@@ -15,7 +15,7 @@ const (
 	// SchemePoly1305 is Poly1305 as a one-time MAC: 32 fresh key bytes per tag.
 	SchemePoly1305 Scheme = iota + 1
 	// SchemeWegmanCarter reuses a 16-byte hash key over a run and spends a
-	// fresh 16-byte mask per tag.
+	// fresh 16-byte pad per tag.
 	SchemeWegmanCarter
 )
 
@@ -71,13 +71,13 @@ func (s *Scheme) UnmarshalText(b []byte) error {
 }
 
 // TagKeyBytes returns the fresh one-time key bytes each tag consumes: 32
-// (r‖s) for Poly1305, 16 (the mask) for Wegman–Carter. 0 if s is invalid.
+// (r‖s) for Poly1305, 16 (the pad) for Wegman–Carter. 0 if s is invalid.
 func (s Scheme) TagKeyBytes() int {
 	switch s {
 	case SchemePoly1305:
 		return KeySize
 	case SchemeWegmanCarter:
-		return MaskSize
+		return PadSize
 	}
 	return 0
 }

@@ -61,6 +61,10 @@ type Header struct {
 	To   qkd.NodeID      `cbor:"5,keyasint"`
 	Seq  uint64          `cbor:"6,keyasint"`
 	Body cbor.RawMessage `cbor:"7,keyasint,omitempty"`
+	// MAC names the sender's ITS MAC scheme ("wegman_carter"); omitted for
+	// the default, Poly1305. It is covered by the tag; the receiver checks
+	// it against its own setting only to report a mismatch clearly.
+	MAC string `cbor:"8,keyasint,omitempty"`
 }
 
 // Code is the outcome of a request, carried in an authenticated Reply.

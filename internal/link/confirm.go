@@ -35,7 +35,7 @@ func batchCheck(blocks []keystore.Block) ([]byte, bool) {
 		buf = append(buf, b.Data.Expose()...)
 	}
 	defer secret.Wipe(buf)
-	return tag(buf[:checkKeyLen], buf[checkKeyLen:]), true
+	return polyTag(buf[:checkKeyLen], buf[checkKeyLen:]), true
 }
 
 func wipeBlocks(bs []keystore.Block) {

@@ -16,24 +16,20 @@ import (
 // reserveSlots MAC slots are kept for the messages that refill them.
 const reserveSlots = 8
 
-// tag computes the one-time Poly1305 tag of msg with a 32-byte slice of a
-// MAC slot (the slot's owner wipes it).
-func tag(key []byte, msg []byte) []byte {
+// polyTag computes a one-time Poly1305 tag of msg under a 32-byte key (the
+// key's owner wipes it).
+func polyTag(key []byte, msg []byte) []byte {
 	t, err := itsmac.Sum(secret.MACKey{Bytes: secret.Adopt(key)}, msg)
 	if err != nil {
-		panic("link: MAC slot of the wrong size") // slots are always SlotSize bytes
+		panic("link: one-time key of the wrong size")
 	}
 	return t[:]
-}
-
-func tagOK(key, msg, got []byte) bool {
-	return itsmac.Verify(secret.MACKey{Bytes: secret.Adopt(key)}, got, msg)
 }
 
 // The last reserveSlots slots are kept for the messages that replenish key
 // material: new_key_batch may use half of them, make_keys_internal all, so
 // that a link can always refill its MAC keys.
-func (l *Link) takeSendSlot(ctx context.Context, t kmsproto.Type) (uint64, secret.MACKey, error) {
+func (l *Link) takeSendSlot(ctx context.Context, t kmsproto.Type) (*exchangeKeys, error) {
 	reserve := uint64(reserveSlots)
 	switch t {
 	case kmsproto.NewKeyBatch:
@@ -45,32 +41,34 @@ func (l *Link) takeSendSlot(ctx context.Context, t kmsproto.Type) (uint64, secre
 		l.mu.Lock()
 		if l.inactive {
 			l.mu.Unlock()
-			return 0, secret.MACKey{}, qkd.ErrInactive
+			return nil, qkd.ErrInactive
 		}
-		if l.nextSeq+reserve >= l.usableEnd {
+		end := l.lay.msgsBelow(l.usableEnd)
+		if l.nextSeq+reserve >= end {
 			l.mu.Unlock()
 			poke(l.wakeSlots)
-			return 0, secret.MACKey{}, ErrNoSlots
+			return nil, ErrNoSlots
 		}
 		seq := l.nextSeq
 		l.nextSeq++
-		low := l.usableEnd-l.nextSeq < uint64(l.o.SlotLowWater+reserveSlots)
-		psk := seq < l.pskEnd
+		low := end-l.nextSeq < uint64(l.o.SlotLowWater+reserveSlots)
+		slot, _ := l.lay.slotOf(seq)
+		psk := slot < l.pskEnd
 		l.mu.Unlock()
 		if low {
 			poke(l.wakeSlots)
 		}
-		key, err := l.o.Store.TakeSlot(ctx, l.o.ID, l.o.Self, seq)
+		keys, err := l.own.take(ctx, seq)
 		if errors.Is(err, qkd.ErrNotFound) {
 			continue // used before a crash: never reuse, skip it
 		}
 		if err != nil {
-			return 0, secret.MACKey{}, fmt.Errorf("link %s: take slot: %w", l.o.ID, err)
+			return nil, fmt.Errorf("link %s: take slot: %w", l.o.ID, err)
 		}
 		if psk {
 			l.o.Observer.PSKTag(l.o.ID)
 		}
-		return seq, key, nil
+		return keys, nil
 	}
 }
 
@@ -108,8 +106,7 @@ func (l *Link) call(ctx context.Context, t kmsproto.Type, req any, resp any) err
 type prepared struct {
 	l    *Link
 	t    kmsproto.Type
-	seq  uint64
-	key  secret.MACKey
+	keys *exchangeKeys
 	wire []byte
 }
 
@@ -119,27 +116,26 @@ func (l *Link) prepare(ctx context.Context, t kmsproto.Type, req any) (*prepared
 	if err != nil {
 		return nil, fmt.Errorf("link: encode %s: %w", t, err)
 	}
-	seq, key, err := l.takeSendSlot(ctx, t)
+	keys, err := l.takeSendSlot(ctx, t)
 	if err != nil {
 		return nil, err
 	}
-	k := key.Expose()
 	hdr, err := kmsproto.Marshal(kmsproto.Header{V: kmsproto.Version, Type: t, Link: l.o.ID,
-		From: l.o.Self, To: l.o.Peer, Seq: seq, Body: body})
+		From: l.o.Self, To: l.o.Peer, Seq: keys.seq, Body: body, MAC: l.headerMAC()})
 	if err == nil {
 		var wire []byte
-		if wire, err = kmsproto.Marshal(kmsproto.Sealed{Data: hdr, Tag: tag(k[:32], hdr)}); err == nil {
-			return &prepared{l: l, t: t, seq: seq, key: key, wire: wire}, nil
+		if wire, err = kmsproto.Marshal(kmsproto.Sealed{Data: hdr, Tag: keys.sum(false, hdr)}); err == nil {
+			return &prepared{l: l, t: t, keys: keys, wire: wire}, nil
 		}
 	}
-	key.Wipe()
+	keys.wipe()
 	return nil, err
 }
 
 // send sends a prepared request once and verifies the reply.
 func (p *prepared) send(ctx context.Context, resp any) error {
-	l, t := p.l, p.t
-	defer p.key.Wipe()
+	l, t, seq := p.l, p.t, p.keys.seq
+	defer p.keys.wipe()
 	cctx, cancel := context.WithTimeout(ctx, l.timeoutFor(t))
 	defer cancel()
 	raw, err := l.o.Transport.Call(cctx, t, p.wire)
@@ -149,13 +145,13 @@ func (p *prepared) send(ctx context.Context, resp any) error {
 		return fmt.Errorf("%w: %s: %w", qkd.ErrPeerUnavailable, t, err)
 	}
 	s, err := kmsproto.DecodeSealed(raw)
-	if err != nil || !tagOK(p.key.Expose()[32:64], s.Data, s.Tag) {
+	if err != nil || !p.keys.verify(true, s.Data, s.Tag) {
 		l.o.Observer.MACFailure(l.o.ID, "reply")
-		l.log.Warn("reply from peer failed authentication", "type", string(t), "seq", p.seq)
+		l.log.Warn("reply from peer failed authentication", "type", string(t), "seq", seq)
 		return fmt.Errorf("%w: reply to %s", ErrUnauthenticated, t)
 	}
 	rep, err := kmsproto.DecodeReply(s.Data)
-	if err != nil || rep.Seq != p.seq || rep.Type != t {
+	if err != nil || rep.Seq != seq || rep.Type != t {
 		return fmt.Errorf("%w: reply to %s does not match the request", ErrUnauthenticated, t)
 	}
 	l.notePeerAlive()
@@ -211,10 +207,13 @@ func (l *Link) Handle(ctx context.Context, t kmsproto.Type, s kmsproto.Sealed, h
 		l.o.Observer.MACFailure(l.o.ID, "header")
 		return nil, fmt.Errorf("%w: header names the wrong nodes or type", ErrUnauthenticated)
 	}
+	if err := l.checkPeerMAC(t, h); err != nil {
+		return nil, err
+	}
 	// The slot is used up only by a message whose tag verifies: a forged
 	// or corrupted message costs no key material.
-	key, used, err := l.o.Store.UseSlot(ctx, l.o.ID, l.o.Peer, h.Seq, func(k secret.MACKey) bool {
-		return tagOK(k.Expose()[:32], s.Data, s.Tag)
+	keys, used, err := l.peerSlots.use(ctx, h.Seq, func(k *exchangeKeys) bool {
+		return k.verify(false, s.Data, s.Tag)
 	})
 	if errors.Is(err, qkd.ErrNotFound) {
 		l.o.Observer.MACFailure(l.o.ID, "replay_or_unknown_seq")
@@ -224,16 +223,16 @@ func (l *Link) Handle(ctx context.Context, t kmsproto.Type, s kmsproto.Sealed, h
 	if err != nil {
 		return nil, fmt.Errorf("link %s: use slot: %w", l.o.ID, err)
 	}
-	defer key.Wipe()
-	k := key.Expose()
 	if !used {
 		l.o.Observer.MACFailure(l.o.ID, "tag")
 		l.o.Observer.Message(l.o.ID, t, "bad_mac")
 		l.log.Warn("peer message rejected: bad ITS tag", "type", string(t), "seq", h.Seq)
 		return nil, fmt.Errorf("%w: bad tag", ErrUnauthenticated)
 	}
+	defer keys.wipe()
+	slot, _ := l.lay.slotOf(h.Seq)
 	l.mu.Lock()
-	psk := h.Seq < l.pskEnd // both directions get the same number of PSK slots
+	psk := slot < l.pskEnd // both directions get the same number of PSK slots
 	l.mu.Unlock()
 	if psk {
 		l.o.Observer.PSKTag(l.o.ID)
@@ -255,7 +254,37 @@ func (l *Link) Handle(ctx context.Context, t kmsproto.Type, s kmsproto.Sealed, h
 	if err != nil {
 		return nil, err
 	}
-	return kmsproto.Marshal(kmsproto.Sealed{Data: data, Tag: tag(k[32:64], data)})
+	return kmsproto.Marshal(kmsproto.Sealed{Data: data, Tag: keys.sum(true, data)})
+}
+
+// headerMAC is this end's scheme as the header names it: empty for the
+// default, Poly1305.
+func (l *Link) headerMAC() string {
+	if l.lay.wc {
+		return itsmac.SchemeWegmanCarter.String()
+	}
+	return ""
+}
+
+// checkPeerMAC refuses, before any key is opened, a request that names
+// another ITS MAC scheme than this end's: the two ends' links[].mac differ,
+// and nothing either sends would ever verify. This end's scheme alone
+// decides how tags are checked; the header only makes the failure clear.
+func (l *Link) checkPeerMAC(t kmsproto.Type, h kmsproto.Header) error {
+	if h.MAC == l.headerMAC() {
+		return nil
+	}
+	peer := h.MAC
+	if peer == "" {
+		peer = itsmac.SchemePoly1305.String()
+	} else if len(peer) > 32 {
+		peer = peer[:32] + "..."
+	}
+	l.o.Observer.MACFailure(l.o.ID, "scheme_mismatch")
+	l.o.Observer.Message(l.o.ID, t, "bad_mac")
+	l.log.Error("peer message rejected: the peer uses another ITS MAC scheme; links[].mac must be the same at both ends",
+		"type", string(t), "seq", h.Seq, "peer_mac", peer, "mac", l.MACScheme())
+	return fmt.Errorf("%w: %w (peer %q, this end %q)", ErrUnauthenticated, ErrMACMismatch, peer, l.MACScheme())
 }
 
 func (l *Link) dispatch(ctx context.Context, t kmsproto.Type, body []byte) handlerResult {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/qkms/qkms/internal/itsmac"
 	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/kmsproto"
 	"github.com/qkms/qkms/internal/qkd"
@@ -57,6 +58,13 @@ type Options struct {
 	LocalSAE func(qkd.SAEID) bool
 	// Forwarder relays forward_keys messages (nil: refused with no_route).
 	Forwarder Forwarder
+	// MAC is the ITS MAC scheme of the link's messages (SPEC §6.2; zero:
+	// itsmac.DefaultScheme, Poly1305). Both ends must use the same.
+	MAC itsmac.Scheme
+	// MACEpoch is the number of messages of one sender whose Wegman–Carter
+	// tags share a hash key (even, ≥ 2; default DefaultMACEpoch). Both ends
+	// must use the same. Ignored for Poly1305.
+	MACEpoch int
 
 	BatchBlocks    int           // blocks per new_key_batch (default 16)
 	BatchDelay     time.Duration // max wait for a full batch (default 4s; the first batch of a link goes at once)
@@ -92,6 +100,12 @@ func (o *Options) defaults() {
 	defd(&o.CallTimeout, 5*time.Second)
 	defd(&o.RelayTimeout, 30*time.Second)
 	defd(&o.RetryDelay, 50*time.Millisecond)
+	if o.MAC == 0 {
+		o.MAC = itsmac.DefaultScheme
+	}
+	if o.MAC == itsmac.SchemeWegmanCarter {
+		def(&o.MACEpoch, DefaultMACEpoch)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -119,8 +133,12 @@ type Link struct {
 
 	allocMu sync.Mutex // serialises local allocations (store only, never a round trip)
 
+	lay       layout    // message numbers → MAC slots
+	own       *slotBook // this end's MAC slots, to send
+	peerSlots *slotBook // the peer's MAC slots, to verify
+
 	mu        sync.Mutex
-	nextSeq   uint64                // guarded by mu: next own slot number to use
+	nextSeq   uint64                // guarded by mu: next own message number to use
 	usableEnd uint64                // guarded by mu: own slots < usableEnd are known to the peer
 	pskEnd    uint64                // guarded by mu: own slots < pskEnd came from the PSK
 	waiters   map[string]chan error // guarded by mu: outbox ID → completion
@@ -141,6 +159,10 @@ func New(o Options) (*Link, error) {
 	if o.ID == "" || o.Self == "" || o.Peer == "" || o.Self == o.Peer || o.Store == nil || o.Transport == nil {
 		return nil, errors.New("link: incomplete options")
 	}
+	lay, err := newLayout(o.MAC, o.MACEpoch)
+	if err != nil {
+		return nil, err
+	}
 	l := &Link{
 		o:           o,
 		log:         o.Logger.With("link", string(o.ID), "peer", string(o.Peer)),
@@ -149,6 +171,9 @@ func New(o Options) (*Link, error) {
 		wakeOutbox:  make(chan struct{}, 1),
 		wakeSlots:   make(chan struct{}, 1),
 		waiters:     map[string]chan error{},
+		lay:         lay,
+		own:         newSlotBook(o.Store, o.ID, o.Self, lay),
+		peerSlots:   newSlotBook(o.Store, o.ID, o.Peer, lay),
 	}
 	if !l.leader {
 		l.parity = 1
@@ -161,6 +186,11 @@ func (l *Link) ID() qkd.LinkID { return l.o.ID }
 
 // Peer returns the peer node.
 func (l *Link) Peer() qkd.NodeID { return l.o.Peer }
+
+// MACScheme returns the link's ITS MAC scheme as configured:
+// "poly1305" or "wegman_carter" (QUICKS capabilities list it as
+// its_mac:<scheme>).
+func (l *Link) MACScheme() string { return l.o.MAC.String() }
 
 // Leader reports whether this end confirms blocks and allocates even blocks.
 func (l *Link) Leader() bool { return l.leader }
@@ -187,8 +217,13 @@ func (l *Link) Init(ctx context.Context) error {
 		usable = uint64(pending)
 	}
 	l.mu.Lock()
-	l.nextSeq, l.usableEnd = lowest, usable
+	l.nextSeq, l.usableEnd = l.lay.msgsBelow(lowest), usable
 	l.mu.Unlock()
+	attrs := []any{"mac", l.MACScheme()}
+	if l.lay.wc {
+		attrs = append(attrs, "mac_epoch", l.o.MACEpoch)
+	}
+	l.log.Info("link MAC", attrs...)
 	return nil
 }
 
@@ -255,14 +290,16 @@ func (l *Link) PeerStatus() PeerStatus {
 	return l.peer
 }
 
-// SlotsLeft returns the number of own MAC slots still usable.
+// SlotsLeft returns the number of messages this end can still send with
+// the MAC keys the peer knows (one per MAC slot with Poly1305, about two
+// with Wegman–Carter).
 func (l *Link) SlotsLeft() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.usableEnd < l.nextSeq {
-		return 0
+	if end := l.lay.msgsBelow(l.usableEnd); end > l.nextSeq {
+		return int(end - l.nextSeq)
 	}
-	return int(l.usableEnd - l.nextSeq)
+	return 0
 }
 
 func poke(c chan struct{}) {

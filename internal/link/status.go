@@ -109,6 +109,8 @@ func (l *Link) SetInactive() {
 	l.mu.Lock()
 	l.inactive = true
 	l.mu.Unlock()
+	l.own.wipe()
+	l.peerSlots.wipe()
 }
 
 // DeleteAtPeer asks the peer to delete keys (delete_keys), e.g. expired ones.

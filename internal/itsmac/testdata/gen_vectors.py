@@ -27,8 +27,9 @@ def poly1305(key, msg):
     return ((h(key[:16], msg) + le(key[16:])) % (1 << 128)).to_bytes(16, "little")
 
 
-def wegman_carter(r, mask, msg):
-    return (h(r, msg) ^ le(mask)).to_bytes(16, "little")
+def wegman_carter(r, pad, n, msg):
+    """tag_n = (h_r(n as 8 big-endian bytes || msg) + pad) mod 2^128."""
+    return ((h(r, n.to_bytes(8, "big") + msg) + le(pad)) % (1 << 128)).to_bytes(16, "little")
 
 
 IETF = (b"Any submission to the IETF intended by the Contributor for publication as all or part "
@@ -59,7 +60,7 @@ RFC = [
     ("RFC 8439 A.3 #10", R10 + Z, M10 + "01" + "00" * 15, "14000000000000005500000000000000"),
     ("RFC 8439 A.3 #11", R10 + Z, M10, "13" + "00" * 15),
 ]
-MASKS = {"a": FF, "b": "0123456789abcdeffedcba9876543210"}
+PAD = "0123456789abcdeffedcba9876543210"
 
 
 def main():
@@ -71,22 +72,25 @@ def main():
 
     wc = []
     for name, key, msg, tag in RFC:
-        if key[32:] != Z:
-            continue  # s = 0 only: then the published tag is h_r(m) itself
-        for label, mask in MASKS.items():
-            want = bytes(a ^ b for a, b in zip(bytes.fromhex(tag), bytes.fromhex(mask))).hex()
-            wc.append({"name": f"{name} (s=0) XOR mask {label}", "hash_key": key[:32], "mask": mask,
-                       "msg": msg, "tag": want})
-    r, s = RFC[0][1][:32], RFC[0][1][32:]
-    wc.append({"name": "RFC 8439 §2.5.2 r and s as hash key and XOR mask (not the RFC tag, which adds s)",
-               "hash_key": r, "mask": s, "msg": RFC[0][2], "tag": None})
-    wc.append({"name": "empty message: h = 0, tag = mask", "hash_key": r, "mask": MASKS["b"], "msg": "",
-               "tag": MASKS["b"]})
+        # The first 8 bytes of the RFC message read as the number n: then
+        # n || rest is the RFC message, r and s are hash key and pad, and the
+        # Wegman-Carter tag is the published Poly1305 tag.
+        m = bytes.fromhex(msg)
+        wc.append({"name": f"{name} as n = first 8 bytes", "hash_key": key[:32], "pad": key[32:],
+                   "n": int.from_bytes(m[:8], "big"), "msg": m[8:].hex(), "tag": tag})
+    r, s, m = RFC[0][1][:32], RFC[0][1][32:], RFC[0][2]
+    for n in (0, 1, (1 << 64) - 1):
+        wc.append({"name": f"RFC 8439 §2.5.2 r, s and message, n = {n}", "hash_key": r, "pad": s,
+                   "n": n, "msg": m, "tag": None})
+    wc.append({"name": "empty message, n = 0: h_r(0^8), pad " + PAD, "hash_key": r, "pad": PAD, "n": 0,
+               "msg": "", "tag": None})
     for v in wc:
-        got = wegman_carter(bytes.fromhex(v["hash_key"]), bytes.fromhex(v["mask"]), bytes.fromhex(v["msg"])).hex()
+        got = wegman_carter(bytes.fromhex(v["hash_key"]), bytes.fromhex(v["pad"]), v["n"],
+                            bytes.fromhex(v["msg"])).hex()
         assert v["tag"] in (None, got), (v["name"], got)
         v["tag"] = got
-    assert wc[-2]["tag"] != RFC[0][3]
+    tags = [v["tag"] for v in wc[-4:-1]]
+    assert len(set(tags)) == 3, "the number must change the tag"
 
     for name, data in (("poly1305_rfc8439.json", poly), ("wegman_carter.json", wc)):
         with open(name, "w", encoding="utf-8") as f:

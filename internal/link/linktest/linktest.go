@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qkms/qkms/internal/itsmac"
 	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/keystore/memstore"
 	"github.com/qkms/qkms/internal/kmsproto"
@@ -202,6 +203,13 @@ type Options struct {
 	Logger   *slog.Logger
 	// SAEs places SAEs on nodes "A" and "B" (default SAE_A1 at A, SAE_B1 at B).
 	SAEs map[qkd.SAEID]qkd.NodeID
+	// MAC and MACEpoch are both ends' ITS MAC settings (zero: link's
+	// defaults); MACB, if set, overrides B's scheme (a misconfiguration).
+	MAC      itsmac.Scheme
+	MACEpoch int
+	MACB     itsmac.Scheme
+	// SlotRefill overrides the test default of 16 slots per refill.
+	SlotRefill int
 }
 
 // NewPair starts two connected ends on memstores; they stop at test end.
@@ -216,10 +224,18 @@ func NewPair(t testing.TB, o Options) *Pair {
 	if o.SAEs == nil {
 		o.SAEs = map[qkd.SAEID]qkd.NodeID{"SAE_A1": "A", "SAE_B1": "B"}
 	}
+	if o.SlotRefill == 0 {
+		o.SlotRefill = 16
+	}
 	mk := func(self, peer qkd.NodeID, st keystore.Store, tr link.Transport) *link.Link {
+		mac := o.MAC
+		if self == "B" && o.MACB != 0 {
+			mac = o.MACB
+		}
 		l, err := link.New(link.Options{ID: "A-B", Self: self, Peer: peer, Store: st, Transport: tr,
 			PSK: secret.PSK{Bytes: secret.From(psk)}, BatchBlocks: 4, BatchDelay: 20 * time.Millisecond,
-			SlotLowWater: 8, SlotRefill: 16, RetryDelay: 5 * time.Millisecond, StatusInterval: time.Hour,
+			SlotLowWater: 8, SlotRefill: o.SlotRefill, RetryDelay: 5 * time.Millisecond, StatusInterval: time.Hour,
+			MAC: mac, MACEpoch: o.MACEpoch,
 			Logger: o.Logger, LocalSAE: func(s qkd.SAEID) bool { return o.SAEs[s] == self }})
 		if err != nil {
 			t.Fatal(err)
