@@ -15,6 +15,7 @@ import (
 	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/device"
 	"github.com/qkms/qkms/internal/device/pushproto"
+	"github.com/qkms/qkms/internal/itsmac"
 	"github.com/qkms/qkms/internal/kmsproto"
 	"github.com/qkms/qkms/internal/link"
 	"github.com/qkms/qkms/internal/qkd"
@@ -69,7 +70,13 @@ func (n *Node) newLinks(ctx context.Context, fwd link.Forwarder) error {
 		}
 		tr := &peerTransport{network: lc.Transport, addr: lc.PeerAddr, log: n.log.With("link", string(lc.ID))}
 		internal := new(atomic.Int64)
+		scheme, err := itsmac.ParseScheme(lc.MAC)
+		if err != nil {
+			psk.Wipe()
+			return fmt.Errorf("node: link %s: %w", lc.ID, err)
+		}
 		l, err := link.New(link.Options{ID: lc.ID, Self: n.cfg.NodeID, Peer: lc.Peer, Store: n.store, Transport: tr,
+			MAC: scheme, MACEpoch: lc.MACEpoch,
 			PSK: psk, LocalSAE: func(s qkd.SAEID) bool { return dir[s] == n.cfg.NodeID },
 			BatchBlocks: n.cfg.Keys.BatchBlocks, Logger: n.log, Observer: observer{m: n.metrics, internal: internal}, Forwarder: fwd})
 		if err == nil {

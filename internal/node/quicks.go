@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,10 @@ const DefaultVersion = "0.1.0"
 // ExtRelayOTPHopByHop is the capabilities_extension entry of qkms's key
 // relay: hop-by-hop one-time-pad relay along single paths (SPEC §6.3).
 const ExtRelayOTPHopByHop = "relay:otp_hop_by_hop"
+
+// ExtRelayMulticast: ETSI 014 multicast (additional_slave_SAE_IDs) with
+// slaves on several nodes, the same keys relayed to each.
+const ExtRelayMulticast = "relay:multicast"
 
 // ---------------------------------------------------------------------------
 // Node state (QUICKS monitor/status, control/status)
@@ -253,8 +258,25 @@ func (b *quicksBackend) Capabilities(ctx context.Context) (quicks.Capabilities, 
 		ETSI014Info: &quicks.ETSI014Info{KMSID: string(b.n.cfg.KMEID), KeySize: k.DefaultSize,
 			StoredKeyCount: int(stored * 8 / int64(k.DefaultSize)), MaxKeyCount: k.MaxKeyCount,
 			MaxKeyPerRequest: k.MaxPerRequest, MaxKeySize: k.MaxSize, MinKeySize: k.MinSize, MaxSAEIDCount: kms.DefaultMaxSAEIDCount},
-		Extension: []string{quicks.ExtITSMACPoly1305, ExtRelayOTPHopByHop},
+		Extension: b.extensions(),
 	}, nil
+}
+
+// extensions lists what this KMS can do beyond QUICKS's fields: the ITS
+// MAC scheme of each link (its_mac:<scheme>), hop-by-hop OTP relay and
+// multicast over relays.
+func (b *quicksBackend) extensions() []string {
+	var out []string
+	for _, l := range b.n.links {
+		if e := "its_mac:" + l.MACScheme(); !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, quicks.ExtITSMACPoly1305)
+	}
+	sort.Strings(out)
+	return append(out, ExtRelayOTPHopByHop, ExtRelayMulticast)
 }
 
 func (b *quicksBackend) DeviceInfo(context.Context) (quicks.DeviceInfo, error) {

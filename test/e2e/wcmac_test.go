@@ -50,10 +50,7 @@ func TestWegmanCarterLine2(t *testing.T) {
 	}
 	for end, mac := range macs {
 		if mac != config.MACWegmanCarter {
-			// internal/node builds link.Options without MAC and MACEpoch
-			// until it passes links[].mac and links[].mac_epoch on.
-			t.Skipf("link at the %s started with mac %q although configured %q: the node does not pass links[].mac to link.Options yet",
-				end, mac, config.MACWegmanCarter)
+			t.Fatalf("link at the %s started with mac %q although configured %q", end, mac, config.MACWegmanCarter)
 		}
 	}
 	info := n.Info
