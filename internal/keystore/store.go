@@ -122,8 +122,8 @@ type Allocation struct {
 	Outbox *Outbox
 }
 
-// ErrApplied: a relay step with this ID was applied before; nothing changed
-// (its record is available through RelayRecord).
+// ErrApplied: a relay step (its record is available through RelayRecord)
+// or a resize with this ID was applied before; nothing changed.
 var ErrApplied = errors.New("keystore: relay step applied before")
 
 // RelayStep is one hop of a multi-hop key relay (docs/relay-design.md):
@@ -242,6 +242,22 @@ type Store interface {
 	// AbortAllocation removes an outbox entry and deletes the Pending keys it
 	// made (an allocation the peer refused for good).
 	AbortAllocation(ctx context.Context, outboxID string, ids []qkd.KeyID) error
+
+	// ResizeKeys applies a split or merge (see Resize) atomically: the old
+	// keys are deleted (securely, as DeleteKeys), the new ones stored with
+	// the old keys' pair and Pending list, the earliest Created and the
+	// earliest Expires of the old keys, and the outbox entry stored; the
+	// operation's ID is remembered until the new keys expire. An ID applied
+	// before → ErrApplied and nothing changes. An old key that is absent,
+	// expired, on another link or of another pair → qkd.ErrNotFound; one
+	// that is Pending, or a new ID or outbox ID that exists → ErrConflict;
+	// a malformed Resize (no ID, fewer than two keys on one side and one
+	// on the other, repeated IDs, Pending lists that differ, a size that
+	// does not divide into len(New) whole bytes) → ErrBadAllocation.
+	ResizeKeys(ctx context.Context, r Resize) error
+	// ListKeys returns the Ready, unexpired keys f selects, oldest first,
+	// without Data.
+	ListKeys(ctx context.Context, f KeyFilter) ([]Key, error)
 
 	// InitLink stores a link's PSK slots once; returns false (and changes
 	// nothing) if the link was initialised before.

@@ -214,6 +214,7 @@ func (s *Store) ExpireKeys(ctx context.Context, now time.Time) ([]keystore.Key, 
 		s.deleteKey(k.key.ID)
 	}
 	s.expireRelays(now)
+	s.expireResizes(now)
 	return out, nil
 }
 

@@ -33,6 +33,7 @@ type Store struct {
 	keys     map[qkd.KeyID]*keyRecord // guarded by mu
 	outbox   map[string]*outboxRecord // guarded by mu
 	relays   map[string]*relayRecord  // guarded by mu; by step ID
+	resizes  map[string]time.Time     // guarded by mu; resize ID → when its record may go
 	seq      uint64                   // guarded by mu; orders keys and outbox entries
 	// pairs indexes keys by pairKey in insertion order, for TakeForPair;
 	// deleted records are swept lazily. guarded by mu.
@@ -77,12 +78,13 @@ func New(opts Options) *Store {
 		opts.Now = time.Now
 	}
 	return &Store{
-		now:    opts.Now,
-		links:  make(map[qkd.LinkID]*link),
-		keys:   make(map[qkd.KeyID]*keyRecord),
-		outbox: make(map[string]*outboxRecord),
-		relays: make(map[string]*relayRecord),
-		pairs:  make(map[string][]*keyRecord),
+		now:     opts.Now,
+		links:   make(map[qkd.LinkID]*link),
+		keys:    make(map[qkd.KeyID]*keyRecord),
+		outbox:  make(map[string]*outboxRecord),
+		relays:  make(map[string]*relayRecord),
+		resizes: make(map[string]time.Time),
+		pairs:   make(map[string][]*keyRecord),
 	}
 }
 
@@ -194,6 +196,7 @@ func (s *Store) wipeAll() {
 		secret.Wipe(r.data)
 	}
 	clear(s.relays)
+	clear(s.resizes)
 	clear(s.links)
 	clear(s.keys)
 	clear(s.outbox)

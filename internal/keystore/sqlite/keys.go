@@ -461,6 +461,9 @@ func (s *Store) ExpireKeys(ctx context.Context, now time.Time) ([]keystore.Key, 
 			}
 			out = append(out, r.key)
 		}
+		if err := expireResizes(ctx, tx, now); err != nil {
+			return err
+		}
 		return expireRelays(ctx, tx, now)
 	})
 	return out, err

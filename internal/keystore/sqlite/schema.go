@@ -80,10 +80,16 @@ CREATE TABLE IF NOT EXISTS relay (
 	data    BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS relay_expires ON relay (expires) WHERE expires != 0;
+-- resize: the ID of each applied split or merge (ResizeKeys), until its
+-- keys expire (0: never). No key material. Added like relay.
+CREATE TABLE IF NOT EXISTS resize (
+	id      TEXT PRIMARY KEY,
+	expires INTEGER NOT NULL
+);
 `
 
 // tables lists every table, for Zeroize.
-var tables = []string{"meta", "links", "seen", "blocks", "keys", "slots", "outbox", "relay"}
+var tables = []string{"meta", "links", "seen", "blocks", "keys", "slots", "outbox", "relay", "resize"}
 
 func createSchema(ctx context.Context, db *sql.DB) error {
 	var mode string
