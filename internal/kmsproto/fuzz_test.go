@@ -39,6 +39,14 @@ func seedBodies(t testing.TB) map[string][]byte {
 		"delete_keys_resp": DeleteKeysResp{Deleted: 1},
 		"status": Status{Node: "B", State: StateActive, Time: -1, ConfirmedBytes: 1 << 50,
 			ReadyKeys: 12, Slots: 3},
+		"split_key": SplitKeyReq{OpID: "op-1", Master: "SAE_A1", Slaves: []qkd.SAEID{"SAE_B1"}, ID: id1,
+			NewIDs: []qkd.KeyID{id2, {0: 3}}},
+		"merge_keys": MergeKeysReq{OpID: "op-2", Master: "SAE_A1", Slaves: []qkd.SAEID{"SAE_B1"},
+			IDs: []qkd.KeyID{id1, id2}, NewID: qkd.KeyID{0: 4}},
+		"new_app": NewAppReq{App: "SAE_A1>SAE_B1", Master: "SAE_A1", Slaves: []qkd.SAEID{"SAE_B1", "SAE_B2"},
+			SizeBits: 256, Stream: "928f29b5-6856-461c-9db1-a73bb21a9992", QoS: &QoS{KeyChunkSize: 32, MaxBps: 8192, TTL: 60}},
+		"key_stream_closed":      KeyStreamClosedReq{App: "SAE_A1>SAE_B1", Master: "SAE_A1", Slaves: []qkd.SAEID{"SAE_B1"}, Reason: "closed"},
+		"key_stream_closed_resp": KeyStreamClosedResp{Deleted: 7},
 	}
 	out := map[string][]byte{}
 	for name, v := range bodies {
@@ -175,6 +183,26 @@ func FuzzMakeKeysExternalReq(f *testing.F) {
 
 func FuzzDeleteKeysReq(f *testing.F) {
 	fuzzBody[DeleteKeysReq](f, "delete_keys", "delete_keys_resp")
+}
+
+func FuzzSplitKeyReq(f *testing.F) {
+	fuzzBody[SplitKeyReq](f, "split_key", "merge_keys")
+}
+
+func FuzzMergeKeysReq(f *testing.F) {
+	fuzzBody[MergeKeysReq](f, "merge_keys", "split_key")
+}
+
+func FuzzNewAppReq(f *testing.F) {
+	fuzzBody[NewAppReq](f, "new_app", "key_stream_closed")
+}
+
+func FuzzKeyStreamClosedReq(f *testing.F) {
+	fuzzBody[KeyStreamClosedReq](f, "key_stream_closed", "new_app")
+}
+
+func FuzzKeyStreamClosedResp(f *testing.F) {
+	fuzzBody[KeyStreamClosedResp](f, "key_stream_closed_resp", "delete_keys_resp")
 }
 
 func FuzzStatus(f *testing.F) {

@@ -79,6 +79,7 @@ const (
 	Inactive   Code = 4 // the peer is zeroised or stopped
 	Internal   Code = 5
 	NoRoute    Code = 6 // forward_keys: no forwarding entry for the stream here
+	UnknownSAE Code = 7 // new_app: a slave SAE is not attached to the receiving node
 )
 
 func (c Code) String() string {
@@ -95,6 +96,8 @@ func (c Code) String() string {
 		return "inactive"
 	case NoRoute:
 		return "no_route"
+	case UnknownSAE:
+		return "unknown_sae"
 	}
 	return "internal"
 }
