@@ -331,7 +331,7 @@ func (l *Link) dispatch(ctx context.Context, t kmsproto.Type, body []byte) handl
 		l.notePeerStatus(req)
 		return ok(nil)
 	}
-	return refuse(kmsproto.BadRequest, "message type not supported on this link")
+	return l.dispatchApps(ctx, t, body) // apps.go: split_key, merge_keys, new_app, key_stream_closed
 }
 
 // Mux dispatches sealed requests to the node's links.

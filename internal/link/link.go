@@ -144,6 +144,8 @@ type Link struct {
 	waiters   map[string]chan error // guarded by mu: outbox ID → completion
 	peer      PeerStatus            // guarded by mu
 	inactive  bool                  // guarded by mu: this node was zeroised
+
+	apps appTable // applications the peer announced (apps.go)
 }
 
 // PeerStatus is what this end knows of the peer.
