@@ -2,6 +2,7 @@ package link
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -83,9 +84,12 @@ func (l *Link) NewApp(ctx context.Context, req kmsproto.NewAppReq) error {
 
 // CloseApp closes an application pair on this link: it deletes the pair's
 // Ready keys here, then tells the peer (key_stream_closed), which deletes
-// its own. It returns the number of keys deleted here and at the peer. A
+// its own. The pair's master must be attached to this node. It returns the number of keys deleted here and at the peer. A
 // failed notice can be repeated.
 func (l *Link) CloseApp(ctx context.Context, req kmsproto.KeyStreamClosedReq) (here, there int, err error) {
+	if !l.o.LocalSAE(req.Master) {
+		return 0, 0, fmt.Errorf("link: closing %q: its master is not attached to this node", req.App)
+	}
 	if here, err = l.deletePair(ctx, req.Master, req.Slaves); err != nil {
 		return 0, 0, err
 	}
