@@ -134,7 +134,6 @@ func TestSplitAndMerge(t *testing.T) {
 	}
 }
 
-
 // TestResizeRetriesHarmless: a lost reply makes the outbox send the split
 // again (a new message); the peer, which applied it already, answers OK
 // without a second change. A replayed message is refused outright.
@@ -292,7 +291,10 @@ func TestResizeLocalChecks(t *testing.T) {
 		{"split into 3", func() error { _, err := p.A.Split(ctx, masterA, slavesB, old[0], 3); return err }, keystore.ErrBadAllocation},
 		{"split unknown key", func() error { _, err := p.A.Split(ctx, masterA, slavesB, unknown, 2); return err }, qkd.ErrNotFound},
 		{"merge one key", func() error { _, err := p.A.Merge(ctx, masterA, slavesB, old); return err }, nil},
-		{"other pair", func() error { _, err := p.A.Merge(ctx, masterA, []qkd.SAEID{"SAE_X"}, []qkd.KeyID{old[0], unknown}); return err }, qkd.ErrNotFound},
+		{"other pair", func() error {
+			_, err := p.A.Merge(ctx, masterA, []qkd.SAEID{"SAE_X"}, []qkd.KeyID{old[0], unknown})
+			return err
+		}, qkd.ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
