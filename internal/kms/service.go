@@ -106,6 +106,8 @@ type Service struct {
 
 	mu       sync.Mutex
 	inactive bool // guarded by mu
+
+	apps appCache // pairs announced with new_app (apps.go)
 }
 
 // New returns a Service; Run starts its background work.
@@ -289,8 +291,16 @@ func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyR
 		return s.encMulticast(ctx, caller, slave, req)
 	}
 	slaves := []qkd.SAEID{slave}
+	if !remote {
+		if err := s.announce(ctx, l, caller, slaves, req.Size); err != nil { // apps.go
+			return nil, err
+		}
+	}
 	keys, err := s.o.Store.TakeForPair(ctx, keystore.TakeRequest{Master: caller, Slaves: slaves, Caller: caller,
 		SizeBits: req.Size, Number: req.Number, Now: s.o.Now()})
+	if errors.Is(err, qkd.ErrInsufficientKey) && !remote {
+		keys, err = s.resizeAndTake(ctx, l, caller, slaves, req) // resize.go
+	}
 	if errors.Is(err, qkd.ErrInsufficientKey) {
 		reserve := func() error { return s.reserve(ctx, l, caller, slaves, req) }
 		if remote {

@@ -174,3 +174,7 @@ func decoded[T any](body []byte, handle func(T) handlerResult) handlerResult {
 	}
 	return handle(req)
 }
+
+// RefusalCode returns the peer's reply code, for callers that declare
+// their own interface instead of importing link.
+func (e *RefusedError) RefusalCode() kmsproto.Code { return e.Code }
