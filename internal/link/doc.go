@@ -2,8 +2,10 @@
 // confirms the blocks both QKD modules pushed (new_key_batch), turns
 // confirmed material into one-time MAC key slots (make_keys_internal) and
 // into keys reserved for application pairs (make_keys_external), deletes
-// keys at the peer (delete_keys) and tracks the peer's state (get_status,
-// post_status).
+// keys at the peer (delete_keys), splits and merges reserved keys at both
+// ends (split_key, merge_keys), announces and closes application pairs
+// (new_app, key_stream_closed), relays keys (forward_keys) and tracks the
+// peer's state (get_status, post_status).
 //
 // Every message is sealed with an ITS MAC (SPEC §6.2, standards.md §7),
 // chosen per link (Options.MAC; both ends must agree, and a request naming
