@@ -32,28 +32,42 @@ const announceTimeout = time.Second
 // ready to use.
 type appCache struct {
 	mu   sync.Mutex
-	sent map[qkd.LinkID]map[string]bool // guarded by mu
+	sent map[appKey]bool // guarded by mu
 }
 
-func (c *appCache) has(l qkd.LinkID, app string) bool {
+// appKey names a pair on a link without allocating for one slave.
+type appKey struct {
+	link   qkd.LinkID
+	master qkd.SAEID
+	slaves string
+}
+
+func keyOf(l qkd.LinkID, master qkd.SAEID, slaves []qkd.SAEID) appKey {
+	k := appKey{link: l, master: master}
+	if len(slaves) == 1 {
+		k.slaves = string(slaves[0])
+	} else {
+		k.slaves = appID("", slaves)
+	}
+	return k
+}
+
+func (c *appCache) has(k appKey) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.sent[l][app]
+	return c.sent[k]
 }
 
-func (c *appCache) set(l qkd.LinkID, app string, on bool) {
+func (c *appCache) set(k appKey, on bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sent == nil {
-		c.sent = map[qkd.LinkID]map[string]bool{}
-	}
-	if c.sent[l] == nil {
-		c.sent[l] = map[string]bool{}
+		c.sent = map[appKey]bool{}
 	}
 	if on {
-		c.sent[l][app] = true
+		c.sent[k] = true
 	} else {
-		delete(c.sent[l], app)
+		delete(c.sent, k)
 	}
 }
 
@@ -79,24 +93,25 @@ func refusalCode(err error) (code kmsproto.Code, ok bool) {
 // announce sends new_app for (master, slaves) over l unless it was sent.
 func (s *Service) announce(ctx context.Context, l Link, master qkd.SAEID, slaves []qkd.SAEID, sizeBits int) error {
 	al, ok := l.(appLink)
-	app := appID(master, slaves)
-	if !ok || s.apps.has(l.ID(), app) {
+	key := keyOf(l.ID(), master, slaves)
+	if !ok || s.apps.has(key) {
 		return nil
 	}
+	app := appID(master, slaves)
 	actx, cancel := context.WithTimeout(ctx, announceTimeout)
 	defer cancel()
 	err := al.NewApp(actx, kmsproto.NewAppReq{App: app, Master: master, Slaves: slaves, SizeBits: uint32(sizeBits)})
 	code, refused := refusalCode(err)
 	switch {
 	case err == nil:
-		s.apps.set(l.ID(), app, true)
+		s.apps.set(key, true)
 	case refused && code == kmsproto.UnknownSAE:
 		s.log.Warn("the neighbour does not know the slave SAE", "link", string(l.ID()), "app", app)
 		return &qkd.RequestError{Msg: "slave SAE ID is not attached to its KME"}
 	case refused:
 		// The peer answered (e.g. an older version): do not ask again.
 		s.log.Info("new_app refused by the neighbour", "link", string(l.ID()), "app", app, "err", err)
-		s.apps.set(l.ID(), app, true)
+		s.apps.set(key, true)
 	default:
 		s.log.Debug("new_app not delivered; asking again next time", "link", string(l.ID()), "err", err)
 	}
@@ -120,7 +135,6 @@ func (s *Service) ClosePair(ctx context.Context, caller, slave qkd.SAEID) (here,
 		return 0, 0, qkd.ErrNoRoute
 	}
 	slaves := []qkd.SAEID{slave}
-	app := appID(caller, slaves)
-	s.apps.set(l.ID(), app, false)
-	return al.CloseApp(ctx, kmsproto.KeyStreamClosedReq{App: app, Master: caller, Slaves: slaves, Reason: "closed"})
+	s.apps.set(keyOf(l.ID(), caller, slaves), false)
+	return al.CloseApp(ctx, kmsproto.KeyStreamClosedReq{App: appID(caller, slaves), Master: caller, Slaves: slaves, Reason: "closed"})
 }
