@@ -251,9 +251,10 @@ type Store interface {
 	// before → ErrApplied and nothing changes. An old key that is absent,
 	// expired, on another link or of another pair → qkd.ErrNotFound; one
 	// that is Pending, or a new ID or outbox ID that exists → ErrConflict;
-	// a malformed Resize (no ID, fewer than two keys on one side and one
-	// on the other, repeated IDs, Pending lists that differ, a size that
-	// does not divide into len(New) whole bytes) → ErrBadAllocation.
+	// a malformed Resize (no ID, link or master; no old or no new key, or
+	// one into one; an ID repeated within or across Old and New; old keys
+	// whose Pending lists differ; bytes that do not divide into len(New)
+	// keys of whole bytes) → ErrBadAllocation.
 	ResizeKeys(ctx context.Context, r Resize) error
 	// ListKeys returns the Ready, unexpired keys f selects, oldest first,
 	// without Data.
