@@ -23,7 +23,7 @@ func refusal(err error) kmsproto.Code {
 }
 
 func TestNewApp(t *testing.T) {
-	p := newPair(t)
+	p := msgPair(t)
 	ctx := context.Background()
 	app := kmsproto.NewAppReq{App: "SAE_A1>SAE_B1", Master: masterA, Slaves: slavesB, SizeBits: 256,
 		QoS: &kmsproto.QoS{MaxBps: 8192}}

@@ -23,7 +23,7 @@ var (
 // readyPair returns a pair with confirmed material at both ends.
 func readyPair(t *testing.T) *linktest.Pair {
 	t.Helper()
-	p := newPair(t)
+	p := msgPair(t)
 	p.Push(t, 16, 1024, nil)
 	linktest.WaitFor(t, "confirmation", func() bool {
 		return linktest.Stats(t, p.SA).UnconfirmedBlocks == 0 && linktest.Stats(t, p.SB).UnconfirmedBlocks == 0 &&
@@ -308,4 +308,9 @@ func TestResizeLocalChecks(t *testing.T) {
 	if box, err := p.SA.PendingOutbox(ctx, "A-B"); err != nil || len(box) != 0 {
 		t.Fatalf("refused resizes left %d outbox entries, %v", len(box), err)
 	}
+}
+
+// msgPair is a pair of link ends with the default MAC scheme.
+func msgPair(t *testing.T) *linktest.Pair {
+	return linktest.NewPair(t, linktest.Options{Logger: testLogger(t)})
 }
