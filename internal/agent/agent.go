@@ -60,6 +60,13 @@ type Agent struct {
 
 	wake chan struct{}
 
+	// Used by the report loop only: the KMS's capabilities and link
+	// performance are read on every fullReportEvery-th report (they change
+	// slowly; status and QKD device states are read every time).
+	reports uint64
+	caps    *quicks.Capabilities
+	perf    map[string]*sdn.QKDLinkPerformance
+
 	// applyMu serialises configurations: installed is what the KMS holds.
 	applyMu   sync.Mutex
 	installed map[string]quicks.RelayConfig // guarded by applyMu
@@ -76,7 +83,8 @@ func New(o Options) (*Agent, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{o: o, log: o.Logger, wake: make(chan struct{}, 1), installed: map[string]quicks.RelayConfig{}}
+	a := &Agent{o: o, log: o.Logger, wake: make(chan struct{}, 1), installed: map[string]quicks.RelayConfig{},
+		perf: map[string]*sdn.QKDLinkPerformance{}}
 	a.api = agentapi.New(agentapi.Options{
 		Backend: a,
 		Authorize: func(cn string, _ *http.Request) bool {
@@ -153,6 +161,10 @@ func (a *Agent) poke() {
 	}
 }
 
+// fullReportEvery: every this many reports carry fresh capabilities and
+// link performance.
+const fullReportEvery = 5
+
 var qkdnStatus = map[quicks.State]string{
 	quicks.StateOnline: sdn.QKDNodeOperating, quicks.StateStopped: sdn.QKDNodeOut, quicks.StateOffline: sdn.QKDNodeDown,
 }
@@ -166,10 +178,16 @@ func (a *Agent) report(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("KMS status: %w", err)
 	}
-	caps, err := a.o.KMS.Capabilities(ctx)
-	if err != nil {
-		return fmt.Errorf("KMS capabilities: %w", err)
+	a.reports++
+	full := a.caps == nil || a.reports%fullReportEvery == 1
+	if full {
+		caps, err := a.o.KMS.Capabilities(ctx)
+		if err != nil {
+			return fmt.Errorf("KMS capabilities: %w", err)
+		}
+		a.caps = &caps
 	}
+	caps := *a.caps
 	devs, err := a.o.KMS.QKDDevices(ctx)
 	if err != nil {
 		return fmt.Errorf("KMS devices: %w", err)
@@ -183,10 +201,13 @@ func (a *Agent) report(ctx context.Context) error {
 		if d.State != quicks.StateOnline {
 			l.Status = sdn.QKDLinkOff
 		}
-		if p, err := a.o.KMS.LinkPerformance(ctx, d.LinkID, 1); err == nil {
+		if p, ok := a.perf[d.LinkID]; ok && !full {
+			l.Performance = p
+		} else if p, err := a.o.KMS.LinkPerformance(ctx, d.LinkID, 1); err == nil {
 			c := p.Current
 			l.Performance = &sdn.QKDLinkPerformance{SKR: bits(c.SKR), ESKR: bits(c.SKR - c.IKR), ExpectedConsumption: bits(c.EXKR),
 				KAV: uint64(max(c.KAV, 0))}
+			a.perf[d.LinkID] = l.Performance
 		}
 		links = append(links, l)
 	}

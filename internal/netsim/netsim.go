@@ -314,7 +314,8 @@ func (n *Network) startController(ctx context.Context, ca *pki.CA) (string, erro
 	topo.Links = slices.Clone(topo.Links)
 	topo.Scale(n.o.Scale)
 	log := n.o.Logger.With("component", "controller")
-	n.ctrl, err = controller.New(controller.Options{Topology: &topo, ClientTLS: clientTLS, OperatorCN: operatorCN, Logger: log})
+	n.ctrl, err = controller.New(controller.Options{Topology: &topo, ClientTLS: clientTLS, OperatorCN: operatorCN, Logger: log,
+		NodeTimeout: 10 * time.Second})
 	if err != nil {
 		return "", err
 	}
