@@ -23,16 +23,17 @@ var deliveredRecord = []byte("delivered")
 // (0xa0–0xbf), never with this byte.
 const passRecordV1 = 0x01
 
-func encodePass(next qkd.NodeID, body []byte) []byte {
+func encodePass(next string, body []byte) []byte {
 	rec := []byte{passRecordV1}
 	rec = binary.AppendUvarint(rec, uint64(len(next)))
 	rec = append(rec, next...)
 	return append(rec, body...)
 }
 
-// decodePass returns the next hop ("" for a record without one) and the
+// decodePass returns the next hop ("" for a record without one: the
+// outgoing link's ID, or in older records the next node's) and the
 // outgoing message of a pass record.
-func decodePass(rec []byte) (qkd.NodeID, []byte) {
+func decodePass(rec []byte) (string, []byte) {
 	if len(rec) == 0 || rec[0] != passRecordV1 {
 		return "", rec
 	}
@@ -41,7 +42,7 @@ func decodePass(rec []byte) (qkd.NodeID, []byte) {
 		return "", nil
 	}
 	at := 1 + k
-	return qkd.NodeID(rec[at : at+int(n)]), rec[at+int(n):]
+	return string(rec[at : at+int(n)]), rec[at+int(n):]
 }
 
 // fromRecord answers a step that was applied here before (a retry after a
@@ -62,7 +63,10 @@ func (e *Engine) fromRecord(ctx context.Context, step string) (resp kmsproto.For
 		return kmsproto.ForwardKeysResp{Delivered: true}, kmsproto.OK, "", true
 	}
 	next, body := decodePass(rec)
-	out := e.byPeer[next]
+	out := e.byLink[qkd.LinkID(next)] // the pad belongs to that very link
+	if out == nil {
+		out = e.byPeer[qkd.NodeID(next)]
+	}
 	if out == nil || body == nil {
 		return resp, kmsproto.OK, "", false
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/qkms/qkms/internal/keystore"
@@ -78,7 +79,10 @@ type Options struct {
 type Engine struct {
 	o      Options
 	log    *slog.Logger
-	byPeer map[qkd.NodeID]*link.Link
+	byPeer map[qkd.NodeID]*link.Link // the first link to each neighbour
+	peers  map[qkd.NodeID][]*link.Link
+	byLink map[qkd.LinkID]*link.Link
+	turn   map[qkd.NodeID]*atomic.Uint64 // round robin over parallel links
 
 	mu    sync.RWMutex
 	table map[string]Entry // guarded by mu
@@ -98,13 +102,28 @@ func New(o Options) *Engine {
 	if o.LocalSAE == nil {
 		o.LocalSAE = func(qkd.SAEID) bool { return false }
 	}
-	e := &Engine{o: o, log: o.Logger, byPeer: map[qkd.NodeID]*link.Link{}, table: map[string]Entry{}}
+	e := &Engine{o: o, log: o.Logger, byPeer: map[qkd.NodeID]*link.Link{}, peers: map[qkd.NodeID][]*link.Link{},
+		byLink: map[qkd.LinkID]*link.Link{}, turn: map[qkd.NodeID]*atomic.Uint64{}, table: map[string]Entry{}}
 	for _, l := range o.Links {
 		if _, dup := e.byPeer[l.Peer()]; !dup {
 			e.byPeer[l.Peer()] = l
+			e.turn[l.Peer()] = new(atomic.Uint64)
 		}
+		e.peers[l.Peer()] = append(e.peers[l.Peer()], l)
+		e.byLink[l.ID()] = l
 	}
 	return e
+}
+
+// outLinks returns the links to peer, starting with the next one in turn,
+// so that relay steps spread over parallel QKD links.
+func (e *Engine) outLinks(peer qkd.NodeID) []*link.Link {
+	ls := e.peers[peer]
+	if len(ls) <= 1 {
+		return ls
+	}
+	i := int(e.turn[peer].Add(1) % uint64(len(ls)))
+	return append(slices.Clone(ls[i:]), ls[:i]...)
 }
 
 // Errors of the engine.
@@ -235,6 +254,20 @@ type leg struct {
 // keys (Pending, for the batch's master and slaves) is stored with the
 // step; readyIDs are the keys the outbox makes Ready on delivery.
 func (e *Engine) sendStep(ctx context.Context, b *batch, l leg, store bool, readyIDs []qkd.KeyID) error {
+	// Parallel QKD links to the next hop take turns; one without free
+	// material of this end's parity hands the step to the next.
+	var err error
+	for _, out := range e.outLinks(l.next.Peer()) {
+		l.next = out
+		if err = e.sendStepOver(ctx, b, l, store, readyIDs); !errors.Is(err, qkd.ErrInsufficientKey) {
+			return err
+		}
+	}
+	return err
+}
+
+// sendStepOver is sendStep over the link l.next.
+func (e *Engine) sendStepOver(ctx context.Context, b *batch, l leg, store bool, readyIDs []qkd.KeyID) error {
 	n, size := len(b.ids), b.sizeBits/8
 	var keys []keystore.Key
 	if store {
@@ -303,7 +336,7 @@ func (e *Engine) HandleForward(ctx context.Context, in *link.Link, req kmsproto.
 	if next == "" {
 		return e.deliver(ctx, in, req, pieces, expires)
 	}
-	return e.pass(ctx, in, req, pieces, e.byPeer[next], expires)
+	return e.pass(ctx, in, req, pieces, next, expires)
 }
 
 // deliver is the destination's step: remove the pad, store the keys.
@@ -340,8 +373,15 @@ func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.Forwar
 
 // pass is an intermediate node's step: swap the pad, forward, answer with
 // the rest of the route's answer.
-func (e *Engine) pass(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece, out *link.Link, expires time.Time) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
-	body, err := e.swap(ctx, in, out, req, pieces, expires)
+func (e *Engine) pass(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece, next qkd.NodeID, expires time.Time) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
+	var out *link.Link
+	var body []byte
+	var err error
+	for _, out = range e.outLinks(next) { // parallel links take turns
+		if body, err = e.swap(ctx, in, out, req, pieces, expires); !errors.Is(err, qkd.ErrInsufficientKey) {
+			break
+		}
+	}
 	switch {
 	case errors.Is(err, keystore.ErrApplied):
 		// A retry that overtook its first attempt: answer from the record.
@@ -377,7 +417,7 @@ func (e *Engine) swap(ctx context.Context, in, out *link.Link, req kmsproto.Forw
 				next.Path = append(slices.Clone(req.Path), e.o.Node)
 				b, err := kmsproto.Marshal(next)
 				body = b
-				return keystore.RelayResult{Record: encodePass(out.Peer(), b)}, err
+				return keystore.RelayResult{Record: encodePass(string(out.ID()), b)}, err
 			})
 	})
 	return body, err
