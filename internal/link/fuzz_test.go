@@ -23,7 +23,7 @@ func FuzzMuxHandle(f *testing.F) {
 			if _, err := p.A.DeleteAtPeer(ctx, nil, "seed"); err != nil {
 				f.Fatal(err)
 			}
-			good := p.PA.Last()
+			good := p.PA.LastOf(kmsproto.DeleteKeys)
 			f.Add(uint8(i), uint8(4), good)
 			f.Add(uint8(i), uint8(0), good[:len(good)/2])
 		}

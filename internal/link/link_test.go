@@ -158,7 +158,7 @@ func TestTamperedAndReplayedMessagesRejected(t *testing.T) {
 		if _, err := p.A.DeleteAtPeer(ctx, []qkd.KeyID{id}, "test"); err != nil {
 			t.Fatalf("honest delete_keys = %v", err)
 		}
-		last := p.PA.Last()
+		last := p.PA.LastOf(kmsproto.DeleteKeys)
 		if _, err := p.PA.To.Handle(ctx, kmsproto.DeleteKeys, last); !errors.Is(err, link.ErrUnauthenticated) {
 			t.Fatalf("replayed message = %v, want link.ErrUnauthenticated", err)
 		}

@@ -109,7 +109,7 @@ func TestMACMismatchFailsClearly(t *testing.T) {
 			if _, err := p.A.DeleteAtPeer(ctx, nil, "x"); !errors.Is(err, link.ErrUnauthenticated) {
 				t.Fatalf("DeleteAtPeer across schemes = %v, want link.ErrUnauthenticated", err)
 			}
-			if _, err := p.PA.To.Handle(ctx, kmsproto.DeleteKeys, p.PA.Last()); !errors.Is(err, link.ErrMACMismatch) {
+			if _, err := p.PA.To.Handle(ctx, kmsproto.DeleteKeys, p.PA.LastOf(kmsproto.DeleteKeys)); !errors.Is(err, link.ErrMACMismatch) {
 				t.Fatalf("Handle(message from the other scheme) = %v, want link.ErrMACMismatch", err)
 			}
 			if after := slotBounds(t, p.SB, "A"); after != before {

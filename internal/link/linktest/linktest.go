@@ -32,6 +32,7 @@ type Pipe struct {
 	mu       sync.Mutex
 	tamper   func(t kmsproto.Type, payload []byte) []byte
 	sent     [][]byte
+	lastOf   map[kmsproto.Type][]byte
 	drop     map[kmsproto.Type]int // replies to lose, per type
 	lose     map[kmsproto.Type]int // requests to lose, per type
 	dup      map[kmsproto.Type]int // requests to deliver twice, per type
@@ -132,6 +133,10 @@ func (p *Pipe) Call(ctx context.Context, t kmsproto.Type, payload []byte) ([]byt
 		payload = p.tamper(t, payload)
 	}
 	p.sent = append(p.sent, bytes.Clone(payload))
+	if p.lastOf == nil {
+		p.lastOf = map[kmsproto.Type][]byte{}
+	}
+	p.lastOf[t] = p.sent[len(p.sent)-1]
 	if p.count == nil {
 		p.count = map[kmsproto.Type]int{}
 	}
@@ -187,6 +192,14 @@ func (p *Pipe) Last() []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.sent[len(p.sent)-1]
+}
+
+// LastOf returns the last payload of type t sent (nil if none): unlike
+// Last, background messages of other types do not get in the way.
+func (p *Pipe) LastOf(t kmsproto.Type) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastOf[t]
 }
 
 // Pair is two ends A (leader) and B of link "A-B".
