@@ -341,9 +341,7 @@ func (a *Agent) LinkStatus(ctx context.Context, master, slave string) (quicks.Li
 	if err != nil {
 		return quicks.LinkStatus{}, mapErr(err)
 	}
-	return quicks.LinkStatus{SourceKMSID: ps.SourceKMSID, TargetKMSID: ps.TargetKMSID, KeySize: ps.KeySize,
-		StoredKeyCount: ps.StoredKeyCount, MaxKeyCount: ps.MaxKeyCount, MaxKeyPerRequest: ps.MaxKeyPerRequest,
-		MaxKeySize: ps.MaxKeySize, MinKeySize: ps.MinKeySize, MaxSAEIDCount: ps.MaxSAEIDCount}, nil
+	return ps.LinkStatus, nil
 }
 
 // Register implements agentapi.Backend: the controller sets the key

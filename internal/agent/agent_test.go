@@ -137,8 +137,8 @@ func TestRegisterErrors(t *testing.T) {
 
 func TestForwardedCalls(t *testing.T) {
 	e := newEnv(t)
-	e.ctl.pathStatus = controller.PathStatus{SourceKMSID: "KME_B", TargetKMSID: "KME_C", KeySize: 256, StoredKeyCount: 7, MaxKeyCount: 100,
-		MaxKeyPerRequest: 10, MaxKeySize: 512, MinKeySize: 64, MaxSAEIDCount: 1, Route: []qkd.NodeID{"B", "C"}}
+	e.ctl.pathStatus = controller.PathStatus{LinkStatus: quicks.LinkStatus{SourceKMSID: "KME_B", TargetKMSID: "KME_C", KeySize: 256, StoredKeyCount: 7, MaxKeyCount: 100,
+		MaxKeyPerRequest: 10, MaxKeySize: 512, MinKeySize: 64, MaxSAEIDCount: 1}, Route: []qkd.NodeID{"B", "C"}}
 	st, err := e.quicks.LinkStatus(ctx(t), "SAE_B1", "SAE_C1")
 	if err != nil {
 		t.Fatal(err)

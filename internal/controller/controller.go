@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/quicks"
 	"github.com/qkms/qkms/internal/sdn"
 	"github.com/qkms/qkms/internal/topology"
 )
@@ -575,7 +576,7 @@ func (c *Controller) PathStatus(master, slave qkd.SAEID) (PathStatus, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ps := PathStatus{SourceKMSID: string(qkd.KMEOf(src)), TargetKMSID: string(qkd.KMEOf(dst)), Route: nodes}
+	ps := PathStatus{LinkStatus: quicks.LinkStatus{SourceKMSID: string(qkd.KMEOf(src)), TargetKMSID: string(qkd.KMEOf(dst))}, Route: nodes}
 	first := true
 	for _, n := range nodes {
 		l, ok := c.limits[n]

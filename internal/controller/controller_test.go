@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/qkms/qkms/internal/controller"
 	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/quicks"
 	"github.com/qkms/qkms/internal/sdn"
 )
 
@@ -575,8 +576,8 @@ func TestPathStatus(t *testing.T) {
 	for _, n := range e.topo.Nodes {
 		e.report(n.ID, lim[n.ID], kav[n.ID])
 	}
-	want := controller.PathStatus{SourceKMSID: "KME_A", TargetKMSID: "KME_C", KeySize: 256, StoredKeyCount: 50,
-		MaxKeyCount: 500, MaxKeyPerRequest: 64, MaxKeySize: 512, MinKeySize: 128, MaxSAEIDCount: 2, Route: nodeIDs("A", "B", "C")}
+	want := controller.PathStatus{LinkStatus: quicks.LinkStatus{SourceKMSID: "KME_A", TargetKMSID: "KME_C", KeySize: 256, StoredKeyCount: 50,
+		MaxKeyCount: 500, MaxKeyPerRequest: 64, MaxKeySize: 512, MinKeySize: 128, MaxSAEIDCount: 2}, Route: nodeIDs("A", "B", "C")}
 	// The route it would take, then the registered stream's route.
 	for _, registered := range []bool{false, true} {
 		if registered {

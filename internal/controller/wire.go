@@ -104,18 +104,10 @@ type Notification struct {
 }
 
 // PathStatus is the path-wide ETSI 014 status of a pair (GET
-// /sdn/v1/path-status?master=&slave=): QUICKS link/status.
+// /sdn/v1/path-status?master=&slave=): QUICKS link/status, plus the route.
 type PathStatus struct {
-	SourceKMSID      string       `json:"source_kms_id"`
-	TargetKMSID      string       `json:"target_kms_id"`
-	KeySize          int          `json:"key_size"`
-	StoredKeyCount   int          `json:"stored_key_count"`
-	MaxKeyCount      int          `json:"max_key_count"`
-	MaxKeyPerRequest int          `json:"max_key_per_request"`
-	MaxKeySize       int          `json:"max_key_size"`
-	MinKeySize       int          `json:"min_key_size"`
-	MaxSAEIDCount    int          `json:"max_sae_id_count"`
-	Route            []qkd.NodeID `json:"qkms:route,omitempty"`
+	quicks.LinkStatus
+	Route []qkd.NodeID `json:"qkms:route,omitempty"`
 }
 
 // Notification types.

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/qkms/qkms/internal/controller"
 	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/quicks"
 	"github.com/qkms/qkms/internal/sdn"
 )
 
@@ -93,9 +94,9 @@ func TestDecodeSamples(t *testing.T) {
 					Remote: sdn.QKDLinkEnd{NodeID: "C"}, Type: sdn.QKDLinkVirt, VirtPrevHop: "A", VirtNextHop: []string{"C"},
 					VirtBandwidth: 1000, ServerAppID: "SAE_A1", ClientAppIDs: []string{"SAE_C1"}},
 			}}}}},
-		{"PathStatus", wrap(controller.DecodePathStatus), samplePathStatus, controller.PathStatus{
+		{"PathStatus", wrap(controller.DecodePathStatus), samplePathStatus, controller.PathStatus{LinkStatus: quicks.LinkStatus{
 			SourceKMSID: "KME_A", TargetKMSID: "KME_C", KeySize: 256, StoredKeyCount: 12, MaxKeyCount: 1000,
-			MaxKeyPerRequest: 128, MaxKeySize: 1024, MinKeySize: 64, Route: []qkd.NodeID{"A", "B", "C"},
+			MaxKeyPerRequest: 128, MaxKeySize: 1024, MinKeySize: 64}, Route: []qkd.NodeID{"A", "B", "C"},
 		}},
 	}
 	for _, tc := range tests {
