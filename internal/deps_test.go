@@ -42,6 +42,7 @@ var rules = []rule{
 	{mod + "internal/peer", []string{mod + "internal/node", mod + "internal/netsim", mod + "internal/link", mod + "internal/kms", mod + "internal/keystore", mod + "cmd"}, "a transport knows no core"},
 	{mod + "internal/device", []string{mod + "internal/node", mod + "internal/netsim", mod + "internal/link", mod + "internal/kms", mod + "internal/keystore", mod + "cmd"}, "a transport knows no core"},
 	{mod + "internal/sdn", transports, "routing logic imports no transport"},
+	{mod + "internal/etsi004", append([]string{mod + "internal/kms", mod + "internal/link", mod + "internal/keystore", mod + "internal/relay"}, transports...), "004 vocabulary: no I/O, no core"},
 	{mod + "internal/relay", transports, "core imports no transport"},
 	{mod + "internal/controller", []string{mod + "internal/node", mod + "internal/netsim", mod + "internal/kms", mod + "internal/link", mod + "internal/keystore", mod + "internal/relay", mod + "internal/agent", mod + "cmd"}, "the controller knows KMSes only through their agents"},
 	{mod + "internal/agent", []string{mod + "internal/node", mod + "internal/netsim", mod + "internal/kms", mod + "internal/link", mod + "internal/keystore", mod + "internal/relay", mod + "cmd"}, "the agent talks to its KMS only over QUICKS"},
