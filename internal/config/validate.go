@@ -112,6 +112,8 @@ func (c *Config) validateListen(v *validator) {
 		{"listen.metrics", l.Metrics, true},
 		{"listen.quicks", l.QUICKS, true},
 		{"listen.agent", l.Agent, true},
+		{"listen.etsi004", l.ETSI004, true},
+		{"listen.etsi004_tcp", l.ETSI004TCP, true},
 	} {
 		if a.value == "" {
 			continue
