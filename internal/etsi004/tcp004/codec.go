@@ -256,11 +256,10 @@ func decodeGetKeyOK(r etsi004.GetKeyResponse, p []byte) (etsi004.GetKeyResponse,
 	if len(p) != 0 {
 		return etsi004.GetKeyResponse{}, malformed("GET_KEY response has %d trailing bytes", len(p))
 	}
-	r.Key = bytes.Clone(key)
-	if r.Key == nil {
-		r.Key = []byte{}
+	r.Key = append([]byte{}, key...) // never nil on success
+	if len(meta) > 0 {
+		r.Metadata = bytes.Clone(meta)
 	}
-	r.Metadata = bytes.Clone(meta)
 	r.MetadataSize = uint32(len(meta))
 	return r, nil
 }
