@@ -47,10 +47,10 @@ var ErrMalformedResponse = errors.New("coap004: malformed response")
 // The wire forms. Requests reject unknown fields; responses ignore them.
 
 type openRequest struct {
-	Source      string       `json:"source" cbor:"source"`
-	Destination string       `json:"destination" cbor:"destination"`
-	QoS         etsi004.QoS  `json:"qos" cbor:"qos"`
-	KeyStreamID wireKSID     `json:"key_stream_id" cbor:"key_stream_id"`
+	Source      string      `json:"source" cbor:"source"`
+	Destination string      `json:"destination" cbor:"destination"`
+	QoS         etsi004.QoS `json:"qos" cbor:"qos"`
+	KeyStreamID wireKSID    `json:"key_stream_id" cbor:"key_stream_id"`
 }
 
 type openResponse struct {
