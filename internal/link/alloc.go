@@ -88,20 +88,44 @@ func (l *Link) Reserve(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID
 	if n <= 0 || sizeBits <= 0 || sizeBits%8 != 0 {
 		return nil, fmt.Errorf("link: bad reservation %d×%d bits", n, sizeBits)
 	}
-	now := l.o.Now()
-	keys := make([]keystore.Key, n)
 	ids := make([]qkd.KeyID, n)
-	for i := range keys {
+	for i := range ids {
 		id, err := qkd.NewKeyID(l.o.Rand)
 		if err != nil {
 			return nil, err
 		}
 		ids[i] = id
+	}
+	if err := l.reserve(ctx, master, slaves, sizeBits, ids, ttl); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// ReserveIDs is Reserve with keys named by the caller (the chunks of an
+// ETSI 004 key stream, whose IDs both ends derive from the stream ID and
+// the chunk index). The IDs must never have been used on this node: a
+// reservation whose first ID exists is taken as applied before and is
+// not sent again. Retries of the message itself are idempotent as with
+// Reserve.
+func (l *Link) ReserveIDs(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID, sizeBits int, ids []qkd.KeyID, ttl time.Duration) error {
+	if len(ids) == 0 || sizeBits <= 0 || sizeBits%8 != 0 || hasDupIDs(ids) {
+		return fmt.Errorf("link: bad reservation %d×%d bits", len(ids), sizeBits)
+	}
+	return l.reserve(ctx, master, slaves, sizeBits, ids, ttl)
+}
+
+// reserve allocates the keys ids (make_keys_external) and waits for the peer.
+func (l *Link) reserve(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID, sizeBits int, ids []qkd.KeyID, ttl time.Duration) error {
+	n := len(ids)
+	now := l.o.Now()
+	keys := make([]keystore.Key, n)
+	for i, id := range ids {
 		keys[i] = keystore.Key{ID: id, Link: l.o.ID, State: keystore.KeyPending, Master: master,
 			Slaves: slaves, Pending: l.localOf(master, slaves), SizeBits: sizeBits, Created: now, Expires: now.Add(ttl)}
 	}
 	id := l.newID()
-	err := l.queueAndWait(ctx, id, 2*l.o.CallTimeout, "make_keys_external", func() error {
+	return l.queueAndWait(ctx, id, 2*l.o.CallTimeout, "make_keys_external", func() error {
 		return l.allocate(ctx, n*sizeBits/8, func(ps []keystore.Piece) (keystore.Allocation, outboxEntry, error) {
 			req := kmsproto.MakeKeysExternalReq{AllocID: id, Master: master, Slaves: slaves, SizeBits: uint32(sizeBits),
 				IDs: ids, Pieces: wirePieces(ps), Created: now.UnixMilli(), Expires: now.Add(ttl).UnixMilli()}
@@ -110,10 +134,6 @@ func (l *Link) Reserve(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID
 				outboxEntry{Type: kmsproto.MakeKeysExternal, Body: body, IDs: ids}, err
 		}, id)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return ids, nil
 }
 
 // queueAndWait runs queue (which stores an outbox entry with ID id), lets

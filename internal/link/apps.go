@@ -159,7 +159,12 @@ func (l *Link) dispatchApps(ctx context.Context, t kmsproto.Type, body []byte) h
 	case kmsproto.MergeKeys:
 		return decoded(body, func(r kmsproto.MergeKeysReq) handlerResult { return l.handleMerge(ctx, r) })
 	case kmsproto.NewApp:
-		return decoded(body, l.handleNewApp)
+		return decoded(body, func(r kmsproto.NewAppReq) handlerResult {
+			if r.Etsi004 != nil {
+				return l.handleStreamApp(ctx, r)
+			}
+			return l.handleNewApp(r)
+		})
 	case kmsproto.KeyStreamClosed:
 		return decoded(body, func(r kmsproto.KeyStreamClosedReq) handlerResult { return l.handleStreamClosed(ctx, r) })
 	}

@@ -145,7 +145,8 @@ type Link struct {
 	peer      PeerStatus            // guarded by mu
 	inactive  bool                  // guarded by mu: this node was zeroised
 
-	apps appTable // applications the peer announced (apps.go)
+	apps    appTable      // applications the peer announced (apps.go)
+	streams streamHandler // the node's 004 key stream service (streams.go)
 }
 
 // PeerStatus is what this end knows of the peer.
