@@ -1,0 +1,195 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/qkms/qkms/internal/etsi004"
+	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/kmsproto"
+	"github.com/qkms/qkms/internal/qkd"
+)
+
+// metaMax is the longest metadata GET_KEY returns: the size asked of a
+// buffer, whatever the chunk's age.
+var metaMax = uint32(len(metadata(math.MaxUint32, math.MaxUint8)))
+
+func metadata(ageMS uint32, hops uint8) []byte {
+	return fmt.Appendf(nil, `{"age":%d,"hops":%d}`, ageMS, hops)
+}
+
+// GetKey implements etsi004.Service (GET_KEY): chunk req.Index of the
+// stream, the same bytes at both ends, each end at most once.
+func (s *Service) GetKey(ctx context.Context, caller qkd.SAEID, req etsi004.GetKeyRequest) (etsi004.GetKeyResponse, error) {
+	res := etsi004.GetKeyResponse{Index: req.Index}
+	s.mu.Lock()
+	st := s.streams[req.KeyStreamID]
+	var r record
+	if st != nil {
+		r = st.rec
+	}
+	s.mu.Unlock()
+	switch {
+	case st == nil || !s.local(caller) || r.localApp(s.local) != caller || r.localState(s.local) != kmsproto.StreamOpen:
+		res.Status = etsi004.StatusPeerNotConnectedGK // unknown stream, as the reference does
+		return res, nil
+	case r.peerState(s.local) == "": // a peer that closed leaves its chunks to this end
+		res.Status = etsi004.StatusPeerNotConnectedGK
+		return res, nil
+	}
+	wantMeta := r.QoS.MetadataMimetype != "" && req.MetadataSize > 0
+	if wantMeta && req.MetadataSize < metaMax {
+		res.Status, res.MetadataSize = etsi004.StatusMetadataTooSmall, metaMax
+		return res, nil
+	}
+	timeout := ms(r.QoS.Timeout)
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	select {
+	case st.getSem <- struct{}{}:
+	default:
+		if !acquire(ctx, st.getSem, s.o.After(timeout)) {
+			res.Status = etsi004.StatusTimeout
+			return res, ctx.Err()
+		}
+	}
+	defer func() { <-st.getSem }()
+	start := s.o.Now()
+	if wait := st.pace.wait(start); wait > 0 {
+		if wait > timeout {
+			res.Status = etsi004.StatusTimeout
+			return res, nil
+		}
+		select {
+		case <-s.o.After(wait):
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+	key, status, err := s.take(tctx, st, &r, caller, req.Index)
+	if err != nil || status != etsi004.StatusSuccessful {
+		res.Status = status
+		return res, err
+	}
+	now := s.o.Now()
+	st.pace.delivered(now, r.QoS)
+	res.Key = key.Data.Expose()
+	if wantMeta {
+		age := max(now.Sub(key.Created).Milliseconds(), 0)
+		res.Metadata = metadata(uint32(min(age, math.MaxUint32)), 0)
+		res.MetadataSize = uint32(len(res.Metadata))
+	}
+	s.o.OnDelivered("etsi004", 1)
+	if r.localIsSource(s.local) {
+		s.prefetch(st, req.Index+uint32(s.window(r.QoS)/2))
+	}
+	return res, nil
+}
+
+// take delivers chunk i to caller, producing it first (source) or asking
+// the source for it (destination) if it is not here.
+func (s *Service) take(ctx context.Context, st *stream, r *record, caller qkd.SAEID, i uint32) (keystore.Key, etsi004.Status, error) {
+	for attempt := 0; ; attempt++ {
+		keys, err := s.o.Store.TakeByID(ctx, keystore.TakeRequest{IDs: []qkd.KeyID{chunkID(r.KSID, i)},
+			Master: r.Source, Caller: caller, Now: s.o.Now()})
+		switch {
+		case err == nil:
+			return keys[0], etsi004.StatusSuccessful, nil
+		case !errors.Is(err, qkd.ErrNotFound):
+			return keystore.Key{}, 0, fmt.Errorf("streams: take chunk: %w", err)
+		case attempt > 0:
+			return keystore.Key{}, etsi004.StatusInsufficientKey, nil
+		}
+		if r.localIsSource(s.local) {
+			err = s.ensure(ctx, st, i)
+		} else {
+			_, err = s.announce(ctx, st, i+1)
+		}
+		switch {
+		case errors.Is(err, qkd.ErrInsufficientKey):
+			return keystore.Key{}, etsi004.StatusInsufficientKey, nil
+		case err != nil && ctx.Err() != nil, errors.Is(err, qkd.ErrPeerUnavailable):
+			return keystore.Key{}, etsi004.StatusTimeout, nil
+		case err != nil:
+			return keystore.Key{}, 0, err
+		}
+	}
+}
+
+// window is the number of chunks produced at once for q.
+func (s *Service) window(q etsi004.QoS) int {
+	w := s.o.Window
+	if q.MaxBps > 0 {
+		w = min(w, max(4, int(uint64(q.MaxBps)*4/(8*uint64(q.KeyChunkSize)))))
+	}
+	return w
+}
+
+// prefetch produces the chunks from i on in the background, if needed.
+func (s *Service) prefetch(st *stream, i uint32) {
+	s.mu.Lock()
+	have := st.rec.Made.has(i)
+	s.mu.Unlock()
+	if have {
+		return
+	}
+	s.goBackground(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := s.ensure(ctx, st, i); err != nil {
+			s.log.Debug("chunks not produced ahead", "ksid", st.rec.KSID.String(), "err", err)
+		}
+	})
+}
+
+// ensure makes chunk i exist (source node only): it reserves a window of
+// chunks from i on with the neighbour. The chunks are recorded as made
+// before the reservation, so a chunk ID is never reserved twice; a
+// reservation that found no material is undone.
+func (s *Service) ensure(ctx context.Context, st *stream, i uint32) error {
+	st.prodMu.Lock()
+	defer st.prodMu.Unlock()
+	s.mu.Lock()
+	r := &st.rec
+	if r.Made.has(i) {
+		s.mu.Unlock()
+		return nil
+	}
+	if !r.connected() || !r.localIsSource(s.local) {
+		s.mu.Unlock()
+		return qkd.ErrInsufficientKey
+	}
+	sp := r.Made.gap(i, uint32(s.window(r.QoS)))
+	r.Made = r.Made.add(sp)
+	k, master, slave, q, l := r.KSID, r.Source, r.Dest, r.QoS, s.byID[r.Link]
+	s.mu.Unlock()
+	s.persist()
+	if l == nil {
+		return qkd.ErrNoRoute
+	}
+	ids := spans{sp}.ids(k)
+	err := l.ReserveIDs(ctx, master, []qkd.SAEID{slave}, int(q.KeyChunkSize)*8, ids, time.Duration(q.TTL)*time.Second)
+	if errors.Is(err, qkd.ErrInsufficientKey) {
+		s.mu.Lock()
+		r.Made = r.Made.remove(sp)
+		s.mu.Unlock()
+		s.persist()
+		s.log.Warn("key stream cannot keep up: no key material", "ksid", k.String())
+		s.o.OnUnderrun(k, "no key material")
+	}
+	return err
+}
+
+// acquire takes sem, waiting until deadline or the end of ctx.
+func acquire(ctx context.Context, sem chan struct{}, deadline <-chan time.Time) bool {
+	select {
+	case sem <- struct{}{}:
+		return true
+	case <-deadline:
+	case <-ctx.Done():
+	}
+	return false
+}
