@@ -74,7 +74,9 @@ func FuzzDecodeGetKeyRequest(f *testing.F) {
 }
 
 func FuzzDecodeCloseRequest(f *testing.F) {
-	seed(f, func(fm Format) ([]byte, error) { return EncodeCloseRequest(fm, etsi004.CloseRequest{KeyStreamID: testKSID}) })
+	seed(f, func(fm Format) ([]byte, error) {
+		return EncodeCloseRequest(fm, etsi004.CloseRequest{KeyStreamID: testKSID})
+	})
 	f.Fuzz(func(t *testing.T, j bool, p []byte) {
 		fm := formatOfBool(j)
 		r, err := DecodeCloseRequest(fm, p)
