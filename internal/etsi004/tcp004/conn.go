@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/qkms/qkms/internal/etsi004"
@@ -137,56 +138,68 @@ func (c *conn) closeIfIdle() {
 
 // handle decodes one request, calls the service and writes the answer.
 func (c *conn) handle(log *slog.Logger, caller qkd.SAEID, h Header, p []byte) error {
-	ctx := c.srv.base
-	svc := c.srv.svc
 	switch h.Type {
 	case OpenConnectRequest:
-		req, err := DecodeOpenRequest(p)
-		if err != nil {
-			return err
-		}
-		resp, err := svc.OpenConnect(ctx, caller, req)
-		if err != nil {
-			return fmt.Errorf("OPEN_CONNECT: %w", err)
-		}
-		log.Debug("etsi004 tcp: OPEN_CONNECT", "source", req.Source, "destination", req.Destination,
-			"ksid", resp.KeyStreamID.String(), "status", uint32(resp.Status))
-		b, err := AppendOpenResponse(beginFrame(OpenConnectResponse), resp)
-		if err != nil {
-			return err
-		}
-		return c.write(b)
+		return c.openConnect(log, caller, p)
 	case GetKeyRequest:
-		req, err := DecodeGetKeyRequest(p)
-		if err != nil {
-			return err
-		}
-		resp, err := svc.GetKey(ctx, caller, req)
-		defer secret.Wipe(resp.Key)
-		if err != nil {
-			return fmt.Errorf("GET_KEY: %w", err)
-		}
-		log.Debug("etsi004 tcp: GET_KEY", "ksid", req.KeyStreamID.String(), "index", req.Index,
-			"status", uint32(resp.Status), "key_bytes", len(resp.Key))
-		b, err := AppendGetKeyResponse(beginFrame(GetKeyResponse), resp)
-		defer secret.Wipe(b)
-		if err != nil {
-			return err
-		}
-		return c.write(b)
+		return c.getKey(log, caller, p)
 	case CloseRequest:
-		req, err := DecodeCloseRequest(p)
-		if err != nil {
-			return err
-		}
-		resp, err := svc.Close(ctx, caller, req)
-		if err != nil {
-			return fmt.Errorf("CLOSE: %w", err)
-		}
-		log.Debug("etsi004 tcp: CLOSE", "ksid", req.KeyStreamID.String(), "status", uint32(resp.Status))
-		return c.write(AppendCloseResponse(beginFrame(CloseResponse), resp))
+		return c.close(log, caller, p)
 	}
 	return malformed("%v is not a request", h.Type)
+}
+
+func (c *conn) openConnect(log *slog.Logger, caller qkd.SAEID, p []byte) error {
+	req, err := DecodeOpenRequest(p)
+	if err != nil {
+		return err
+	}
+	resp, err := c.srv.svc.OpenConnect(c.srv.base, caller, req)
+	if err != nil {
+		return fmt.Errorf("OPEN_CONNECT: %w", err)
+	}
+	// URIs may carry credentials (standards.md §2.2): log only the
+	// applications they name.
+	log.Debug("etsi004 tcp: OPEN_CONNECT", "source", appForLog(req.Source), "destination", appForLog(req.Destination),
+		"ksid", resp.KeyStreamID.String(), "status", uint32(resp.Status))
+	b, err := AppendOpenResponse(beginFrame(OpenConnectResponse), resp)
+	if err != nil {
+		return err
+	}
+	return c.write(b)
+}
+
+func (c *conn) getKey(log *slog.Logger, caller qkd.SAEID, p []byte) error {
+	req, err := DecodeGetKeyRequest(p)
+	if err != nil {
+		return err
+	}
+	resp, err := c.srv.svc.GetKey(c.srv.base, caller, req)
+	defer secret.Wipe(resp.Key)
+	if err != nil {
+		return fmt.Errorf("GET_KEY: %w", err)
+	}
+	log.Debug("etsi004 tcp: GET_KEY", "ksid", req.KeyStreamID.String(), "index", req.Index,
+		"status", uint32(resp.Status), "key_bytes", len(resp.Key))
+	b, err := AppendGetKeyResponse(beginFrame(GetKeyResponse), resp)
+	defer secret.Wipe(b)
+	if err != nil {
+		return err
+	}
+	return c.write(b)
+}
+
+func (c *conn) close(log *slog.Logger, caller qkd.SAEID, p []byte) error {
+	req, err := DecodeCloseRequest(p)
+	if err != nil {
+		return err
+	}
+	resp, err := c.srv.svc.Close(c.srv.base, caller, req)
+	if err != nil {
+		return fmt.Errorf("CLOSE: %w", err)
+	}
+	log.Debug("etsi004 tcp: CLOSE", "ksid", req.KeyStreamID.String(), "status", uint32(resp.Status))
+	return c.write(AppendCloseResponse(beginFrame(CloseResponse), resp))
 }
 
 // write sets the frame's payload length and writes it within WriteTimeout.
@@ -201,4 +214,19 @@ func (c *conn) write(frame []byte) error {
 		return fmt.Errorf("writing the response: %w", err)
 	}
 	return nil
+}
+
+// appForLog returns the application a URI names, without user information
+// (etsi004.AppID keeps "user:password@" in the authority), or "" if it
+// names none.
+func appForLog(uri string) string {
+	id, err := etsi004.AppID(uri)
+	if err != nil {
+		return ""
+	}
+	s := string(id)
+	if i := strings.LastIndexByte(s, '@'); i >= 0 {
+		s = s[i+1:]
+	}
+	return s
 }

@@ -584,3 +584,20 @@ func TestNewRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestLogsNoURICredentials(t *testing.T) {
+	e := newEnv(t, &fakeService{}, tcp004.Options{})
+	c := e.dial("SAE_A1")
+	_, err := c.OpenConnect(context.Background(), etsi004.OpenRequest{
+		Source: "client://SAE_A1/?token=S3CR3T", Destination: "sae://tok:P4SS@SAE_B1"})
+	must(t, err)
+	_, err = c.Close(context.Background(), etsi004.CloseRequest{}) // the OPEN_CONNECT is logged by now
+	must(t, err)
+	logs := e.logs.String()
+	if strings.Contains(logs, "S3CR3T") || strings.Contains(logs, "P4SS") {
+		t.Errorf("the log holds URI credentials:\n%s", logs)
+	}
+	if !strings.Contains(logs, "source=SAE_A1") {
+		t.Errorf("the log does not name the source application:\n%s", logs)
+	}
+}
