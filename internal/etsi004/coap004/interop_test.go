@@ -96,3 +96,27 @@ func TestLibcoapInterop(t *testing.T) {
 		t.Errorf("caller = %q, want SAE_A", ts.svc.lastCaller())
 	}
 }
+
+// TestLibcoapTLS: libcoap's OpenSSL client over coaps+tcp with a client
+// certificate; the caller is the certificate's CN.
+func TestLibcoapTLS(t *testing.T) {
+	client, err := exec.LookPath("coap-client-openssl")
+	if err != nil {
+		t.Skip("coap-client-openssl not installed")
+	}
+	ts := startServer(t, coap004.Options{})
+	p, err := ts.ca.IssueClient("SAE_C")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ts.tls)
+	uri := "coaps+tcp://localhost:" + port + "/etsi004/close"
+	out, err := exec.Command(client, "-B", "10", "-m", "post", "-t", "50", "-c", p.CertFile, "-j", p.KeyFile, "-R", ts.ca.CertFile(),
+		"-e", `{"key_stream_id":"550e8400-e29b-41d4-a716-446655440000"}`, uri).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `{"status":0}`) {
+		t.Fatalf("coap-client-openssl POST %s = %s, %v", uri, out, err)
+	}
+	if got := ts.svc.lastCaller(); got != "SAE_C" {
+		t.Errorf("caller = %q, want SAE_C", got)
+	}
+}
