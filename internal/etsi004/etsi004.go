@@ -163,6 +163,9 @@ func AppID(s string) (qkd.SAEID, error) {
 		if j := strings.IndexAny(s, "/?#"); j >= 0 {
 			s = s[:j]
 		}
+		if j := strings.LastIndex(s, "@"); j >= 0 {
+			s = s[j+1:] // user information (credentials) is not the application
+		}
 	}
 	if s == "" || len(s) > 128 || strings.ContainsAny(s, "\x00 \t\r\n") {
 		return "", fmt.Errorf("%w: application %q is not a URI or SAE ID", ErrBadRequest, clip(s))

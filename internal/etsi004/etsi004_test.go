@@ -15,6 +15,7 @@ func TestAppID(t *testing.T) {
 		{"sae://SAE_A1", "SAE_A1", false},
 		{"client://SAE_A1/path?x=1", "SAE_A1", false},
 		{"server://qkd_server_alice", "qkd_server_alice", false},
+		{"sae://user:pass@SAE_B1", "SAE_B1", false},
 		{"", "", true},
 		{"sae://", "", true},
 		{"a b", "", true},

@@ -75,8 +75,12 @@ type NodeInfo struct {
 	ID         qkd.NodeID `json:"id"`
 	KMEID      qkd.KMEID  `json:"kme_id"`
 	ETSI014URL string     `json:"etsi014_url"`
-	PeerAddr   string     `json:"peer_addr"`
-	PeerUDP    string     `json:"peer_udp_addr,omitempty"`
+	// ETSI004Addr is the CoAP binding of ETSI 004 (coaps+tcp, client
+	// certificates), ETSI004TCPAddr the reference TCP/TLS framing.
+	ETSI004Addr    string `json:"etsi004_addr"`
+	ETSI004TCPAddr string `json:"etsi004_tcp_addr"`
+	PeerAddr       string `json:"peer_addr"`
+	PeerUDP        string `json:"peer_udp_addr,omitempty"`
 	// KMSSDNURL is the node's QUICKS server (SPEC §7), for its SDN agent
 	// and the operator: https://127.0.0.1:PORT/api/v2/sdn.
 	KMSSDNURL  string `json:"kms_sdn_url"`
@@ -101,8 +105,8 @@ type CertPair struct {
 
 // bound are one node's pre-bound listeners.
 type bound struct {
-	etsi014, peerTCP, metrics, quicks, agent net.Listener
-	peerUDP                                  *net.UDPConn
+	etsi014, peerTCP, metrics, quicks, agent, etsi004, etsi004TCP net.Listener
+	peerUDP                                                       *net.UDPConn
 }
 
 // Up starts the network and returns once every node is ready and
@@ -177,7 +181,8 @@ func (n *Network) start(ctx, runCtx context.Context) error {
 		}
 		b := ls[nd.ID]
 		nn, err := node.New(ctx, node.Options{Config: cfg, Logger: n.o.Logger,
-			Listeners: node.Listeners{ETSI014: b.etsi014, PeerTCP: b.peerTCP, PeerUDP: b.peerUDP, Metrics: b.metrics, QUICKS: b.quicks, Agent: b.agent}})
+			Listeners: node.Listeners{ETSI014: b.etsi014, PeerTCP: b.peerTCP, PeerUDP: b.peerUDP, Metrics: b.metrics, QUICKS: b.quicks, Agent: b.agent,
+				ETSI004: b.etsi004, ETSI004TCP: b.etsi004TCP}})
 		if err != nil {
 			return fmt.Errorf("netsim: node %s: %w", nd.ID, err)
 		}
@@ -219,7 +224,7 @@ func (n *Network) Err() error {
 func bindAll() (*bound, error) {
 	var b bound
 	var err error
-	for _, p := range []*net.Listener{&b.etsi014, &b.peerTCP, &b.metrics, &b.quicks, &b.agent} {
+	for _, p := range []*net.Listener{&b.etsi014, &b.peerTCP, &b.metrics, &b.quicks, &b.agent, &b.etsi004, &b.etsi004TCP} {
 		if *p, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("netsim: listen: %w", err)
 		}

@@ -99,7 +99,7 @@ func (n *Network) nodeConfig(id qkd.NodeID, ca *pki.CA, ls map[qkd.NodeID]*bound
 	c.NodeID, c.DataDir = id, filepath.Join(dir, "data")
 	c.Listen = config.Listen{ETSI014: b.etsi014.Addr().String(), PeerTCP: b.peerTCP.Addr().String(),
 		PeerUDP: b.peerUDP.LocalAddr().String(), Metrics: b.metrics.Addr().String(), QUICKS: b.quicks.Addr().String(),
-		Agent: b.agent.Addr().String()}
+		Agent: b.agent.Addr().String(), ETSI004: b.etsi004.Addr().String(), ETSI004TCP: b.etsi004TCP.Addr().String()}
 	c.SDN.ControllerURL = controllerURL
 	kme := string(qkd.KMEOf(id))
 	c.TLS = config.TLS{CAFile: ca.CertFile(), CertFile: filepath.Join(ca.Dir(), kme+".pem"), KeyFile: filepath.Join(ca.Dir(), kme+"-key.pem")}
@@ -145,6 +145,7 @@ func (n *Network) nodeConfig(id qkd.NodeID, ca *pki.CA, ls map[qkd.NodeID]*bound
 func (n *Network) info(id qkd.NodeID, cfg *config.Config, nn *node.Node) {
 	a := nn.Addrs()
 	n.Info.Nodes = append(n.Info.Nodes, NodeInfo{ID: id, KMEID: cfg.KMEID, ETSI014URL: "https://" + a.ETSI014,
+		ETSI004Addr: a.ETSI004, ETSI004TCPAddr: a.ETSI004TCP,
 		PeerAddr: a.PeerTCP, PeerUDP: a.PeerUDP, MetricsURL: "http://" + a.Metrics + "/metrics",
 		KMSSDNURL: "https://" + a.QUICKS + quicks.BasePath,
 		Config:    filepath.Join(n.o.Dir, "nodes", string(id), "node.yaml"), DataDir: cfg.DataDir})

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +37,9 @@ type Listeners struct {
 	Metrics net.Listener
 	QUICKS  net.Listener
 	Agent   net.Listener // the SDN agent (with sdn.controller_url)
+	// ETSI004 (CoAP over TLS) and ETSI004TCP (reference framing over TLS)
+	// serve ETSI 004 to applications.
+	ETSI004, ETSI004TCP net.Listener
 }
 
 // Options configure a node.
@@ -53,11 +57,13 @@ type Options struct {
 
 // Addrs are the node's bound addresses (written to DATA_DIR/listen.json).
 type Addrs struct {
-	ETSI014 string `json:"etsi014,omitempty"`
-	PeerUDP string `json:"peer_udp,omitempty"`
-	PeerTCP string `json:"peer_tcp,omitempty"`
-	Metrics string `json:"metrics,omitempty"`
-	QUICKS  string `json:"quicks,omitempty"`
+	ETSI014    string `json:"etsi014,omitempty"`
+	PeerUDP    string `json:"peer_udp,omitempty"`
+	PeerTCP    string `json:"peer_tcp,omitempty"`
+	Metrics    string `json:"metrics,omitempty"`
+	QUICKS     string `json:"quicks,omitempty"`
+	ETSI004    string `json:"etsi004,omitempty"`
+	ETSI004TCP string `json:"etsi004_tcp,omitempty"`
 }
 
 // Node is one running trusted node.
@@ -76,6 +82,8 @@ type Node struct {
 	addrs   Addrs
 	quicks  *kmsapi.Server // nil: listen.quicks is off
 	sdn     *sdnParts      // nil: no SDN controller configured
+	app004  *app004        // the ETSI 004 key stream service and its bindings
+	tlsCfg  *tls.Config    // the node's server TLS configuration
 	perf    *perfSampler
 	logs    *logRing
 	state   nodeState
@@ -130,6 +138,9 @@ func (n *Node) build(ctx context.Context) error {
 		return err
 	}
 	if err := n.newService(); err != nil {
+		return err
+	}
+	if err := n.newStreams(); err != nil {
 		return err
 	}
 	return n.newServers()
@@ -240,6 +251,7 @@ func (n *Node) Run(ctx context.Context) error {
 		}()
 	}
 	n.startServers(goRun)
+	n.startApp004(goRun, n.tlsCfg)
 	n.runSDN(goRun)
 	for _, l := range n.links {
 		lwg := l.Start(ctx)
@@ -336,7 +348,7 @@ func (n *Node) close() {
 	for _, l := range n.links {
 		l.transport.Close()
 	}
-	for _, ln := range []interface{ Close() error }{n.ln.ETSI014, n.ln.PeerTCP, n.ln.Metrics, n.ln.QUICKS, n.ln.Agent} {
+	for _, ln := range []interface{ Close() error }{n.ln.ETSI014, n.ln.PeerTCP, n.ln.Metrics, n.ln.QUICKS, n.ln.Agent, n.ln.ETSI004, n.ln.ETSI004TCP} {
 		if ln != nil && !isNilListener(ln) {
 			_ = ln.Close()
 		}

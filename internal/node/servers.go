@@ -68,6 +68,10 @@ func (n *Node) newServers() error {
 	if n.ln.QUICKS != nil {
 		n.newQUICKS(tlsCfg, n.version)
 	}
+	n.tlsCfg = tlsCfg
+	if err := n.newApp004Servers(tlsCfg); err != nil {
+		return err
+	}
 	router := coapx.NewRouter(n.log)
 	mux := n.linkMux()
 	if err := peer.Register(router, peerHandler(mux), n.log); err != nil {
@@ -108,6 +112,15 @@ func (n *Node) shutdownServers() {
 		_ = n.quicks.Shutdown(ctx)
 	}
 	n.coap.Shutdown()
+	if a := n.app004; a != nil {
+		if a.tcp != nil {
+			_ = a.tcp.Shutdown(ctx)
+		}
+		if a.coap != nil {
+			a.coap.Shutdown()
+		}
+		a.svc.Shutdown()
+	}
 }
 
 // opsHandler serves /metrics, /healthz and /readyz (plain HTTP, no secrets).

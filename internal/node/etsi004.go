@@ -1,0 +1,130 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+
+	"github.com/qkms/qkms/internal/coapx"
+	"github.com/qkms/qkms/internal/etsi004"
+	"github.com/qkms/qkms/internal/etsi004/coap004"
+	"github.com/qkms/qkms/internal/etsi004/tcp004"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/quicks"
+	"github.com/qkms/qkms/internal/quicks/agentapi"
+	"github.com/qkms/qkms/internal/streams"
+	"github.com/qkms/qkms/internal/telemetry"
+)
+
+// app004 is the node's ETSI 004 side: the key stream service and its two
+// bindings (nil fields: off).
+type app004 struct {
+	svc  *streams.Service
+	tcp  *tcp004.Server
+	coap *coapx.Server
+}
+
+// newStreams builds the ETSI 004 key stream service over the node's links.
+func (n *Node) newStreams() error {
+	links := make([]streams.Link, len(n.links))
+	for i, l := range n.links {
+		links[i] = l.Link
+	}
+	st, err := streams.New(streams.Options{Node: n.cfg.NodeID, SAEs: n.directory(), Links: links, Store: n.store,
+		DataDir: n.cfg.DataDir, MaxChunkBytes: n.cfg.Keys.MaxSize / 8,
+		LinkRate: func(id qkd.LinkID) (float64, bool) { r := n.LinkRates()[id]; return r, r > 0 },
+		Logger:   n.log.With("component", "etsi004"),
+		OnDelivered: func(api string, c int) {
+			n.metrics.AddKeysDelivered(telemetry.API(api), c)
+		},
+		OnUnderrun: func(k etsi004.KSID, why string) {
+			reason := fmt.Sprintf("ETSI 004 key stream %s cannot keep up: %s", k, why)
+			n.notifyAgent(func(ctx context.Context, c *agentapi.Client) error {
+				code := EventStreamUnderrun
+				return c.NotifyEvent(ctx, quicks.Event{Level: quicks.LevelWarning, Code: &code, Reason: reason})
+			})
+		}})
+	if err != nil {
+		return fmt.Errorf("node: etsi004 streams: %w", err)
+	}
+	n.app004 = &app004{svc: st}
+	return nil
+}
+
+// gated004 answers "no QKD connection available" while the node is out of
+// service (QUICKS control/status) or zeroised.
+type gated004 struct{ n *Node }
+
+func (g gated004) down() bool { return g.n.State() != quicks.StateOnline || !g.n.svc.Active() }
+
+func (g gated004) OpenConnect(ctx context.Context, caller qkd.SAEID, req etsi004.OpenRequest) (etsi004.OpenResponse, error) {
+	if g.down() {
+		return etsi004.OpenResponse{Status: etsi004.StatusNoQKDConnection, QoS: req.QoS, KeyStreamID: req.KeyStreamID}, nil
+	}
+	return g.n.app004.svc.OpenConnect(ctx, caller, req)
+}
+
+func (g gated004) GetKey(ctx context.Context, caller qkd.SAEID, req etsi004.GetKeyRequest) (etsi004.GetKeyResponse, error) {
+	if g.down() {
+		return etsi004.GetKeyResponse{Status: etsi004.StatusNoQKDConnection, Index: req.Index}, nil
+	}
+	return g.n.app004.svc.GetKey(ctx, caller, req)
+}
+
+func (g gated004) Close(ctx context.Context, caller qkd.SAEID, req etsi004.CloseRequest) (etsi004.CloseResponse, error) {
+	return g.n.app004.svc.Close(ctx, caller, req)
+}
+
+// newApp004Servers binds and builds the 004 bindings that are configured.
+func (n *Node) newApp004Servers(tlsCfg *tls.Config) error {
+	l := n.cfg.Listen
+	var err error
+	if n.ln.ETSI004TCP == nil && l.ETSI004TCP != "" {
+		if n.ln.ETSI004TCP, err = net.Listen("tcp", l.ETSI004TCP); err != nil {
+			return fmt.Errorf("node: etsi004_tcp listener: %w", err)
+		}
+	}
+	if n.ln.ETSI004 == nil && l.ETSI004 != "" {
+		if n.ln.ETSI004, err = net.Listen("tcp", l.ETSI004); err != nil {
+			return fmt.Errorf("node: etsi004 listener: %w", err)
+		}
+	}
+	svc := gated004{n}
+	log := n.log.With("component", "etsi004")
+	if n.ln.ETSI004TCP != nil {
+		n.addrs.ETSI004TCP = n.ln.ETSI004TCP.Addr().String()
+		if n.app004.tcp, err = tcp004.New(tcp004.Options{Service: svc, TLS: tlsCfg.Clone(), Log: log}); err != nil {
+			return err
+		}
+	}
+	if n.ln.ETSI004 != nil {
+		n.addrs.ETSI004 = n.ln.ETSI004.Addr().String()
+		r := coapx.NewRouter(log)
+		if err := coap004.Register(r, svc, coap004.Options{Log: log}); err != nil {
+			return err
+		}
+		n.app004.coap = coapx.NewServer(r.Mux(), log)
+	}
+	return nil
+}
+
+// startApp004 runs the key stream service and the bindings.
+func (n *Node) startApp004(goRun func(func(context.Context) error), tlsCfg *tls.Config) {
+	a := n.app004
+	goRun(a.svc.Run)
+	if a.tcp != nil {
+		goRun(func(ctx context.Context) error { return a.tcp.Serve(ctx, n.ln.ETSI004TCP) })
+	}
+	if a.coap != nil {
+		ln := tls.NewListener(n.ln.ETSI004, tlsCfg.Clone())
+		goRun(func(ctx context.Context) error {
+			go func() { <-ctx.Done(); a.coap.Shutdown() }()
+			return a.coap.ServeTCP(ln)
+		})
+	}
+}
+
+// EventStreamUnderrun: an ETSI 004 key stream cannot keep its rate
+// (QUICKS notification/event code).
+const EventStreamUnderrun = 1003
