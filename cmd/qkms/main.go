@@ -27,7 +27,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), controllerCmd(), qkdSimCmd(), pkiCmd(), netCmd(), demoCmd(), benchCmd(), zeroizeCmd(), versionCmd())
+	root.AddCommand(serveCmd(), controllerCmd(), app004Cmd(), qkdSimCmd(), pkiCmd(), netCmd(), demoCmd(), benchCmd(), zeroizeCmd(), versionCmd())
 	return root
 }
 
