@@ -30,7 +30,8 @@ type Resize struct {
 	Outbox *Outbox
 }
 
-// KeyFilter selects Ready, unexpired keys of one pair for ListKeys.
+// KeyFilter selects Ready, unexpired keys of one pair for ListKeys (never
+// the chunks of a key stream: Key.Stream).
 type KeyFilter struct {
 	Link   qkd.LinkID // "" = any link
 	Master qkd.SAEID

@@ -90,6 +90,12 @@ type Key struct {
 	Data    secret.Bytes
 	Created time.Time
 	Expires time.Time
+	// Stream: the ETSI 004 key stream (its KSID) the key is a chunk of; ""
+	// for an ordinary key of the pair. A stream's chunks are delivered by
+	// ID only (TakeByID): TakeForPair, CountKeys and ListKeys never see
+	// them, and ResizeKeys refuses them, so ETSI 014 requests, splits and
+	// merges and the closing of the pair leave them alone. Not secret.
+	Stream string
 }
 
 // SlotRange is a run of MAC key slots for messages sent by Sender on a link:
@@ -221,7 +227,8 @@ type Store interface {
 	SetKeysReady(ctx context.Context, ids []qkd.KeyID, outboxID string) error
 	// TakeForPair delivers Number Ready, unexpired keys of (Master, Slaves,
 	// SizeBits) to Caller (who must be in Pending): all or none
-	// (qkd.ErrInsufficientKey).
+	// (qkd.ErrInsufficientKey). Keys of a key stream (Key.Stream != "")
+	// are never taken this way.
 	TakeForPair(ctx context.Context, r TakeRequest) ([]Key, error)
 	// TakeByID delivers the keys r.IDs to r.Caller, all or none: an unknown,
 	// expired, not Ready key, or one whose Master is not r.Master →
@@ -230,7 +237,7 @@ type Store interface {
 	// already had it → qkd.ErrNotFound.
 	TakeByID(ctx context.Context, r TakeRequest) ([]Key, error)
 	// CountKeys counts Ready, unexpired keys of (master, slaves, sizeBits)
-	// deliverable to caller.
+	// deliverable to caller, as TakeForPair would take them (no stream keys).
 	CountKeys(ctx context.Context, r TakeRequest) (int, error)
 	// DeleteKeys deletes keys by ID (absent ones are ignored); returns how many.
 	DeleteKeys(ctx context.Context, ids []qkd.KeyID) (int, error)
@@ -249,7 +256,8 @@ type Store interface {
 	// earliest Expires of the old keys, and the outbox entry stored; the
 	// operation's ID is remembered until the new keys expire. An ID applied
 	// before → ErrApplied and nothing changes. An old key that is absent,
-	// expired, on another link or of another pair → qkd.ErrNotFound; one
+	// expired, on another link, of another pair or of a key stream
+	// (Key.Stream != "") → qkd.ErrNotFound; one
 	// that is Pending, or a new ID or outbox ID that exists → ErrConflict;
 	// a malformed Resize (no ID, link or master; no old or no new key, or
 	// one into one; an ID repeated within or across Old and New; old keys
@@ -257,7 +265,8 @@ type Store interface {
 	// keys of whole bytes) → ErrBadAllocation.
 	ResizeKeys(ctx context.Context, r Resize) error
 	// ListKeys returns the Ready, unexpired keys f selects, oldest first,
-	// without Data.
+	// without Data. Keys of a key stream (Key.Stream != "") are never
+	// listed: they are not the pair's to split, merge or close.
 	ListKeys(ctx context.Context, f KeyFilter) ([]Key, error)
 
 	// InitLink stores a link's PSK slots once; returns false (and changes

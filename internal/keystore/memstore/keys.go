@@ -162,7 +162,12 @@ func pairKey(master qkd.SAEID, slaves []qkd.SAEID, sizeBits int) string {
 	return b.String()
 }
 
+// indexKey adds k to its pair's index; keys of a key stream are delivered
+// by ID only and stay out of it.
 func (s *Store) indexKey(k *keyRecord) {
+	if k.key.Stream != "" {
+		return
+	}
 	pk := pairKey(k.key.Master, k.key.Slaves, k.key.SizeBits)
 	s.pairs[pk] = append(s.pairs[pk], k)
 }

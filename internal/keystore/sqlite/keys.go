@@ -42,8 +42,8 @@ var (
 	insertKeyQueries = func() map[int]string {
 		m := make(map[int]string)
 		for _, n := range insertChunks {
-			q := "INSERT INTO keys (id, link, state, master, slaves, pending, size_bits, created, expires, data) VALUES " +
-				strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", n)
+			q := "INSERT INTO keys (id, link, state, master, slaves, pending, size_bits, created, expires, data, stream) VALUES " +
+				strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", n)
 			m[n] = strings.TrimSuffix(q, ", ")
 		}
 		return m
@@ -52,7 +52,7 @@ var (
 
 // insertKeys seals and inserts keys, several per statement.
 func (s *Store) insertKeys(ctx context.Context, tx *txn, keys []keystore.Key) error {
-	args := make([]any, 0, 10*insertChunks[0])
+	args := make([]any, 0, 11*insertChunks[0])
 	for len(keys) > 0 {
 		n := insertChunks[len(insertChunks)-1]
 		for _, c := range insertChunks {
@@ -70,7 +70,7 @@ func (s *Store) insertKeys(ctx context.Context, tx *txn, keys []keystore.Key) er
 				return err
 			}
 			args = append(args, k.ID[:], string(k.Link), k.State, string(k.Master), slaves, encSAEs(k.Pending), k.SizeBits,
-				encTime(k.Created), encTime(k.Expires), data)
+				encTime(k.Created), encTime(k.Expires), data, k.Stream)
 		}
 		if _, err := tx.ExecContext(ctx, insertKeyQueries[n], args...); err != nil {
 			return fmt.Errorf("keystore/sqlite: insert key: %w", err)
@@ -98,7 +98,7 @@ func idsJSON(ids []qkd.KeyID) string {
 
 const inIDs = "id IN (SELECT unhex(value) FROM json_each(?))"
 
-const keyCols = "seq, id, link, state, master, slaves, pending, size_bits, created, expires"
+const keyCols = "seq, id, link, state, master, slaves, pending, size_bits, created, expires, stream"
 
 // keyRow is a key as read without its bytes, with its stored slaves text
 // (and its sealed bytes if they were read with it).
@@ -114,7 +114,7 @@ func scanKey(sc interface{ Scan(...any) error }, extra ...any) (keyRow, error) {
 	var id []byte
 	var link, master, pending string
 	var created, expires int64
-	err := sc.Scan(append([]any{&r.seq, &id, &link, &r.key.State, &master, &r.slaves, &pending, &r.key.SizeBits, &created, &expires}, extra...)...)
+	err := sc.Scan(append([]any{&r.seq, &id, &link, &r.key.State, &master, &r.slaves, &pending, &r.key.SizeBits, &created, &expires, &r.key.Stream}, extra...)...)
 	if err != nil {
 		return r, err
 	}
@@ -155,7 +155,7 @@ func queryKeys(ctx context.Context, q querier, limit int, keep func(*keystore.Ke
 // pairKeys returns up to limit keys that r.Caller may take for its pair.
 func pairKeys(ctx context.Context, q querier, r *keystore.TakeRequest, limit int) ([]keyRow, error) {
 	return queryKeys(ctx, q, limit, func(k *keystore.Key) bool { return rules.MatchesPair(k, r) },
-		"WHERE master = ? AND slaves = ? AND size_bits = ? AND state = ? AND (expires = 0 OR expires > ?) ORDER BY seq",
+		"WHERE master = ? AND slaves = ? AND size_bits = ? AND state = ? AND stream = '' AND (expires = 0 OR expires > ?) ORDER BY seq",
 		string(r.Master), encSAEs(r.Slaves), r.SizeBits, keystore.KeyReady, encTime(r.Now))
 }
 
@@ -164,7 +164,7 @@ func pairKeys(ctx context.Context, q querier, r *keystore.TakeRequest, limit int
 func pairKeysSealed(ctx context.Context, q querier, r *keystore.TakeRequest, limit int) ([]keyRow, error) {
 	caller, _ := json.Marshal(string(r.Caller))
 	rows, err := q.QueryContext(ctx, "SELECT "+keyCols+", data FROM keys "+
-		"WHERE master = ? AND slaves = ? AND size_bits = ? AND state = ? AND (expires = 0 OR expires > ?) "+
+		"WHERE master = ? AND slaves = ? AND size_bits = ? AND state = ? AND stream = '' AND (expires = 0 OR expires > ?) "+
 		"AND instr(pending, ?) > 0 ORDER BY seq LIMIT ?",
 		string(r.Master), encSAEs(r.Slaves), r.SizeBits, keystore.KeyReady, encTime(r.Now), string(caller), limit)
 	if err != nil {
@@ -419,7 +419,7 @@ func (s *Store) CountKeys(ctx context.Context, r keystore.TakeRequest) (int, err
 	n := 0
 	err := s.tx(ctx, func(tx *txn) error {
 		return tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM keys "+
-			"WHERE master = ? AND slaves = ? AND size_bits = ? AND state = ? AND (expires = 0 OR expires > ?) "+
+			"WHERE master = ? AND slaves = ? AND size_bits = ? AND state = ? AND stream = '' AND (expires = 0 OR expires > ?) "+
 			"AND (? = '' OR link = ?) AND instr(pending, ?) > 0",
 			string(r.Master), encSAEs(r.Slaves), r.SizeBits, keystore.KeyReady, encTime(r.Now),
 			string(r.Link), string(r.Link), string(caller)).Scan(&n)

@@ -123,7 +123,7 @@ func (s *Store) ListKeys(ctx context.Context, f keystore.KeyFilter) ([]keystore.
 	err := s.tx(ctx, func(tx *txn) error {
 		out = nil
 		rows, err := queryKeys(ctx, tx, f.Limit, func(k *keystore.Key) bool { return rules.MatchesFilter(k, &f) },
-			"WHERE master = ? AND slaves = ? AND state = ? AND (expires = 0 OR expires > ?) ORDER BY seq",
+			"WHERE master = ? AND slaves = ? AND state = ? AND stream = '' AND (expires = 0 OR expires > ?) ORDER BY seq",
 			string(f.Master), encSAEs(f.Slaves), keystore.KeyReady, encTime(f.Now))
 		for _, r := range rows {
 			out = append(out, r.key)

@@ -7,7 +7,9 @@ import (
 	"strings"
 )
 
-const schemaVersion = 1
+// schemaVersion is the version of the schema this build writes. Version 1
+// had no keys.stream column; createSchema upgrades it (migrate).
+const schemaVersion = 2
 
 // The schema. Integers that hold uint64 values (block indices, slot
 // numbers) are stored through enc. Columns named data are sealed.
@@ -51,9 +53,11 @@ CREATE TABLE IF NOT EXISTS keys (
 	size_bits INTEGER NOT NULL,
 	created   INTEGER NOT NULL,
 	expires   INTEGER NOT NULL,
-	data      BLOB NOT NULL
+	data      BLOB NOT NULL,
+	-- stream: the ETSI 004 key stream (KSID) the key is a chunk of, '' for
+	-- an ordinary key of the pair (version 2; not sealed: not secret).
+	stream    TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS keys_pair ON keys (master, slaves, size_bits, state, seq);
 CREATE INDEX IF NOT EXISTS keys_link ON keys (link, state);
 CREATE INDEX IF NOT EXISTS keys_expires ON keys (expires) WHERE expires != 0;
 CREATE TABLE IF NOT EXISTS slots (
@@ -88,6 +92,23 @@ CREATE TABLE IF NOT EXISTS resize (
 );
 `
 
+// indexes are created once the tables are at schemaVersion (they may name
+// columns a migration adds). keys_pair serves TakeForPair, which reads only
+// the keys of no stream (stream empty), in seq order.
+const indexes = `
+CREATE INDEX IF NOT EXISTS keys_pair ON keys (master, slaves, size_bits, state, stream, seq);
+`
+
+// migrations[v] upgrades a database of version v to v+1, in the
+// transaction that creates the schema.
+var migrations = map[int]string{
+	// 1 → 2: keys.stream; keys_pair gains it (recreated by indexes).
+	1: `
+ALTER TABLE keys ADD COLUMN stream TEXT NOT NULL DEFAULT '';
+DROP INDEX IF EXISTS keys_pair;
+`,
+}
+
 // tables lists every table, for Zeroize.
 var tables = []string{"meta", "links", "seen", "blocks", "keys", "slots", "outbox", "relay", "resize"}
 
@@ -116,10 +137,34 @@ func createSchema(ctx context.Context, db *sql.DB) error {
 		}
 	case err != nil:
 		return fmt.Errorf("keystore/sqlite: %w", err)
-	case v != schemaVersion:
+	case v > schemaVersion || v < 1:
 		return fmt.Errorf("keystore/sqlite: schema version %d, this build knows %d", v, schemaVersion)
+	case v < schemaVersion:
+		if err := migrate(ctx, tx, v); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, indexes); err != nil {
+		return fmt.Errorf("keystore/sqlite: create indexes: %w", err)
 	}
 	return tx.Commit()
+}
+
+// migrate upgrades the schema from version v to schemaVersion (in tx).
+func migrate(ctx context.Context, tx *sql.Tx, v int) error {
+	for ; v < schemaVersion; v++ {
+		m, ok := migrations[v]
+		if !ok {
+			return fmt.Errorf("keystore/sqlite: no migration from schema version %d", v)
+		}
+		if _, err := tx.ExecContext(ctx, m); err != nil {
+			return fmt.Errorf("keystore/sqlite: migrate schema %d → %d: %w", v, v+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE meta SET v = ? WHERE k = 'schema'", schemaVersion); err != nil {
+		return fmt.Errorf("keystore/sqlite: %w", err)
+	}
+	return nil
 }
 
 // metaEpoch returns the KEK epoch the rows are sealed under (0 if none).

@@ -41,7 +41,7 @@ func CheckResize(r *keystore.Resize) error {
 func CheckResizeOld(r *keystore.Resize, old []*keystore.Key, now time.Time) error {
 	total := 0
 	for i, k := range old {
-		if k == nil || Expired(k, now) || k.Link != r.Link || k.Master != r.Master || !slices.Equal(k.Slaves, r.Slaves) {
+		if k == nil || k.Stream != "" || Expired(k, now) || k.Link != r.Link || k.Master != r.Master || !slices.Equal(k.Slaves, r.Slaves) {
 			return fmt.Errorf("keystore: resize %q: key %s: %w", r.ID, r.Old[i], qkd.ErrNotFound)
 		}
 		if k.State != keystore.KeyReady {
@@ -95,9 +95,10 @@ func ResizedKeys(r *keystore.Resize, old []*keystore.Key) []keystore.Key {
 	return out
 }
 
-// MatchesFilter reports whether ListKeys returns k for f.
+// MatchesFilter reports whether ListKeys returns k for f (never a key of a
+// key stream).
 func MatchesFilter(k *keystore.Key, f *keystore.KeyFilter) bool {
-	return k.State == keystore.KeyReady && !Expired(k, f.Now) && k.Master == f.Master &&
+	return k.State == keystore.KeyReady && k.Stream == "" && !Expired(k, f.Now) && k.Master == f.Master &&
 		(f.Link == "" || k.Link == f.Link) && (f.SizeBits == 0 || k.SizeBits == f.SizeBits) &&
 		slices.Equal(k.Slaves, f.Slaves) && (f.Caller == "" || slices.Contains(k.Pending, f.Caller))
 }

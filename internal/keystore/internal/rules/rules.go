@@ -191,9 +191,10 @@ func Expired(k *keystore.Key, now time.Time) bool {
 	return !k.Expires.IsZero() && !now.Before(k.Expires)
 }
 
-// MatchesPair reports whether TakeForPair / CountKeys may hand k to r.Caller.
+// MatchesPair reports whether TakeForPair / CountKeys may hand k to r.Caller
+// (never a key of a key stream).
 func MatchesPair(k *keystore.Key, r *keystore.TakeRequest) bool {
-	return k.State == keystore.KeyReady && !Expired(k, r.Now) &&
+	return k.State == keystore.KeyReady && k.Stream == "" && !Expired(k, r.Now) &&
 		k.Master == r.Master && k.SizeBits == r.SizeBits &&
 		(r.Link == "" || k.Link == r.Link) &&
 		slices.Equal(k.Slaves, r.Slaves) &&
