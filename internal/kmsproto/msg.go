@@ -186,6 +186,27 @@ type ForwardKeysReq struct {
 	Created  int64        `cbor:"11,keyasint"` // Unix ms
 	Expires  int64        `cbor:"12,keyasint"` // Unix ms
 	Path     []qkd.NodeID `cbor:"13,keyasint"`
+	// Etsi004: set when the keys are chunks of an ETSI 004 key stream
+	// between applications on the route's end nodes (RelayStream); the
+	// destination answers with its end's StreamInfo.
+	Etsi004 *RelayStream `cbor:"14,keyasint,omitempty"`
+}
+
+// RelayStream is the ETSI GS QKD 004 key stream a relay step's keys
+// belong to (SPEC §4.2, standards.md §2.5 network case): the source node
+// tells the destination node the stream with its chunks. The step's keys
+// are chunks First, First+1, … of the stream, in the order of IDs.
+type RelayStream struct {
+	KSID     string    `cbor:"1,keyasint"`
+	Source   qkd.SAEID `cbor:"2,keyasint"` // source application (the keys' master)
+	Dest     qkd.SAEID `cbor:"3,keyasint"` // destination application
+	QoS      *QoS      `cbor:"4,keyasint,omitempty"`
+	Mimetype string    `cbor:"5,keyasint,omitempty"`
+	// State of the source's end when the step was made (StreamOpen,
+	// StreamClosed); a retried step repeats it, so receivers never let
+	// it undo a later state.
+	State string `cbor:"6,keyasint,omitempty"`
+	First uint32 `cbor:"7,keyasint,omitempty"`
 }
 
 // ForwardKeysResp answers a forward_keys once the destination holds the
@@ -193,6 +214,10 @@ type ForwardKeysReq struct {
 type ForwardKeysResp struct {
 	Delivered bool  `cbor:"1,keyasint"`
 	Hops      uint8 `cbor:"2,keyasint"`
+	// Etsi004: the destination's end of the step's ETSI 004 key stream
+	// (State, and Want: chunks its application asked for), also in the
+	// answer to a retry of the step.
+	Etsi004 *StreamInfo `cbor:"3,keyasint,omitempty"`
 }
 
 // DeleteKeysReq deletes reserved keys at the peer (TTL, abort).

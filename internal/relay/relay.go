@@ -73,6 +73,13 @@ type Options struct {
 	// as destination, stored keys of a key stream: the node tells its SDN
 	// agent the stream is established (QUICKS PATCH link/registration).
 	OnDelivered func(stream string, slaves []qkd.SAEID)
+	// OnStream, if set, is called (without locks held) at the destination
+	// of a step whose keys are chunks of an ETSI 004 key stream
+	// (ForwardKeysReq.Etsi004), once its keys are stored here, and again
+	// for every retry or replay of the step (Poll); n is the number of
+	// chunks of the step. Its answer, the destination's end of the
+	// stream, goes back to the source in ForwardKeysResp.Etsi004.
+	OnStream func(ctx context.Context, info kmsproto.RelayStream, n int) *kmsproto.StreamInfo
 }
 
 // Engine relays keys for this node: as source, intermediate or destination.
@@ -211,6 +218,77 @@ func (e *Engine) Relay(ctx context.Context, stream string, sizeBits, n int, ttl 
 	return b.ids, nil
 }
 
+// Receipt names a relay step this node started as source: the step and
+// the link its pad came from. Poll replays it.
+type Receipt struct {
+	Step string
+	Link qkd.LinkID
+}
+
+// RelayIDs is Relay with keys named by the caller (ids, all new): the
+// chunks of an ETSI 004 key stream, whose IDs both ends derive from the
+// stream. info, if not nil, travels with the step (ForwardKeysReq.Etsi004:
+// the destination node learns the stream, Options.OnStream); its Source
+// and Dest must be the stream's master and only slave. On success the
+// destination holds the keys and they are Ready here; peer is the
+// destination's end of the stream as it answered (nil if unknown).
+func (e *Engine) RelayIDs(ctx context.Context, stream string, sizeBits int, ids []qkd.KeyID, ttl time.Duration, info *kmsproto.RelayStream) (r Receipt, peer *kmsproto.StreamInfo, err error) {
+	en, ok := e.Lookup(stream)
+	if !ok || en.Source != e.o.Node {
+		return r, nil, fmt.Errorf("%w: %s", ErrUnknownStream, stream)
+	}
+	next := e.byPeer[en.Next]
+	switch {
+	case len(ids) == 0 || len(ids) > 1<<14 || sizeBits <= 0 || sizeBits%8 != 0 || next == nil || hasDupIDs(ids):
+		return r, nil, fmt.Errorf("relay: bad request %d×%d bits", len(ids), sizeBits)
+	case info != nil && (info.KSID == "" || info.Source != en.Master || len(en.Slaves) != 1 || info.Dest != en.Slaves[0]):
+		return r, nil, fmt.Errorf("relay: key stream information does not fit stream %s", stream)
+	}
+	b, err := e.newBatch(en.Master, en.Slaves, sizeBits, len(ids), ttl)
+	if err != nil {
+		return r, nil, err
+	}
+	defer b.k.Wipe()
+	copy(b.ids, ids)
+	if info != nil {
+		b.stream004 = info.KSID
+	}
+	l := leg{stream: stream, dest: en.Dest, slaves: en.Slaves, next: next, info: info, sent: &r}
+	if err := e.sendStep(ctx, b, l, true, b.ids); err != nil {
+		return r, nil, err
+	}
+	if info == nil {
+		return r, nil, nil
+	}
+	peer, err = e.Poll(ctx, r)
+	if err != nil {
+		e.log.Debug("key stream state of a delivered step not had", "stream", stream, "err", err)
+	}
+	return r, peer, nil
+}
+
+// Poll sends the step of r again, as recorded (a retry: nothing is
+// consumed anywhere, every hop answers from its record), and returns the
+// destination's answer about the step's ETSI 004 key stream (nil if the
+// step carries none). The source of a key stream uses it to learn the
+// state of the far end without relaying keys. The record lives as long
+// as the step's keys (their TTL).
+func (e *Engine) Poll(ctx context.Context, r Receipt) (*kmsproto.StreamInfo, error) {
+	out := e.byLink[r.Link]
+	if out == nil || r.Step == "" {
+		return nil, fmt.Errorf("relay: poll of an unknown step")
+	}
+	body, err := e.o.Store.RelayRecord(ctx, r.Step)
+	if err != nil {
+		return nil, fmt.Errorf("relay: poll: %w", err)
+	}
+	resp, err := out.Forward(ctx, body)
+	if err != nil {
+		return nil, fmt.Errorf("relay: poll: %w", err)
+	}
+	return resp.Etsi004, nil
+}
+
 // batch is the keys of one relay from this node: K drawn once, and their
 // IDs, master and slaves as the source stores them.
 type batch struct {
@@ -221,6 +299,8 @@ type batch struct {
 	sizeBits int
 	created  time.Time
 	expires  time.Time
+	// stream004: the ETSI 004 key stream the keys are chunks of ("": none).
+	stream004 string
 }
 
 func (e *Engine) newBatch(master qkd.SAEID, slaves []qkd.SAEID, sizeBits, n int, ttl time.Duration) (*batch, error) {
@@ -247,6 +327,8 @@ type leg struct {
 	dest   qkd.NodeID
 	slaves []qkd.SAEID
 	next   *link.Link
+	info   *kmsproto.RelayStream // the ETSI 004 key stream of the keys, if any
+	sent   *Receipt              // if set, receives the step that was sent
 }
 
 // sendStep pads the batch with material of l.next and sends it along the
@@ -279,7 +361,11 @@ func (e *Engine) sendStepOver(ctx context.Context, b *batch, l leg, store bool, 
 	}
 	step := e.newStep()
 	req := kmsproto.ForwardKeysReq{Stream: l.stream, Step: step, Source: e.o.Node, Dest: l.dest, Master: b.master, Slaves: l.slaves,
-		SizeBits: uint32(b.sizeBits), IDs: b.ids, Created: b.created.UnixMilli(), Expires: b.expires.UnixMilli(), Path: []qkd.NodeID{e.o.Node}}
+		SizeBits: uint32(b.sizeBits), IDs: b.ids, Created: b.created.UnixMilli(), Expires: b.expires.UnixMilli(), Path: []qkd.NodeID{e.o.Node},
+		Etsi004: l.info}
+	if l.sent != nil {
+		*l.sent = Receipt{Step: step, Link: l.next.ID()}
+	}
 	err := l.next.SendRelay(ctx, step, n*size, func(ps []keystore.Piece) error {
 		req.Pieces = link.WirePieces(ps)
 		return e.o.Store.ApplyRelayStep(ctx, keystore.RelayStep{ID: step, OutLink: l.next.ID(), Out: ps, Expires: b.expires},
@@ -307,7 +393,21 @@ func (e *Engine) sendStepOver(ctx context.Context, b *batch, l leg, store bool, 
 }
 
 // HandleForward implements link.Forwarder: one relay step arriving over in.
+// At the destination of a step of an ETSI 004 key stream, the answer
+// carries the destination's end of the stream (Options.OnStream), also
+// when it repeats an earlier answer.
 func (e *Engine) HandleForward(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
+	if s := req.Etsi004; s != nil && (s.KSID == "" || s.Source != req.Master || len(req.Slaves) != 1 || s.Dest != req.Slaves[0]) {
+		return kmsproto.ForwardKeysResp{}, kmsproto.BadRequest, "key stream information does not fit the keys"
+	}
+	resp, code, msg := e.handleForward(ctx, in, req)
+	if code == kmsproto.OK && resp.Delivered && req.Etsi004 != nil && req.Dest == e.o.Node && e.o.OnStream != nil {
+		resp.Etsi004 = e.o.OnStream(ctx, *req.Etsi004, len(req.IDs))
+	}
+	return resp, code, msg
+}
+
+func (e *Engine) handleForward(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
 	n, size := len(req.IDs), int(req.SizeBits)/8
 	if n == 0 || n > 1<<14 || req.SizeBits == 0 || req.SizeBits%8 != 0 || len(req.Cipher) != n*size || req.Step == "" ||
 		len(req.Path) == 0 || req.Path[len(req.Path)-1] != in.Peer() || slices.Contains(req.Path, e.o.Node) || hasDupIDs(req.IDs) {

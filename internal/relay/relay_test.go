@@ -59,6 +59,12 @@ func (m *macCounter) PSKTag(qkd.LinkID)                         {}
 // newGraph starts nodes N0…N(n-1) joined by the given links (i < j).
 func newGraph(t *testing.T, n int, edges [][2]int) *chain {
 	t.Helper()
+	return newGraphWith(t, n, edges, nil)
+}
+
+// newGraphWith is newGraph with opt applied to each node's engine options.
+func newGraphWith(t *testing.T, n int, edges [][2]int, opt func(i int, o *relay.Options)) *chain {
+	t.Helper()
 	c := &chain{pipes: map[string]*linktest.Pipe{}, edges: edges}
 	for i := 0; i < n; i++ {
 		c.ids = append(c.ids, qkd.NodeID(fmt.Sprintf("N%d", i)))
@@ -100,8 +106,12 @@ func newGraph(t *testing.T, n int, edges [][2]int) *chain {
 		}
 	}
 	for i := range c.ids {
-		e := relay.New(relay.Options{Node: c.ids[i], Store: c.stores[i], Links: c.links[i],
-			LocalSAE: func(s qkd.SAEID) bool { return home[s] == c.ids[i] }})
+		o := relay.Options{Node: c.ids[i], Store: c.stores[i], Links: c.links[i],
+			LocalSAE: func(s qkd.SAEID) bool { return home[s] == c.ids[i] }}
+		if opt != nil {
+			opt(i, &o)
+		}
+		e := relay.New(o)
 		c.engines = append(c.engines, e)
 	}
 	// Wire pipes to the peers' muxes and the late forwarders to the engines.
