@@ -35,6 +35,10 @@ func seedBodies(t testing.TB) map[string][]byte {
 		"make_keys_external": MakeKeysExternalReq{AllocID: "alloc-1", Master: "SAE_A1",
 			Slaves: []qkd.SAEID{"SAE_B1", "SAE_C1"}, SizeBits: 256, IDs: []qkd.KeyID{id1, id2},
 			Pieces: []Piece{{Index: 9, Off: 64, Len: 64}}, Created: 1700000000000, Expires: 1700000060000},
+		"make_keys_external_stream": MakeKeysExternalReq{AllocID: "alloc-2", Master: "SAE_A1",
+			Slaves: []qkd.SAEID{"SAE_B1"}, SizeBits: 256, IDs: []qkd.KeyID{id1},
+			Pieces: []Piece{{Index: 9, Off: 128, Len: 32}}, Created: 1700000000000, Expires: 1700000060000,
+			Stream: "928f29b5-6856-461c-9db1-a73bb21a9992"},
 		"delete_keys":      DeleteKeysReq{IDs: []qkd.KeyID{id1}, Reason: "ttl"},
 		"delete_keys_resp": DeleteKeysResp{Deleted: 1},
 		"status": Status{Node: "B", State: StateActive, Time: -1, ConfirmedBytes: 1 << 50,
@@ -178,7 +182,7 @@ func FuzzMakeKeysInternalReq(f *testing.F) {
 }
 
 func FuzzMakeKeysExternalReq(f *testing.F) {
-	fuzzBody[MakeKeysExternalReq](f, "make_keys_external", "delete_keys")
+	fuzzBody[MakeKeysExternalReq](f, "make_keys_external", "make_keys_external_stream", "delete_keys")
 }
 
 func FuzzDeleteKeysReq(f *testing.F) {

@@ -165,6 +165,10 @@ type MakeKeysExternalReq struct {
 	Pieces   []Piece     `cbor:"6,keyasint"`
 	Created  int64       `cbor:"7,keyasint"` // Unix ms
 	Expires  int64       `cbor:"8,keyasint"` // Unix ms
+	// Stream: the ETSI 004 key stream (KSID) the keys are chunks of, ""
+	// (absent) for ordinary keys of the pair. Both ends store it with the
+	// keys (keystore.Key.Stream), which are then delivered by ID only.
+	Stream string `cbor:"9,keyasint,omitempty"`
 }
 
 // ForwardKeysReq relays keys one hop along a key stream's route (SPEC §6.3,

@@ -90,3 +90,26 @@ func TestKeyIDMustBe16Bytes(t *testing.T) {
 		t.Fatalf("16-byte key ID round trip = %v, %v", d.IDs, err)
 	}
 }
+
+// TestMakeKeysExternalStream: Stream travels under key 9 and is absent
+// from a reservation of ordinary keys (whose encoding is unchanged).
+func TestMakeKeysExternalStream(t *testing.T) {
+	req := MakeKeysExternalReq{AllocID: "a1", Master: "SAE_A1", Slaves: []qkd.SAEID{"SAE_B1"}, SizeBits: 256}
+	plain := mustMarshal(t, req)
+	var fields map[int]any
+	if err := Unmarshal(plain, &fields); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fields[9]; ok || len(fields) != 8 {
+		t.Errorf("ordinary reservation has keys %v, want 1..8", fields)
+	}
+	req.Stream = "928f29b5-6856-461c-9db1-a73bb21a9992"
+	clear(fields)
+	if err := Unmarshal(mustMarshal(t, req), &fields); err != nil || fields[9] != req.Stream {
+		t.Errorf("stream reservation: key 9 = %v, %v", fields[9], err)
+	}
+	var got MakeKeysExternalReq
+	if err := Unmarshal(mustMarshal(t, req), &got); err != nil || got.Stream != req.Stream {
+		t.Errorf("round trip Stream = %q, %v", got.Stream, err)
+	}
+}

@@ -96,39 +96,50 @@ func (l *Link) Reserve(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID
 		}
 		ids[i] = id
 	}
-	if err := l.reserve(ctx, master, slaves, sizeBits, ids, ttl); err != nil {
+	if err := l.reserve(ctx, "", master, slaves, sizeBits, ids, ttl); err != nil {
 		return nil, err
 	}
 	return ids, nil
 }
 
-// ReserveIDs is Reserve with keys named by the caller (the chunks of an
-// ETSI 004 key stream, whose IDs both ends derive from the stream ID and
-// the chunk index). The IDs must never have been used on this node: a
-// reservation whose first ID exists is taken as applied before and is
-// not sent again. Retries of the message itself are idempotent as with
-// Reserve.
-func (l *Link) ReserveIDs(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID, sizeBits int, ids []qkd.KeyID, ttl time.Duration) error {
+// ReserveIDs is Reserve with keys named by the caller: the chunks of the
+// ETSI 004 key stream stream (its KSID), whose IDs both ends derive from
+// the stream ID and the chunk index. Both ends tag the keys with the
+// stream (keystore.Key.Stream, make_keys_external Stream), so that they
+// are delivered by ID only, never to ETSI 014 requests of the pair, nor
+// split, merged or deleted with the pair. The IDs must never have been
+// used on this node: a reservation whose first ID exists is taken as
+// applied before and is not sent again. Retries of the message itself
+// are idempotent as with Reserve.
+func (l *Link) ReserveIDs(ctx context.Context, stream string, master qkd.SAEID, slaves []qkd.SAEID, sizeBits int, ids []qkd.KeyID, ttl time.Duration) error {
+	if stream == "" || len(stream) > maxStreamID {
+		return fmt.Errorf("link: reservation for key stream %q", stream)
+	}
 	if len(ids) == 0 || sizeBits <= 0 || sizeBits%8 != 0 || hasDupIDs(ids) {
 		return fmt.Errorf("link: bad reservation %d×%d bits", len(ids), sizeBits)
 	}
-	return l.reserve(ctx, master, slaves, sizeBits, ids, ttl)
+	return l.reserve(ctx, stream, master, slaves, sizeBits, ids, ttl)
 }
 
-// reserve allocates the keys ids (make_keys_external) and waits for the peer.
-func (l *Link) reserve(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID, sizeBits int, ids []qkd.KeyID, ttl time.Duration) error {
+// maxStreamID bounds the key stream ID of a reservation.
+const maxStreamID = 256
+
+// reserve allocates the keys ids (make_keys_external), tagged with stream
+// ("" for ordinary keys of the pair), and waits for the peer.
+func (l *Link) reserve(ctx context.Context, stream string, master qkd.SAEID, slaves []qkd.SAEID, sizeBits int, ids []qkd.KeyID, ttl time.Duration) error {
 	n := len(ids)
 	now := l.o.Now()
 	keys := make([]keystore.Key, n)
 	for i, id := range ids {
 		keys[i] = keystore.Key{ID: id, Link: l.o.ID, State: keystore.KeyPending, Master: master,
-			Slaves: slaves, Pending: l.localOf(master, slaves), SizeBits: sizeBits, Created: now, Expires: now.Add(ttl)}
+			Slaves: slaves, Pending: l.localOf(master, slaves), SizeBits: sizeBits, Created: now, Expires: now.Add(ttl),
+			Stream: stream}
 	}
 	id := l.newID()
 	return l.queueAndWait(ctx, id, 2*l.o.CallTimeout, "make_keys_external", func() error {
 		return l.allocate(ctx, n*sizeBits/8, func(ps []keystore.Piece) (keystore.Allocation, outboxEntry, error) {
 			req := kmsproto.MakeKeysExternalReq{AllocID: id, Master: master, Slaves: slaves, SizeBits: uint32(sizeBits),
-				IDs: ids, Pieces: wirePieces(ps), Created: now.UnixMilli(), Expires: now.Add(ttl).UnixMilli()}
+				IDs: ids, Pieces: wirePieces(ps), Created: now.UnixMilli(), Expires: now.Add(ttl).UnixMilli(), Stream: stream}
 			body, err := kmsproto.Marshal(req)
 			return keystore.Allocation{Link: l.o.ID, Pieces: ps, Keys: keys},
 				outboxEntry{Type: kmsproto.MakeKeysExternal, Body: body, IDs: ids}, err
@@ -428,7 +439,7 @@ func (l *Link) allocResult(err error) handlerResult {
 func (l *Link) handleExternal(ctx context.Context, req kmsproto.MakeKeysExternalReq) handlerResult {
 	n := len(req.IDs)
 	if n == 0 || n > 1<<14 || req.SizeBits == 0 || req.SizeBits%8 != 0 || req.SizeBits > 1<<20 ||
-		req.Master == "" || len(req.Slaves) == 0 || hasDupIDs(req.IDs) {
+		req.Master == "" || len(req.Slaves) == 0 || hasDupIDs(req.IDs) || len(req.Stream) > maxStreamID {
 		return refuse(kmsproto.BadRequest, "bad key reservation")
 	}
 	ps, good := storePieces(req.Pieces, 1-l.parity, n*int(req.SizeBits)/8)
@@ -439,7 +450,8 @@ func (l *Link) handleExternal(ctx context.Context, req kmsproto.MakeKeysExternal
 	keys := make([]keystore.Key, n)
 	for i, id := range req.IDs {
 		keys[i] = keystore.Key{ID: id, Link: l.o.ID, State: keystore.KeyReady, Master: req.Master, Slaves: req.Slaves,
-			Pending: l.localOf(req.Master, req.Slaves), SizeBits: int(req.SizeBits), Created: created, Expires: expires}
+			Pending: l.localOf(req.Master, req.Slaves), SizeBits: int(req.SizeBits), Created: created, Expires: expires,
+			Stream: req.Stream}
 	}
 	err := l.o.Store.Allocate(ctx, keystore.Allocation{Link: l.o.ID, Pieces: ps, Keys: keys})
 	return l.allocResult(err)

@@ -2,6 +2,8 @@ package link_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,12 +12,28 @@ import (
 	"github.com/qkms/qkms/internal/qkd"
 )
 
+// testStream is the KSID the chunks of TestReserveIDs belong to.
+const testStream = "0c5e8a9e-3f1d-4b7a-8d2e-5a6b7c8d9e0f"
+
 func TestReserveIDs(t *testing.T) {
 	p := readyPair(t)
 	ctx := context.Background()
 	ids := []qkd.KeyID{{1}, {2}, {3}}
-	if err := p.A.ReserveIDs(ctx, masterA, slavesB, 128, ids, time.Hour); err != nil {
+	if err := p.A.ReserveIDs(ctx, testStream, masterA, slavesB, 128, ids, time.Hour); err != nil {
 		t.Fatal(err)
+	}
+	// Both ends hold the chunks tagged with the stream: no ETSI 014
+	// request, split or merge, or closing of the pair sees them.
+	for end, st := range map[string]keystore.Store{"master's": p.SA, "slave's": p.SB} {
+		for _, caller := range []qkd.SAEID{masterA, slavesB[0]} {
+			if got, err := st.TakeForPair(ctx, keystore.TakeRequest{Master: masterA, Slaves: slavesB, Caller: caller,
+				SizeBits: 128, Number: 1}); !errors.Is(err, qkd.ErrInsufficientKey) {
+				t.Errorf("TakeForPair(%s) at the %s node = %d keys, %v; want ErrInsufficientKey", caller, end, len(got), err)
+			}
+		}
+		if list, err := st.ListKeys(ctx, keystore.KeyFilter{Master: masterA, Slaves: slavesB}); len(list) != 0 || err != nil {
+			t.Errorf("ListKeys at the %s node = %d keys, %v; want none", end, len(list), err)
+		}
 	}
 	ka, err := p.SA.TakeByID(ctx, keystore.TakeRequest{IDs: ids, Master: masterA, Caller: masterA})
 	if err != nil {
@@ -29,11 +47,28 @@ func TestReserveIDs(t *testing.T) {
 		if ka[i].ID != ids[i] || !ka[i].Data.Equal(kb[i].Data) || ka[i].Data.Len() != 16 {
 			t.Errorf("key %d: IDs %v/%v, bytes differ or not 16 bytes", i, ka[i].ID, kb[i].ID)
 		}
+		if ka[i].Stream != testStream || kb[i].Stream != testStream {
+			t.Errorf("key %d: Stream %q at the master's node, %q at the slave's; want %q", i, ka[i].Stream, kb[i].Stream, testStream)
+		}
 	}
 	for _, bad := range [][]qkd.KeyID{nil, {{9}, {9}}} {
-		if err := p.A.ReserveIDs(ctx, masterA, slavesB, 128, bad, time.Hour); err == nil {
+		if err := p.A.ReserveIDs(ctx, testStream, masterA, slavesB, 128, bad, time.Hour); err == nil {
 			t.Errorf("ReserveIDs(%v) succeeded", bad)
 		}
+	}
+	for _, bad := range []string{"", strings.Repeat("s", 257)} {
+		if err := p.A.ReserveIDs(ctx, bad, masterA, slavesB, 128, []qkd.KeyID{{10}}, time.Hour); err == nil {
+			t.Errorf("ReserveIDs for stream %q succeeded", bad)
+		}
+	}
+	// Reserve (ETSI 014) still makes ordinary keys of the pair.
+	rid, err := p.A.Reserve(ctx, masterA, slavesB, 128, 1, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := p.SB.TakeForPair(ctx, keystore.TakeRequest{Master: masterA, Slaves: slavesB, Caller: slavesB[0], SizeBits: 128, Number: 1})
+	if err != nil || kr[0].ID != rid[0] || kr[0].Stream != "" {
+		t.Errorf("TakeForPair of a reserved key at the slave's node = %v, %v; want %v, no stream", kr, err, rid)
 	}
 }
 
