@@ -35,6 +35,7 @@ func (n *Node) newStreams() error {
 		DataDir: n.cfg.DataDir, MaxChunkBytes: n.cfg.Keys.MaxSize / 8,
 		LinkRate: func(id qkd.LinkID) (float64, bool) { r := n.LinkRates()[id]; return r, r > 0 },
 		Logger:   n.log.With("component", "etsi004"),
+		Router:   n.router, Relay: n.relay,
 		OnDelivered: func(api string, c int) {
 			n.metrics.AddKeysDelivered(telemetry.API(api), c)
 		},
@@ -48,6 +49,7 @@ func (n *Node) newStreams() error {
 	if err != nil {
 		return fmt.Errorf("node: etsi004 streams: %w", err)
 	}
+	n.relay.SetOnStream(st.Relayed) // the destination's side of remote streams
 	n.app004 = &app004{svc: st}
 	return nil
 }

@@ -91,8 +91,17 @@ type Engine struct {
 	byLink map[qkd.LinkID]*link.Link
 	turn   map[qkd.NodeID]*atomic.Uint64 // round robin over parallel links
 
-	mu    sync.RWMutex
-	table map[string]Entry // guarded by mu
+	mu       sync.RWMutex
+	table    map[string]Entry                                                                 // guarded by mu
+	onStream func(ctx context.Context, info kmsproto.RelayStream, n int) *kmsproto.StreamInfo // guarded by mu
+}
+
+// SetOnStream replaces Options.OnStream (the node wires its ETSI 004 key
+// stream service, built after the engine).
+func (e *Engine) SetOnStream(f func(ctx context.Context, info kmsproto.RelayStream, n int) *kmsproto.StreamInfo) {
+	e.mu.Lock()
+	e.onStream = f
+	e.mu.Unlock()
 }
 
 // New returns an engine over the node's links.
@@ -110,7 +119,8 @@ func New(o Options) *Engine {
 		o.LocalSAE = func(qkd.SAEID) bool { return false }
 	}
 	e := &Engine{o: o, log: o.Logger, byPeer: map[qkd.NodeID]*link.Link{}, peers: map[qkd.NodeID][]*link.Link{},
-		byLink: map[qkd.LinkID]*link.Link{}, turn: map[qkd.NodeID]*atomic.Uint64{}, table: map[string]Entry{}}
+		byLink: map[qkd.LinkID]*link.Link{}, turn: map[qkd.NodeID]*atomic.Uint64{}, table: map[string]Entry{},
+		onStream: o.OnStream}
 	for _, l := range o.Links {
 		if _, dup := e.byPeer[l.Peer()]; !dup {
 			e.byPeer[l.Peer()] = l
@@ -356,7 +366,8 @@ func (e *Engine) sendStepOver(ctx context.Context, b *batch, l leg, store bool, 
 		keys = make([]keystore.Key, n)
 		for i := range keys {
 			keys[i] = keystore.Key{ID: b.ids[i], Link: l.next.ID(), State: keystore.KeyPending, Master: b.master, Slaves: b.slaves,
-				Pending: e.local(append([]qkd.SAEID{b.master}, b.slaves...)), SizeBits: b.sizeBits, Created: b.created, Expires: b.expires}
+				Pending: e.local(append([]qkd.SAEID{b.master}, b.slaves...)), SizeBits: b.sizeBits, Created: b.created, Expires: b.expires,
+				Stream: b.stream004}
 		}
 	}
 	step := e.newStep()
@@ -401,8 +412,11 @@ func (e *Engine) HandleForward(ctx context.Context, in *link.Link, req kmsproto.
 		return kmsproto.ForwardKeysResp{}, kmsproto.BadRequest, "key stream information does not fit the keys"
 	}
 	resp, code, msg := e.handleForward(ctx, in, req)
-	if code == kmsproto.OK && resp.Delivered && req.Etsi004 != nil && req.Dest == e.o.Node && e.o.OnStream != nil {
-		resp.Etsi004 = e.o.OnStream(ctx, *req.Etsi004, len(req.IDs))
+	e.mu.RLock()
+	onStream := e.onStream
+	e.mu.RUnlock()
+	if code == kmsproto.OK && resp.Delivered && req.Etsi004 != nil && req.Dest == e.o.Node && onStream != nil {
+		resp.Etsi004 = onStream(ctx, *req.Etsi004, len(req.IDs))
 	}
 	return resp, code, msg
 }
@@ -443,6 +457,10 @@ func (e *Engine) handleForward(ctx context.Context, in *link.Link, req kmsproto.
 func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece, expires time.Time) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
 	size := int(req.SizeBits) / 8
 	created := time.UnixMilli(req.Created)
+	stream004 := ""
+	if req.Etsi004 != nil {
+		stream004 = req.Etsi004.KSID // chunks: ETSI 014 never takes them
+	}
 	err := e.o.Store.ApplyRelayStep(ctx, keystore.RelayStep{ID: req.Step, InLink: in.ID(), In: pieces, Expires: expires},
 		func(inPad, _ secret.Bytes) (keystore.RelayResult, error) {
 			k := secret.Make(len(req.Cipher))
@@ -452,7 +470,7 @@ func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.Forwar
 			for i, id := range req.IDs {
 				keys[i] = keystore.Key{ID: id, Link: in.ID(), State: keystore.KeyReady, Master: req.Master, Slaves: req.Slaves,
 					Pending: e.local(append([]qkd.SAEID{req.Master}, req.Slaves...)), SizeBits: int(req.SizeBits),
-					Created: created, Expires: expires, Data: k.Slice(i*size, (i+1)*size)}
+					Created: created, Expires: expires, Data: k.Slice(i*size, (i+1)*size), Stream: stream004}
 			}
 			return keystore.RelayResult{Keys: keys, Record: slices.Clone(deliveredRecord)}, nil
 		})

@@ -132,3 +132,29 @@ func TestRelayIDsRefusals(t *testing.T) {
 		t.Errorf("Poll of an unknown step = %v, want ErrNotFound", err)
 	}
 }
+
+// Chunks of a 004 stream are tagged with its KSID at both ends: a
+// pair-wise take (ETSI 014) never gets them.
+func TestRelayIDsChunksAreStreamKeys(t *testing.T) {
+	c := newChain(t, 2)
+	c.push(t, 12, 2048)
+	c.waitMaterial(t)
+	c.install(t, "s1")
+	ctx := context.Background()
+	ids := newIDs(t, 3)
+	info := &kmsproto.RelayStream{KSID: "ksid-2", Source: sae(0), Dest: sae(2), State: kmsproto.StreamOpen}
+	if _, _, err := c.engines[0].RelayIDs(ctx, "s1", 256, ids, time.Hour, info); err != nil {
+		t.Fatalf("RelayIDs = %v", err)
+	}
+	for _, end := range []struct {
+		i      int
+		caller qkd.SAEID
+	}{{0, sae(0)}, {2, sae(2)}} {
+		_, err := c.stores[end.i].TakeForPair(ctx, keystore.TakeRequest{Master: sae(0), Slaves: []qkd.SAEID{sae(2)}, Caller: end.caller,
+			SizeBits: 256, Number: 1, Now: time.Now()})
+		if !errors.Is(err, qkd.ErrInsufficientKey) {
+			t.Errorf("TakeForPair at %s = %v, want ErrInsufficientKey (chunks are stream keys)", c.ids[end.i], err)
+		}
+	}
+	c.take(t, ids)
+}

@@ -5,7 +5,7 @@
 //
 // A key stream joins a source application (the first to open it; the
 // keys are produced at its node) and a destination application on a
-// neighbour node. The two nodes tell each other the state of their end
+// neighbour node (or a remote one, see below). The two nodes tell each other the state of their end
 // with new_app messages carrying a kmsproto.StreamInfo (link.AnnounceStream;
 // the receiving link hands them to Service.PeerStream). Chunk i of a
 // stream is a key whose ID is a name-based UUID of (stream ID, i), of
@@ -46,5 +46,12 @@
 //   - Metadata (application/json): {"age": ms since the chunk was
 //     produced, "hops": 0}.
 //
-// Remote (relayed) pairs are not served yet: OPEN_CONNECT answers 4.
+// Remote pairs (applications on nodes that are not neighbours) are served
+// when Options.Router and Options.Relay are set: the source node relays
+// the chunks along the pair's key stream with their derived IDs, the
+// destination node learns the stream from the relay steps, and the
+// source polls the destination's state (remote.go,
+// docs/relay-design.md). A predefined ID on a remote pair: the node of
+// the lower SAE ID relays; the other end waits for the stream (Timeout:
+// 6). Without a route (or without Router/Relay): 4.
 package streams

@@ -11,6 +11,7 @@ import (
 	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/kmsproto"
 	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/relay"
 )
 
 // metaMax is the longest metadata GET_KEY returns: the size asked of a
@@ -36,6 +37,12 @@ func (s *Service) GetKey(ctx context.Context, caller qkd.SAEID, req etsi004.GetK
 	case st == nil || !s.local(caller) || r.localApp(s.local) != caller || r.localState(s.local) != kmsproto.StreamOpen:
 		res.Status = etsi004.StatusPeerNotConnectedGK // unknown stream, as the reference does
 		return res, nil
+	case r.peerState(s.local) == "" && r.Remote && r.localIsSource(s.local) && s.pollNow(ctx, st):
+		s.mu.Lock()
+		r = st.rec
+		s.mu.Unlock()
+	}
+	switch {
 	case r.peerState(s.local) == "": // a peer that closed leaves its chunks to this end
 		res.Status = etsi004.StatusPeerNotConnectedGK
 		return res, nil
@@ -103,13 +110,16 @@ func (s *Service) take(ctx context.Context, st *stream, r *record, caller qkd.SA
 		case attempt > 0:
 			return keystore.Key{}, etsi004.StatusInsufficientKey, nil
 		}
-		if r.localIsSource(s.local) {
+		switch {
+		case r.localIsSource(s.local):
 			err = s.ensure(ctx, st, i)
-		} else {
+		case r.Remote:
+			return s.awaitChunk(ctx, st, r, caller, i)
+		default:
 			_, err = s.announce(ctx, st, i+1)
 		}
 		switch {
-		case errors.Is(err, qkd.ErrInsufficientKey):
+		case errors.Is(err, qkd.ErrInsufficientKey), errors.Is(err, qkd.ErrNoRoute), errors.Is(err, relay.ErrUnknownStream):
 			return keystore.Key{}, etsi004.StatusInsufficientKey, nil
 		case err != nil && ctx.Err() != nil, errors.Is(err, qkd.ErrPeerUnavailable):
 			return keystore.Key{}, etsi004.StatusTimeout, nil
@@ -145,11 +155,51 @@ func (s *Service) prefetch(st *stream, i uint32) {
 	})
 }
 
+// awaitChunk is take at the destination node of a remote stream: chunk i
+// is not here; if it was never relayed, the source is asked for it (Want,
+// read by the source's next poll) and the chunk awaited until ctx ends.
+func (s *Service) awaitChunk(ctx context.Context, st *stream, r *record, caller qkd.SAEID, i uint32) (keystore.Key, etsi004.Status, error) {
+	for {
+		s.mu.Lock()
+		made, ch := st.rec.Made.has(i), st.changed
+		if !made && st.rec.Want < i+1 {
+			st.rec.Want = i + 1
+		}
+		s.mu.Unlock()
+		if made {
+			keys, err := s.o.Store.TakeByID(ctx, keystore.TakeRequest{IDs: []qkd.KeyID{chunkID(r.KSID, i)},
+				Master: r.Source, Caller: caller, Now: s.o.Now()})
+			switch {
+			case err == nil:
+				return keys[0], etsi004.StatusSuccessful, nil
+			case errors.Is(err, qkd.ErrNotFound):
+				return keystore.Key{}, etsi004.StatusInsufficientKey, nil
+			}
+			return keystore.Key{}, 0, fmt.Errorf("streams: take chunk: %w", err)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return keystore.Key{}, etsi004.StatusTimeout, nil
+		}
+	}
+}
+
 // ensure makes chunk i exist (source node only): it reserves a window of
-// chunks from i on with the neighbour. The chunks are recorded as made
-// before the reservation, so a chunk ID is never reserved twice; a
-// reservation that found no material is undone.
+// chunks from i on with the neighbour, or relays them to a remote
+// destination.
 func (s *Service) ensure(ctx context.Context, st *stream, i uint32) error {
+	s.mu.Lock()
+	w := s.window(st.rec.QoS)
+	s.mu.Unlock()
+	return s.produce(ctx, st, i, w, true)
+}
+
+// produce makes at most n chunks from i on that do not exist yet (at
+// least chunk i). The chunks are recorded as made before the reservation
+// or relay, so a chunk ID is never used twice; one that found no material
+// is undone. connected: only once both ends are open.
+func (s *Service) produce(ctx context.Context, st *stream, i uint32, n int, connected bool) error {
 	st.prodMu.Lock()
 	defer st.prodMu.Unlock()
 	s.mu.Lock()
@@ -158,21 +208,28 @@ func (s *Service) ensure(ctx context.Context, st *stream, i uint32) error {
 		s.mu.Unlock()
 		return nil
 	}
-	if !r.connected() || !r.localIsSource(s.local) {
+	if connected && !r.connected() || !r.localIsSource(s.local) {
 		s.mu.Unlock()
 		return qkd.ErrInsufficientKey
 	}
-	sp := r.Made.gap(i, uint32(s.window(r.QoS)))
+	sp := r.Made.gap(i, uint32(n))
 	r.Made = r.Made.add(sp)
-	k, master, slave, q, l := r.KSID, r.Source, r.Dest, r.QoS, s.byID[r.Link]
+	k, master, slave, q, l, remote := r.KSID, r.Source, r.Dest, r.QoS, s.byID[r.Link], r.Remote
 	s.mu.Unlock()
 	s.persist()
-	if l == nil {
+	var err error
+	switch {
+	case remote && s.o.Relay != nil:
+		err = s.relayChunks(ctx, st, sp)
+	case remote, l == nil:
 		return qkd.ErrNoRoute
+	default:
+		ids := spans{sp}.ids(k)
+		err = l.ReserveIDs(ctx, k.String(), master, []qkd.SAEID{slave}, int(q.KeyChunkSize)*8, ids, time.Duration(q.TTL)*time.Second)
 	}
-	ids := spans{sp}.ids(k)
-	err := l.ReserveIDs(ctx, k.String(), master, []qkd.SAEID{slave}, int(q.KeyChunkSize)*8, ids, time.Duration(q.TTL)*time.Second)
-	if errors.Is(err, qkd.ErrInsufficientKey) {
+	// A relay that was refused (no material, no route) left nothing at
+	// either end; one without an answer may still be delivered.
+	if errors.Is(err, qkd.ErrInsufficientKey) || remote && err != nil && !errors.Is(err, qkd.ErrPeerUnavailable) {
 		s.mu.Lock()
 		r.Made = r.Made.remove(sp)
 		s.mu.Unlock()

@@ -32,7 +32,15 @@ func (s *Service) OpenConnect(ctx context.Context, caller qkd.SAEID, req etsi004
 		return etsi004.OpenResponse{}, fmt.Errorf("%w: destination is the source", etsi004.ErrBadRequest)
 	}
 	res := etsi004.OpenResponse{QoS: req.QoS, KeyStreamID: req.KeyStreamID}
+	if !req.KeyStreamID.IsNull() && s.isRemote(req.KeyStreamID) {
+		if r, joined := s.join(ctx, caller, dst, req.KeyStreamID); joined {
+			return r, nil
+		}
+	}
 	l := s.route(dst)
+	if l == nil && s.remoteOK(dst) && !s.neighbour(dst) {
+		return s.openRemote(ctx, caller, dst, req)
+	}
 	if l == nil {
 		res.Status = etsi004.StatusNoQKDConnection
 		return res, nil
@@ -65,12 +73,17 @@ func (s *Service) route(dst qkd.SAEID) Link {
 	case !known || node == s.o.Node:
 		return nil
 	case l == nil:
-		s.log.Warn("key streams to applications on non-neighbour nodes are not served yet", "destination", string(dst), "node", string(node))
 		return nil
 	case l.PeerInactive():
 		return nil
 	}
 	return l
+}
+
+// neighbour reports whether dst is attached to a neighbour node.
+func (s *Service) neighbour(dst qkd.SAEID) bool {
+	node, known := s.o.SAEs[dst]
+	return known && s.byPeer[node] != nil
 }
 
 // join opens the caller's end of an existing stream: its destination
@@ -119,6 +132,9 @@ func (s *Service) create(ctx context.Context, r record, wait bool) (etsi004.Open
 	s.streams[r.KSID] = st
 	s.mu.Unlock()
 	s.persist()
+	if r.Remote {
+		s.goBackground(func(ctx context.Context) { s.pump(ctx, st) })
+	}
 	res := etsi004.OpenResponse{Status: etsi004.StatusPeerNotConnected, QoS: r.QoS, KeyStreamID: r.KSID}
 	if peer, _ := s.announce(ctx, st, 0); peer == kmsproto.StreamInUse {
 		s.drop(r.KSID)
@@ -198,7 +214,7 @@ func (s *Service) checkQoS(q etsi004.QoS, l Link) (etsi004.QoS, bool) {
 	if q.MaxBps != 0 && q.MinBps > q.MaxBps {
 		q.MinBps, ok = q.MaxBps, false
 	}
-	if s.o.LinkRate != nil {
+	if s.o.LinkRate != nil && l != nil {
 		if rate, known := s.o.LinkRate(l.ID()); known && float64(q.MinBps) > rate {
 			q.MinBps, ok = uint32(math.Floor(rate)), false
 			if q.MaxBps > q.MinBps {

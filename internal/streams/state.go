@@ -26,9 +26,20 @@ type record struct {
 	// SrcState and DstState: each end's state ("", open, closed).
 	SrcState string `json:"source_state,omitempty"`
 	DstState string `json:"destination_state,omitempty"`
-	// Made: chunks reserved so far (at the source's node only).
-	Made    spans     `json:"made,omitempty"`
-	Changed time.Time `json:"changed"`
+	// Made: chunks reserved or relayed so far (at the source's node), or
+	// relayed here (at the destination's node of a remote stream).
+	Made spans `json:"made,omitempty"`
+	// Remote: the ends are on nodes that are not neighbours (Link ""); the
+	// source's node relays the chunks along the key stream Route, and
+	// polls the destination by replaying its last step (Step, StepLink).
+	// Want: the chunks below it were asked for by the destination's
+	// application (both nodes).
+	Remote   bool       `json:"remote,omitempty"`
+	Route    string     `json:"route,omitempty"`
+	Step     string     `json:"step,omitempty"`
+	StepLink qkd.LinkID `json:"step_link,omitempty"`
+	Want     uint32     `json:"want,omitempty"`
+	Changed  time.Time  `json:"changed"`
 	// Synced: the peer acknowledged this end's current state.
 	Synced bool `json:"synced"`
 }

@@ -49,6 +49,11 @@ type Options struct {
 	After func(time.Duration) <-chan time.Time
 	// OnDelivered counts chunks handed to applications (api "etsi004").
 	OnDelivered func(api string, n int)
+	// Router and Relay, if both set, serve pairs on nodes that are not
+	// neighbours: Router gives the pair's key stream (route), Relay
+	// relays the chunks along it (remote.go). Unset: such pairs get 4.
+	Router Router
+	Relay  Relayer
 	// OnUnderrun reports a stream that cannot keep up (no key material for
 	// its chunks, or min_bps not met): e.g. a QUICKS notification.
 	OnUnderrun func(ksid etsi004.KSID, reason string)
@@ -112,6 +117,11 @@ func New(o Options) (*Service, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, l := range o.Links {
 		l.SetStreamHandler(s)
+	}
+	for _, st := range s.streams {
+		if st.rec.Remote && s.local(st.rec.Source) && s.o.Relay != nil {
+			s.goBackground(func(ctx context.Context) { s.pump(ctx, st) })
+		}
 	}
 	if len(recs) > 0 {
 		s.log.Info("key streams restored", "streams", len(recs))
