@@ -54,6 +54,7 @@ func planResize(keys []keystore.Key, sizeBits, need, maxOps int) []resizeOp {
 	small := map[int][]qkd.KeyID{}
 	for _, k := range keys {
 		switch {
+		case k.Stream != "": // a key stream's chunk (ListKeys lists none): not the pair's
 		case k.SizeBits > sizeBits && k.SizeBits%sizeBits == 0:
 			big = append(big, k)
 		case k.SizeBits < sizeBits && k.SizeBits > 0 && sizeBits%k.SizeBits == 0:

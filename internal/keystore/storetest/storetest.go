@@ -55,6 +55,8 @@ func Run(t *testing.T, open func(t *testing.T) keystore.Store) {
 		{"Resize/Applied", testResizeApplied},
 		{"Resize/Refused", testResizeRefused},
 		{"ListKeys", testListKeys},
+		{"StreamKeys", testStreamKeys},
+		{"StreamKeys/Interleaved", testStreamKeysInterleaved},
 		{"Zeroize", testZeroize},
 		{"Concurrent/TakeForPair", testConcurrentTakeForPair},
 		{"Concurrent/TakeByID", testConcurrentTakeByID},
@@ -136,6 +138,7 @@ type keySpec struct {
 	pending []qkd.SAEID
 	expires time.Time
 	ready   bool
+	stream  string // Key.Stream
 }
 
 func (k keySpec) withDefaults() keySpec {
@@ -180,7 +183,7 @@ func makeKeys(t testing.TB, s keystore.Store, spec keySpec) []keystore.Key {
 		k := keystore.Key{
 			ID: newID(t), Link: spec.link, State: keystore.KeyPending, Master: master,
 			Slaves: spec.slaves, Pending: spec.pending, SizeBits: spec.bits,
-			Created: t0, Expires: spec.expires,
+			Created: t0, Expires: spec.expires, Stream: spec.stream,
 		}
 		a := keystore.Allocation{Link: spec.link, Pieces: []keystore.Piece{{Index: idx, Len: spec.bits / 8}}, Keys: []keystore.Key{k}}
 		if err := s.Allocate(ctx, a); err != nil {
