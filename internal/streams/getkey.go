@@ -35,15 +35,18 @@ func (s *Service) GetKey(ctx context.Context, caller qkd.SAEID, req etsi004.GetK
 	s.mu.Unlock()
 	switch {
 	case st == nil || !s.local(caller) || r.localApp(s.local) != caller || r.localState(s.local) != kmsproto.StreamOpen:
+		s.log.Debug("GET_KEY of an unknown stream, or not the caller's, or closed here", "ksid", req.KeyStreamID.String(), "known", st != nil)
 		res.Status = etsi004.StatusPeerNotConnectedGK // unknown stream, as the reference does
 		return res, nil
-	case r.peerState(s.local) == "" && r.Remote && r.localIsSource(s.local) && s.pollNow(ctx, st):
+	case r.peerState(s.local) == "" && r.Remote && r.localIsSource(s.local):
+		s.pollNow(ctx, st) // the pump may learn it meanwhile: read it again in any case
 		s.mu.Lock()
 		r = st.rec
 		s.mu.Unlock()
 	}
 	switch {
 	case r.peerState(s.local) == "": // a peer that closed leaves its chunks to this end
+		s.log.Debug("GET_KEY before the peer application opened the key stream", "ksid", r.KSID.String(), "remote", r.Remote)
 		res.Status = etsi004.StatusPeerNotConnectedGK
 		return res, nil
 	}

@@ -288,7 +288,7 @@ func (s *Service) pump(ctx context.Context, st *stream) {
 
 // pollNow asks the destination of a remote stream for its state at once
 // (GET_KEY at the source before the destination was seen opening); it
-// reports whether anything changed.
+// reports whether this call changed anything.
 func (s *Service) pollNow(ctx context.Context, st *stream) bool {
 	// A relay in flight (the first one) sets the step to poll: wait for it.
 	st.prodMu.Lock()
