@@ -5,7 +5,8 @@
 //
 // A key stream joins a source application (the first to open it; the
 // keys are produced at its node) and a destination application on a
-// neighbour node (or a remote one, see below). The two nodes tell each other the state of their end
+// neighbour node (or a remote one, see the end). The two nodes tell each
+// other the state of their end
 // with new_app messages carrying a kmsproto.StreamInfo (link.AnnounceStream;
 // the receiving link hands them to Service.PeerStream). Chunk i of a
 // stream is a key whose ID is a name-based UUID of (stream ID, i), of
@@ -24,7 +25,7 @@
 //     (Options.LinkRate) fails with 7, counter-proposing that rate.
 //   - OPEN_CONNECT by a caller that is not the source application: the
 //     error ErrNotSource (an etsi004.ErrBadRequest). A destination not
-//     attached to a neighbour node (same node, remote node, unknown): 4.
+//     on this node or unknown, or remote without a route: 4.
 //     A NULL stream ID returns at once with status 1; a non-NULL ID the
 //     peer opened joins it (status 0, the stream's QoS); a predefined ID
 //     not known yet blocks until the peer opens it too (0) or Timeout ms
