@@ -24,8 +24,8 @@
 //     preferred type). A min_bps above the link's measured key rate
 //     (Options.LinkRate) fails with 7, counter-proposing that rate.
 //   - OPEN_CONNECT by a caller that is not the source application: the
-//     error ErrNotSource (an etsi004.ErrBadRequest). A destination not
-//     on this node or unknown, or remote without a route: 4.
+//     error ErrNotSource (an etsi004.ErrBadRequest). A destination on
+//     this node, unknown, or remote without a route: 4.
 //     A NULL stream ID returns at once with status 1; a non-NULL ID the
 //     peer opened joins it (status 0, the stream's QoS); a predefined ID
 //     not known yet blocks until the peer opens it too (0) or Timeout ms
