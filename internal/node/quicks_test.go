@@ -207,13 +207,22 @@ func TestQUICKSMonitor(t *testing.T) {
 		t.Errorf("log lacks the node's start record: %.500s", r.body)
 	}
 
-	r = e.get(e.op, e.base["B"]+"/monitor/qkd-device")
-	e.want(r, 200, "qkd-device")
+	// A module is online once the node saw it deliver key (sampled every
+	// second): wait for that, with a deadline.
 	var devs struct {
 		QKDDevices []map[string]any `json:"qkd_devices"`
 	}
-	if err := json.Unmarshal(r.body, &devs); err != nil || len(devs.QKDDevices) != 2 {
-		t.Fatalf("qkd-device: %v: %s", err, r.body)
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		r = e.get(e.op, e.base["B"]+"/monitor/qkd-device")
+		e.want(r, 200, "qkd-device")
+		devs.QKDDevices = nil
+		if err := json.Unmarshal(r.body, &devs); err != nil || len(devs.QKDDevices) != 2 {
+			t.Fatalf("qkd-device: %v: %s", err, r.body)
+		}
+		if (devs.QKDDevices[0]["state"] == "online" && devs.QKDDevices[1]["state"] == "online") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval of a condition with a deadline
 	}
 	for i, d := range devs.QKDDevices {
 		for _, k := range []string{"device_id", "link_id", "label", "state", "interface", "protocol", "peer_kms"} {
