@@ -221,6 +221,20 @@ func (c *Controller) Report(ctx context.Context, id qkd.NodeID, r NodeReport) (s
 	return sdn.QKDNodeDocument{Node: n}, nil
 }
 
+// LinksUp reports whether both ends of every QKD link of the topology
+// reported it up.
+func (c *Controller) LinksUp() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.o.Topology.Links {
+		ends := c.ends[l.ID]
+		if !ends[l.A] || !ends[l.B] || c.down[l.ID] {
+			return false
+		}
+	}
+	return true
+}
+
 // Online reports whether node n's agent reported it online.
 func (c *Controller) Online(n qkd.NodeID) bool {
 	c.mu.Lock()

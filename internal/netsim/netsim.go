@@ -253,6 +253,9 @@ func (n *Network) waitReady(ctx context.Context) error {
 				break
 			}
 		}
+		if all && !n.ctrl.LinksUp() {
+			all, waiting = false, "(a QKD link not yet reported up at both ends)"
+		}
 		if all {
 			return nil
 		}

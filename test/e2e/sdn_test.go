@@ -68,8 +68,8 @@ func TestControllerAndAgentsOverQUICKS(t *testing.T) {
 	master, slave := qkd.SAEID("SAE_A1"), qkd.SAEID("SAE_C1")
 	pairKeys(t, info, master, slave, 2)
 	route, ok := n.Route(master, slave)
-	if !ok || len(route) != 3 {
-		t.Fatalf("route %s→%s = %v, want two hops", master, slave, route)
+	if !ok || len(route) < 3 {
+		t.Fatalf("route %s→%s = %v, want a relayed route", master, slave, route)
 	}
 	r = do(t, op, http.MethodGet, ctl+"/applications", "")
 	if r.code != 200 || !strings.Contains(string(r.body), `"source_sae":"SAE_A1"`) {
