@@ -7,9 +7,6 @@ import (
 	"time"
 
 	"github.com/qkms/qkms/internal/etsi004"
-	"github.com/qkms/qkms/internal/etsi004/coap004"
-	"github.com/qkms/qkms/internal/etsi004/tcp004"
-	"github.com/qkms/qkms/internal/pki"
 )
 
 // TestETSI004Ring5Relayed: on ring5, SAE_A1 opens a key stream with a
@@ -23,29 +20,8 @@ func TestETSI004Ring5Relayed(t *testing.T) {
 	info := n.Info
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	a, c := saeOf(info, "SAE_A1"), saeOf(info, "SAE_C1")
-	na, nc := nodeOf(info, a.Node), nodeOf(info, c.Node)
-	if na.ETSI004Addr == "" || nc.ETSI004TCPAddr == "" {
-		t.Fatalf("network.json lacks etsi004_addr / etsi004_tcp_addr: %+v %+v", na, nc)
-	}
-	tlsA, err := pki.ClientTLSConfig(info.CA, a.Cert, a.Key, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsC, err := pki.ClientTLSConfig(info.CA, c.Cert, c.Key, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := coap004.DialTLS(ctx, na.ETSI004Addr, tlsA, coap004.ClientOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ca.Hangup()
-	cc, err := tcp004.Dial(ctx, nc.ETSI004TCPAddr, tlsC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Disconnect()
+	ca, cc := clients004(ctx, t, info, "SAE_A1", "SAE_C1")
+	var err error
 
 	qos := etsi004.QoS{KeyChunkSize: 32, Timeout: 20000, TTL: 600, MetadataMimetype: etsi004.MimeJSON}
 	var oa etsi004.OpenResponse

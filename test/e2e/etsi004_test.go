@@ -9,7 +9,9 @@ import (
 	"github.com/qkms/qkms/internal/etsi004"
 	"github.com/qkms/qkms/internal/etsi004/coap004"
 	"github.com/qkms/qkms/internal/etsi004/tcp004"
+	"github.com/qkms/qkms/internal/netsim"
 	"github.com/qkms/qkms/internal/pki"
+	"github.com/qkms/qkms/internal/qkd"
 )
 
 // TestETSI004Line2: SAE_A1 opens a key stream with a NULL ID over the CoAP
@@ -23,29 +25,7 @@ func TestETSI004Line2(t *testing.T) {
 	info := n.Info
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	a, b := saeOf(info, "SAE_A1"), saeOf(info, "SAE_B1")
-	na, nb := nodeOf(info, a.Node), nodeOf(info, b.Node)
-	if na.ETSI004Addr == "" || nb.ETSI004TCPAddr == "" {
-		t.Fatalf("network.json lacks etsi004_addr / etsi004_tcp_addr: %+v %+v", na, nb)
-	}
-	tlsA, err := pki.ClientTLSConfig(info.CA, a.Cert, a.Key, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsB, err := pki.ClientTLSConfig(info.CA, b.Cert, b.Key, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := coap004.DialTLS(ctx, na.ETSI004Addr, tlsA, coap004.ClientOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ca.Hangup()
-	cb, err := tcp004.Dial(ctx, nb.ETSI004TCPAddr, tlsB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cb.Disconnect()
+	ca, cb := clients004(ctx, t, info, "SAE_A1", "SAE_B1")
 
 	qos := etsi004.QoS{KeyChunkSize: 32, Timeout: 20000, TTL: 600, MetadataMimetype: etsi004.MimeJSON}
 	oa, err := ca.OpenConnect(ctx, etsi004.OpenRequest{Source: "sae://SAE_A1", Destination: "sae://SAE_B1", QoS: qos})
@@ -118,4 +98,35 @@ func TestETSI004Line2(t *testing.T) {
 	if after.Status == etsi004.StatusSuccessful {
 		t.Fatal("GET_KEY after CLOSE succeeded")
 	}
+}
+
+// clients004 connects master over the CoAP binding at its node and slave
+// over the reference TCP/TLS framing at its node, each with its own client
+// certificate from network.json.
+func clients004(ctx context.Context, t *testing.T, info netsim.Info, master, slave qkd.SAEID) (*coap004.Client, *tcp004.Client) {
+	t.Helper()
+	m, s := saeOf(info, master), saeOf(info, slave)
+	nm, ns := nodeOf(info, m.Node), nodeOf(info, s.Node)
+	if nm.ETSI004Addr == "" || ns.ETSI004TCPAddr == "" {
+		t.Fatalf("network.json lacks etsi004_addr / etsi004_tcp_addr: %+v %+v", nm, ns)
+	}
+	tlsM, err := pki.ClientTLSConfig(info.CA, m.Cert, m.Key, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsS, err := pki.ClientTLSConfig(info.CA, s.Cert, s.Key, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, err := coap004.DialTLS(ctx, nm.ETSI004Addr, tlsM, coap004.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cm.Hangup() })
+	cs, err := tcp004.Dial(ctx, ns.ETSI004TCPAddr, tlsS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.Disconnect() })
+	return cm, cs
 }
