@@ -25,7 +25,7 @@ type rule struct {
 var transports = []string{
 	mod + "internal/etsi014", mod + "internal/peer", mod + "internal/device", mod + "internal/coapx",
 	mod + "internal/qkdsim", mod + "internal/netsim", mod + "internal/node", mod + "internal/sae", mod + "cmd",
-	mod + "internal/controller", mod + "internal/agent",
+	mod + "internal/controller", mod + "internal/agent", mod + "internal/etsi004/tcp004", mod + "internal/etsi004/coap004",
 	"net/http", "github.com/plgd-dev/go-coap", "database/sql", "modernc.org/sqlite",
 }
 
@@ -45,6 +45,7 @@ var rules = []rule{
 	{mod + "internal/sdn", transports, "routing logic imports no transport"},
 	{mod + "internal/etsi004$", append([]string{mod + "internal/kms", mod + "internal/link", mod + "internal/keystore", mod + "internal/relay"}, transports...), "004 vocabulary: no I/O, no core (its bindings live under it)"},
 	{mod + "internal/relay", transports, "core imports no transport"},
+	{mod + "internal/streams", transports, "core imports no transport"},
 	{mod + "internal/controller", []string{mod + "internal/node", mod + "internal/netsim", mod + "internal/kms", mod + "internal/link", mod + "internal/keystore", mod + "internal/relay", mod + "internal/agent", mod + "cmd"}, "the controller knows KMSes only through their agents"},
 	{mod + "internal/agent", []string{mod + "internal/node", mod + "internal/netsim", mod + "internal/kms", mod + "internal/link", mod + "internal/keystore", mod + "internal/relay", mod + "cmd"}, "the agent talks to its KMS only over QUICKS"},
 	{mod + "internal/qkdsim", []string{mod + "internal/node", mod + "internal/kms", mod + "internal/link", mod + "internal/keystore", mod + "cmd"}, "the simulator is a device, not a KMS"},
