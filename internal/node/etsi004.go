@@ -50,6 +50,7 @@ func (n *Node) newStreams() error {
 		return fmt.Errorf("node: etsi004 streams: %w", err)
 	}
 	n.relay.SetOnStream(st.Relayed) // the destination's side of remote streams
+	n.metrics.SetOpenStreams(st.OpenStreams)
 	n.app004 = &app004{svc: st}
 	return nil
 }

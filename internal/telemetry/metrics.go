@@ -4,6 +4,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,6 +78,7 @@ type Metrics struct {
 	internalKeyBytes *prometheus.CounterVec
 	peerMessages     *prometheus.CounterVec
 	nodeStatus       prometheus.Gauge
+	openStreams      atomic.Pointer[func() int] // qkms_etsi004_streams_open's source
 }
 
 // NewMetrics returns the metrics of node (label node="ID" on every qkms_
@@ -114,7 +116,14 @@ func NewMetrics(node string) *Metrics {
 	}
 	m.nodeStatus = prometheus.NewGauge(prometheus.GaugeOpts{Name: "qkms_node_status", Help: "1 if the node is active, 0 if inactive (stopped or zeroised)."})
 	r.MustRegister(m.nodeStatus)
-	for _, api := range []API{APIETSI014} {
+	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "qkms_etsi004_streams_open",
+		Help: "ETSI 004 key streams whose end at this node is open."}, func() float64 {
+		if f := m.openStreams.Load(); f != nil {
+			return float64((*f)())
+		}
+		return 0
+	}))
+	for _, api := range []API{APIETSI014, APIETSI004} {
 		m.keysDelivered.WithLabelValues(string(api))
 	}
 	return m
@@ -203,6 +212,15 @@ func (m *Metrics) AddKeysDelivered(api API, n int) {
 		return
 	}
 	m.keysDelivered.WithLabelValues(labelValue(string(api))).Add(float64(n))
+}
+
+// SetOpenStreams makes f the source of qkms_etsi004_streams_open (read
+// at every scrape; e.g. streams.Service.OpenStreams).
+func (m *Metrics) SetOpenStreams(f func() int) {
+	if m == nil || f == nil {
+		return
+	}
+	m.openStreams.Store(&f)
 }
 
 // IncMACFailures counts a message on link whose MAC did not verify.

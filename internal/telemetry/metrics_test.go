@@ -38,6 +38,7 @@ func TestMetricsHandler(t *testing.T) {
 	m.AddInternalKeyBytes("A-B", 32)
 	m.IncPeerMessages("A-B", "new_key_batch", PeerOK)
 	m.SetNodeActive(true)
+	m.SetOpenStreams(func() int { return 2 })
 	out := scrape(t, m)
 
 	want := []string{
@@ -48,6 +49,8 @@ func TestMetricsHandler(t *testing.T) {
 		`qkms_keys{link="A-B",node="A",state="pending"} 0`,
 		`qkms_mac_slots{link="A-B",node="A",sender="A"} 64`,
 		`qkms_keys_delivered_total{api="etsi014",node="A"} 3`,
+		`qkms_keys_delivered_total{api="etsi004",node="A"} 0`,
+		`qkms_etsi004_streams_open{node="A"} 2`,
 		`qkms_mac_failures_total{link="A-B",node="A"} 1`,
 		`qkms_psk_tags_total{link="A-B",node="A"} 1`,
 		`qkms_batches_total{link="A-B",node="A",result="mismatch"} 1`,
