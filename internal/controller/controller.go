@@ -414,6 +414,9 @@ var (
 	errNotSupp     = errors.New("not supported")
 )
 
+// rateTolerance absorbs rounding in promised rates (bit/s).
+const rateTolerance = 1e-6
+
 // Register sets up (or finds) the key stream of an application pair whose
 // source SAE is at node from: it routes it, promises its rate, configures
 // every KMS on the route through its agent and answers once they are.
@@ -453,12 +456,17 @@ func (c *Controller) Register(ctx context.Context, from qkd.NodeID, r AppRegistr
 			exists = false
 		}
 	}
+	// Admission (ETSI 004 QoS): the requested rate is min_bandwidth, the
+	// rate the application needs; it is promised on every link of the
+	// route. A route (or the pair's existing stream) that cannot carry it
+	// is a counter-proposal of the rate it can. max_bandwidth is a cap the
+	// KMS enforces; without min_bandwidth the stream is best effort.
+	need := 0.0
+	if r.App.QoS != nil {
+		need = float64(r.App.QoS.MinBandwidth)
+	}
 	if !exists {
-		rate := 0.0
-		if r.App.QoS != nil {
-			rate = float64(r.App.QoS.MaxBandwidth)
-		}
-		route, err := c.sdn.Route(sdn.Request{Source: src, Destinations: []qkd.NodeID{dst}, Rate: rate,
+		route, err := c.sdn.Route(sdn.Request{Source: src, Destinations: []qkd.NodeID{dst}, Rate: need,
 			Options: sdn.RequestOptions{Multipath: false}})
 		if err != nil {
 			c.note(Notification{Type: NoteAlarm, NodeID: string(src), Severity: "error", From: "controller",
@@ -511,6 +519,10 @@ func (c *Controller) Register(ctx context.Context, from qkd.NodeID, r AppRegistr
 		return AppRegistered{}, err
 	}
 	out := AppRegistered{Route: slices.Clone(nodes), NextHop: nodes[1], RateBPS: st.Rate, CounterProposal: st.Route.CounterProposal}
+	if need > 0 {
+		// The stream may be the pair's existing one, promised at another rate.
+		out.CounterProposal = st.Rate+rateTolerance < need
+	}
 	if app.Applications != nil {
 		for _, a := range app.Applications.Apps {
 			if a.ID == string(st.ID) {

@@ -685,3 +685,49 @@ func TestPathStatusEmptyLinkEnd(t *testing.T) {
 		}
 	}
 }
+
+// Admission of ETSI 004 QoS: min_bandwidth is the rate promised on the
+// route; a route, or the pair's existing stream, that cannot carry it is
+// a counter-proposal of the rate it can.
+func TestRegisterAdmitsMinBandwidth(t *testing.T) {
+	e := newEnv(t, controller.Options{})
+	e.reportAll()
+	reg := func(master, slave string, minBps, maxBps uint32) controller.AppRegistered {
+		t.Helper()
+		r := registration(master, slave)
+		r.App.QoS = &sdn.AppQoS{MinBandwidth: minBps, MaxBandwidth: maxBps}
+		out, err := e.clients["A"].Register(ctx(t), r)
+		if err != nil {
+			t.Fatalf("Register %s → %s (min %d) = %v", master, slave, minBps, err)
+		}
+		return out
+	}
+	// A→C: widest A-B-C (bottleneck B-C 25000 bit/s).
+	first := reg("SAE_A1", "SAE_C1", 10000, 0)
+	if first.CounterProposal || first.RateBPS != 10000 {
+		t.Fatalf("min 10000 on a free route = rate %v, counter %v; want 10000 admitted", first.RateBPS, first.CounterProposal)
+	}
+	// 10000 is promised: the best A→C now carries 15000.
+	second := reg("SAE_A2", "SAE_C1", 20000, 30000)
+	if !second.CounterProposal || second.RateBPS < 14999 || second.RateBPS > 15001 {
+		t.Fatalf("min 20000 with 15000 left = rate %v, counter %v; want a counter-proposal of 15000", second.RateBPS, second.CounterProposal)
+	}
+	// The pair's existing stream is promised 10000.
+	if again := reg("SAE_A1", "SAE_C1", 12000, 0); !again.CounterProposal || again.RateBPS != 10000 || again.App.ID != first.App.ID {
+		t.Errorf("min 12000 on the pair's 10000 stream = %+v; want its stream counter-proposed at 10000", again)
+	}
+	if again := reg("SAE_A1", "SAE_C1", 8000, 0); again.CounterProposal || again.App.ID != first.App.ID {
+		t.Errorf("min 8000 on the pair's 10000 stream = %+v; want it admitted", again)
+	}
+	// Releasing the counter-proposed stream gives its rate back.
+	if err := e.clients["A"].Close(ctx(t), second.App.ID); err != nil {
+		t.Fatal(err)
+	}
+	if third := reg("SAE_A2", "SAE_C1", 15000, 0); third.CounterProposal || third.RateBPS != 15000 {
+		t.Errorf("min 15000 after the release = rate %v, counter %v; want admitted", third.RateBPS, third.CounterProposal)
+	}
+	// Without QoS (ETSI 014): best effort, never a counter-proposal.
+	if be, err := e.clients["A"].Register(ctx(t), registration("SAE_A1", "SAE_E1")); err != nil || be.CounterProposal || be.RateBPS != 0 {
+		t.Errorf("Register without QoS = %+v, %v; want best effort", be, err)
+	}
+}

@@ -66,8 +66,8 @@ type Limits struct {
 // AppRegistration asks for a key stream (POST /sdn/v1/applications): the
 // ETSI 015 qkd_app of a KMS's QUICKS link/registration, with server_app_id
 // the source SAE, client_app_id the destination SAEs (all at one node),
-// local_qkdn_id the source node and app_qos.max_bandwidth the requested
-// rate (bit/s, 0: best effort).
+// local_qkdn_id the source node and app_qos.min_bandwidth the requested
+// rate (bit/s, 0: best effort), promised on every link of the route.
 type AppRegistration struct {
 	App       sdn.QKDApp `json:"etsi-qkd-sdn-node:qkd_app"`
 	Multipath bool       `json:"qkms:multipath,omitempty"`
@@ -76,7 +76,10 @@ type AppRegistration struct {
 // AppRegistered is the answer (201): the qkd_app with app_id (the key
 // stream ID), remote_qkdn_id and backing_qkdl_id filled in, the route's
 // nodes and the source's next hop. Every KMS on the route is configured
-// when it is sent.
+// when it is sent. CounterProposal: the stream is promised only RateBPS,
+// less than the min_bandwidth asked for (an ETSI 004 QoS counter-proposal;
+// the stream is registered all the same, and its source releases it if
+// the application does not accept).
 type AppRegistered struct {
 	App             sdn.QKDApp   `json:"etsi-qkd-sdn-node:qkd_app"`
 	Route           []qkd.NodeID `json:"qkms:route"`
