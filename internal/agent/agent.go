@@ -349,7 +349,7 @@ func (a *Agent) LinkStatus(ctx context.Context, master, slave string) (quicks.Li
 func (a *Agent) Register(ctx context.Context, req quicks.LinkRegistration) (quicks.RegistrationResult, error) {
 	app := sdn.QKDApp{Type: sdn.QKDAppClient, ServerAppID: req.Source, ClientAppIDs: slices.Clone(req.Destination),
 		LocalNodeID: string(a.o.Node)}
-	if q := req.QoSRequest.ETSI004; q != nil && q.MaxBPS > 0 {
+	if q := req.QoSRequest.ETSI004; q != nil && (q.MaxBPS > 0 || q.MinBPS > 0) {
 		app.QoS = &sdn.AppQoS{MaxBandwidth: uint32(q.MaxBPS), MinBandwidth: uint32(max(q.MinBPS, 0))}
 	}
 	out, err := a.o.Controller.Register(ctx, controller.AppRegistration{App: app, Multipath: req.Options.Multipath()})
