@@ -33,6 +33,7 @@ func (s *Service) closeLocal(st *stream) {
 	closed, source := st.rec.bothClosed(), st.rec.localIsSource(s.local)
 	s.mu.Unlock()
 	s.persist()
+	s.releaseIfDone(st)
 	s.after(st, false, closed, source)
 }
 
@@ -51,6 +52,7 @@ func (s *Service) finish(ctx context.Context, st *stream) {
 	if !r.localIsSource(s.local) {
 		return
 	}
+	s.release(st)
 	ids := r.Made.ids(r.KSID)
 	here, err := s.o.Store.DeleteKeys(ctx, ids)
 	if err != nil {

@@ -127,6 +127,9 @@ func (s *Service) create(ctx context.Context, r record, wait bool) (etsi004.Open
 	s.mu.Lock()
 	if old := s.streams[r.KSID]; old != nil { // opened meanwhile
 		s.mu.Unlock()
+		if r.Registered {
+			s.releaseRoute(r.Route)
+		}
 		return etsi004.OpenResponse{Status: etsi004.StatusKSIDInUse, QoS: s.qosOf(old), KeyStreamID: r.KSID}, nil
 	}
 	s.streams[r.KSID] = st

@@ -79,19 +79,27 @@ func (s *Service) openRemote(ctx context.Context, caller, dst qkd.SAEID, req ets
 		return s.awaitRemote(ctx, record{KSID: req.KeyStreamID, Source: dst, Dest: caller, Remote: true, QoS: q,
 			DstState: kmsproto.StreamOpen, Changed: s.o.Now(), Synced: true})
 	}
-	route, err := s.o.Router.Stream(ctx, caller, []qkd.SAEID{dst})
+	route, registered, counter, err := s.routeRemote(ctx, caller, dst, q)
 	if err != nil {
 		s.log.Info("no route for a key stream to a remote application", "destination", string(dst), "err", err)
 		res.Status = etsi004.StatusNoQKDConnection
 		return res, nil
 	}
+	if counter != nil { // the route cannot promise min_bps
+		s.releaseRoute(route)
+		res.Status, res.QoS = etsi004.StatusQoSNotMet, *counter
+		return res, nil
+	}
 	if req.KeyStreamID.IsNull() {
 		if res.KeyStreamID, err = etsi004.NewKSID(); err != nil {
+			if registered {
+				s.releaseRoute(route)
+			}
 			return etsi004.OpenResponse{}, err
 		}
 	}
 	return s.create(ctx, record{KSID: res.KeyStreamID, Source: caller, Dest: dst, Remote: true, Route: route, QoS: q,
-		SrcState: kmsproto.StreamOpen, Changed: s.o.Now(), Synced: true}, !req.KeyStreamID.IsNull())
+		SrcState: kmsproto.StreamOpen, Changed: s.o.Now(), Synced: true, Registered: registered}, !req.KeyStreamID.IsNull())
 }
 
 // awaitRemote waits, as destination, for the source node to relay the

@@ -79,6 +79,12 @@ func (l *lateFwd) HandleForward(ctx context.Context, in *link.Link, req kmsproto
 
 func newLine3(t *testing.T) *line3 {
 	t.Helper()
+	return newLine3With(t, nil)
+}
+
+// newLine3With: wrap, if set, makes the services' router of the fake one.
+func newLine3With(t *testing.T, wrap func(*fakeRouter) streams.Router) *line3 {
+	t.Helper()
 	l3 := &line3{ids: []qkd.NodeID{"A", "B", "C"}, links: make([][]*link.Link, 3)}
 	home := map[qkd.SAEID]qkd.NodeID{"SAE_A1": "A", "SAE_B1": "B", "SAE_C1": "C"}
 	fwd := []*lateFwd{{}, {}, {}}
@@ -159,13 +165,17 @@ func newLine3(t *testing.T) *line3 {
 		return true
 	})
 	l3.router = &fakeRouter{l: l3}
+	var router streams.Router = l3.router
+	if wrap != nil {
+		router = wrap(l3.router)
+	}
 	svc := func(i int) *streams.Service {
 		ls := make([]streams.Link, len(l3.links[i]))
 		for j, l := range l3.links[i] {
 			ls[j] = l
 		}
 		s, err := streams.New(streams.Options{Node: l3.ids[i], SAEs: home, Links: ls, Store: l3.stores[i],
-			Router: l3.router, Relay: l3.engines[i], Logger: slog.New(slog.DiscardHandler)})
+			Router: router, Relay: l3.engines[i], Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}

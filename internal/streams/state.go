@@ -39,7 +39,10 @@ type record struct {
 	Step     string     `json:"step,omitempty"`
 	StepLink qkd.LinkID `json:"step_link,omitempty"`
 	Want     uint32     `json:"want,omitempty"`
-	Changed  time.Time  `json:"changed"`
+	// Registered: the source node registered Route for this stream with
+	// QoSRouter.Stream004 and has not released it yet.
+	Registered bool      `json:"registered,omitempty"`
+	Changed    time.Time `json:"changed"`
 	// Synced: the peer acknowledged this end's current state.
 	Synced bool `json:"synced"`
 }
