@@ -12,12 +12,14 @@ import (
 
 	"github.com/qkms/qkms/internal/agent"
 	"github.com/qkms/qkms/internal/controller"
+	"github.com/qkms/qkms/internal/etsi004"
 	"github.com/qkms/qkms/internal/httpsx"
 	"github.com/qkms/qkms/internal/pki"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/quicks"
 	"github.com/qkms/qkms/internal/quicks/agentapi"
 	"github.com/qkms/qkms/internal/quicks/kmsapi"
+	"github.com/qkms/qkms/internal/streams"
 )
 
 // sdnParts are the node's SDN agent and its KMS-side client, when
@@ -212,13 +214,68 @@ func (r *sdnRouter) Known(master qkd.SAEID, slaves []qkd.SAEID) (string, bool) {
 	return s, true
 }
 
-// Stream implements kms.Router.
+// Stream implements kms.Router (ETSI 014 pairs: qos_request etsi_014).
 func (r *sdnRouter) Stream(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID) (string, error) {
 	if s, ok := r.Known(master, slaves); ok {
 		return s, nil
 	}
 	req := quicks.LinkRegistration{Source: string(master),
 		QoSRequest: quicks.QoSData{Type: quicks.QoSETSI014, ETSI014: &quicks.ETSI014QoS{Number: 1, Size: r.n.cfg.Keys.DefaultSize}}}
+	id, _, err := r.register(ctx, req, master, slaves)
+	if err != nil {
+		return "", err
+	}
+	r.mu.Lock()
+	r.streams[routerKey(master, slaves)] = id
+	r.mu.Unlock()
+	return id, nil
+}
+
+var _ streams.QoSRouter = (*sdnRouter)(nil)
+
+// Stream004 implements streams.QoSRouter: every remote ETSI 004 stream
+// registers with its QoS (qos_request etsi_004), so the controller admits
+// its min_bps (or counter-proposes, answer's qos.min_bps); the pair's
+// ETSI 014 stream cache is neither read nor filled.
+func (r *sdnRouter) Stream004(ctx context.Context, master, slave qkd.SAEID, q etsi004.QoS) (string, float64, error) {
+	req := quicks.LinkRegistration{Source: string(master), QoSRequest: quicks.QoSData{Type: quicks.QoSETSI004,
+		ETSI004: &quicks.ETSI004QoS{KeyChunkSize: int(q.KeyChunkSize), MaxBPS: int(q.MaxBps), MinBPS: int(q.MinBps),
+			Jitter: int(q.Jitter), Priority: int(q.Priority), Timeout: int(q.Timeout), TTL: int(q.TTL),
+			MetadataMimetype: q.MetadataMimetype}}}
+	id, res, err := r.register(ctx, req, master, []qkd.SAEID{slave})
+	if err != nil {
+		return "", 0, err
+	}
+	offered := float64(q.MinBps)
+	if res.QoS != nil && res.QoS.MinBPS != nil {
+		offered = float64(max(*res.QoS.MinBPS, 0))
+	}
+	return id, offered, nil
+}
+
+// Release004 implements streams.QoSRouter: QUICKS DELETE
+// link/{key_stream_id} at the agent, unless an ETSI 014 pair of this node
+// uses the same key stream (the controller keys streams by pair).
+func (r *sdnRouter) Release004(ctx context.Context, stream string) error {
+	r.mu.Lock()
+	shared := false
+	for _, s := range r.streams {
+		shared = shared || s == stream
+	}
+	r.mu.Unlock()
+	if _, live := r.n.relay.Lookup(stream); shared && live {
+		r.n.log.Info("key stream kept at the SDN controller: an ETSI 014 pair uses it too", "stream", stream)
+		return nil
+	}
+	if err := r.agent.DeleteStream(ctx, stream); err != nil && !errors.Is(err, quicks.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+// register sends a QUICKS link/registration for master → slaves and
+// checks that this KMS was configured with the key stream it names.
+func (r *sdnRouter) register(ctx context.Context, req quicks.LinkRegistration, master qkd.SAEID, slaves []qkd.SAEID) (string, quicks.RegistrationResult, error) {
 	for _, s := range slaves {
 		req.Destination = append(req.Destination, string(s))
 	}
@@ -226,7 +283,7 @@ func (r *sdnRouter) Stream(ctx context.Context, master qkd.SAEID, slaves []qkd.S
 		req.Performance = append(req.Performance, quicks.LinkKPI{LinkID: LinkUUID(l.ID())})
 	}
 	if len(req.Performance) == 0 {
-		return "", fmt.Errorf("%w: this node has no QKD link", qkd.ErrNoRoute)
+		return "", quicks.RegistrationResult{}, fmt.Errorf("%w: this node has no QKD link", qkd.ErrNoRoute)
 	}
 	res, err := r.agent.Register(ctx, req)
 	if err != nil {
@@ -236,18 +293,15 @@ func (r *sdnRouter) Stream(ctx context.Context, master qkd.SAEID, slaves []qkd.S
 				code := EventNoRoute
 				return c.NotifyEvent(ctx, quicks.Event{Level: quicks.LevelWarning, Code: &code, Reason: reason})
 			})
-			return "", fmt.Errorf("%w: %v", qkd.ErrNoRoute, err)
+			return "", res, fmt.Errorf("%w: %v", qkd.ErrNoRoute, err)
 		}
-		return "", err
+		return "", res, err
 	}
 	id := strings.ToLower(res.KeyStreamID)
 	if _, ok := r.n.relay.Lookup(id); !ok {
-		return "", fmt.Errorf("%w: key stream %s was not configured at this KMS", qkd.ErrNoRoute, id)
+		return "", res, fmt.Errorf("%w: key stream %s was not configured at this KMS", qkd.ErrNoRoute, id)
 	}
-	r.mu.Lock()
-	r.streams[routerKey(master, slaves)] = id
-	r.mu.Unlock()
-	return id, nil
+	return id, res, nil
 }
 
 // StoredKeys is the path-wide stored_key_count of a remote pair (QUICKS
