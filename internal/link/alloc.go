@@ -42,6 +42,33 @@ func (l *Link) newID() string {
 
 // pieces takes want bytes of free material of this end's parity.
 func (l *Link) pieces(ctx context.Context, want int) ([]keystore.Piece, error) {
+	return l.piecesLeaving(ctx, want, 0)
+}
+
+// macFloor is the own material key reservations and relay pads leave
+// untouched, so that the link can always refill its MAC slots: without
+// MAC keys no message goes out, and the link could not recover.
+func (l *Link) macFloor() int { return 2 * min(l.o.SlotRefill, minRefill) * keystore.SlotSize }
+
+// minRefill is the fewest slots a refill asks for when material is short.
+const minRefill = 16
+
+// piecesLeaving is pieces that leaves at least floor bytes of own material
+// unallocated (qkd.ErrInsufficientKey otherwise).
+func (l *Link) piecesLeaving(ctx context.Context, want, floor int) ([]keystore.Piece, error) {
+	if floor > 0 {
+		all, err := l.o.Store.Material(ctx, l.o.ID, l.parity, want+floor)
+		if err != nil {
+			return nil, err
+		}
+		have := 0
+		for _, p := range all {
+			have += p.Len
+		}
+		if have < want+floor {
+			return nil, qkd.ErrInsufficientKey
+		}
+	}
 	ps, err := l.o.Store.Material(ctx, l.o.ID, l.parity, want)
 	if err != nil {
 		return nil, err
@@ -137,7 +164,7 @@ func (l *Link) reserve(ctx context.Context, stream string, master qkd.SAEID, sla
 	}
 	id := l.newID()
 	return l.queueAndWait(ctx, id, 2*l.o.CallTimeout, "make_keys_external", func() error {
-		return l.allocate(ctx, n*sizeBits/8, func(ps []keystore.Piece) (keystore.Allocation, outboxEntry, error) {
+		return l.allocate(ctx, n*sizeBits/8, l.macFloor(), func(ps []keystore.Piece) (keystore.Allocation, outboxEntry, error) {
 			req := kmsproto.MakeKeysExternalReq{AllocID: id, Master: master, Slaves: slaves, SizeBits: uint32(sizeBits),
 				IDs: ids, Pieces: wirePieces(ps), Created: now.UnixMilli(), Expires: now.Add(ttl).UnixMilli(), Stream: stream}
 			body, err := kmsproto.Marshal(req)
@@ -189,10 +216,10 @@ func (l *Link) localOf(master qkd.SAEID, slaves []qkd.SAEID) []qkd.SAEID {
 
 // allocate takes want bytes of own material and applies build's allocation
 // together with its outbox entry, under allocMu (store only).
-func (l *Link) allocate(ctx context.Context, want int, build func([]keystore.Piece) (keystore.Allocation, outboxEntry, error), id string) error {
+func (l *Link) allocate(ctx context.Context, want, floor int, build func([]keystore.Piece) (keystore.Allocation, outboxEntry, error), id string) error {
 	l.allocMu.Lock()
 	defer l.allocMu.Unlock()
-	ps, err := l.pieces(ctx, want)
+	ps, err := l.piecesLeaving(ctx, want, floor)
 	if err != nil {
 		return err
 	}
@@ -255,15 +282,23 @@ func (l *Link) refillSlots(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A full refill when material allows; smaller ones when it is short
+	// (the floor that reservations leave keeps at least two small ones).
 	count := l.o.SlotRefill
 	id := l.newID()
-	err = l.allocate(ctx, count*keystore.SlotSize, func(ps []keystore.Piece) (keystore.Allocation, outboxEntry, error) {
-		req := kmsproto.MakeKeysInternalReq{Sender: l.o.Self, First: next, Count: uint32(count), Pieces: wirePieces(ps)}
-		body, err := kmsproto.Marshal(req)
-		return keystore.Allocation{Link: l.o.ID, Pieces: ps,
-				Slots: &keystore.SlotRange{Sender: l.o.Self, First: next, Count: count}},
-			outboxEntry{Type: kmsproto.MakeKeysInternal, Body: body, First: next}, err
-	}, id)
+	for {
+		err = l.allocate(ctx, count*keystore.SlotSize, 0, func(ps []keystore.Piece) (keystore.Allocation, outboxEntry, error) {
+			req := kmsproto.MakeKeysInternalReq{Sender: l.o.Self, First: next, Count: uint32(count), Pieces: wirePieces(ps)}
+			body, err := kmsproto.Marshal(req)
+			return keystore.Allocation{Link: l.o.ID, Pieces: ps,
+					Slots: &keystore.SlotRange{Sender: l.o.Self, First: next, Count: count}},
+				outboxEntry{Type: kmsproto.MakeKeysInternal, Body: body, First: next}, err
+		}, id)
+		if !errors.Is(err, qkd.ErrInsufficientKey) || count <= minRefill {
+			break
+		}
+		count = max(count/4, minRefill)
+	}
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ func WirePieces(ps []keystore.Piece) []kmsproto.Piece { return wirePieces(ps) }
 func (l *Link) WithOwnPieces(ctx context.Context, want int, f func([]keystore.Piece) error) error {
 	l.allocMu.Lock()
 	defer l.allocMu.Unlock()
-	ps, err := l.pieces(ctx, want)
+	ps, err := l.piecesLeaving(ctx, want, l.macFloor())
 	if err != nil {
 		return err
 	}

@@ -108,6 +108,8 @@ func (s *Service) take(ctx context.Context, st *stream, r *record, caller qkd.SA
 		switch {
 		case err == nil:
 			return keys[0], etsi004.StatusSuccessful, nil
+		case ctx.Err() != nil:
+			return keystore.Key{}, etsi004.StatusTimeout, nil // no answer within the stream's Timeout
 		case !errors.Is(err, qkd.ErrNotFound):
 			return keystore.Key{}, 0, fmt.Errorf("streams: take chunk: %w", err)
 		case attempt > 0:
@@ -177,6 +179,8 @@ func (s *Service) awaitChunk(ctx context.Context, st *stream, r *record, caller 
 				return keys[0], etsi004.StatusSuccessful, nil
 			case errors.Is(err, qkd.ErrNotFound):
 				return keystore.Key{}, etsi004.StatusInsufficientKey, nil
+			case ctx.Err() != nil:
+				return keystore.Key{}, etsi004.StatusTimeout, nil
 			}
 			return keystore.Key{}, 0, fmt.Errorf("streams: take chunk: %w", err)
 		}
