@@ -40,11 +40,6 @@ func (l *Link) newID() string {
 	return hex.EncodeToString(b)
 }
 
-// pieces takes want bytes of free material of this end's parity.
-func (l *Link) pieces(ctx context.Context, want int) ([]keystore.Piece, error) {
-	return l.piecesLeaving(ctx, want, 0)
-}
-
 // macFloor is the own material key reservations and relay pads leave
 // untouched, so that the link can always refill its MAC slots: without
 // MAC keys no message goes out, and the link could not recover.
@@ -53,7 +48,8 @@ func (l *Link) macFloor() int { return 2 * min(l.o.SlotRefill, minRefill) * keys
 // minRefill is the fewest slots a refill asks for when material is short.
 const minRefill = 16
 
-// piecesLeaving is pieces that leaves at least floor bytes of own material
+// piecesLeaving takes want bytes of free material of this end's parity,
+// leaving at least floor bytes of own material
 // unallocated (qkd.ErrInsufficientKey otherwise).
 func (l *Link) piecesLeaving(ctx context.Context, want, floor int) ([]keystore.Piece, error) {
 	if floor > 0 {
