@@ -91,9 +91,10 @@ func TestETSI004Conformance(t *testing.T) {
 	const src, dst = "sae://SAE_A1", "sae://SAE_B1"
 	ma, mb := n.Nodes["A"].Metrics(), n.Nodes["B"].Metrics()
 	// Streams reserve their chunks 64 at a time. Right after start the
-	// link holds little confirmed material, and chunks taking it all
-	// starve the MAC key refills (the link then cannot send; see the
-	// report of this test's commit): start once there is some.
+	// link holds little confirmed material (reservations leave a floor for
+	// the MAC key refills, so they would only be refused for a while):
+	// start once there is some, so that the timing checks below measure
+	// the service, not the key supply.
 	waitFor(t, time.Minute, "64 KiB of confirmed key material at A and B", func() bool {
 		return gauge(ma, "qkms_link_material_bytes", "state", "confirmed") >= 64<<10 &&
 			gauge(mb, "qkms_link_material_bytes", "state", "confirmed") >= 64<<10
