@@ -41,9 +41,15 @@ func (l *Link) newID() string {
 }
 
 // macFloor is the own material key reservations and relay pads leave
-// untouched, so that the link can always refill its MAC slots: without
-// MAC keys no message goes out, and the link could not recover.
-func (l *Link) macFloor() int { return 2 * min(l.o.SlotRefill, minRefill) * keystore.SlotSize }
+// untouched while the link's MAC slots run low, so that the link can
+// always refill them: without MAC keys no message goes out, and the link
+// could not recover. With slots to spare there is no floor.
+func (l *Link) macFloor() int {
+	if l.SlotsLeft() >= l.o.SlotLowWater+reserveSlots {
+		return 0
+	}
+	return 2 * min(l.o.SlotRefill, minRefill) * keystore.SlotSize
+}
 
 // minRefill is the fewest slots a refill asks for when material is short.
 const minRefill = 16
