@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -97,7 +96,7 @@ func (c *Controller) SDN() *sdn.Controller { return c.sdn }
 // Route returns the nodes of the route a pair's keys take now.
 func (c *Controller) Route(master qkd.SAEID, slaves ...qkd.SAEID) ([]qkd.NodeID, bool) {
 	c.mu.Lock()
-	id, ok := c.pairs[pairKey(string(master), saeStrings(slaves))]
+	id, ok := c.pairs[qkd.PairName(master, slaves)]
 	c.mu.Unlock()
 	if !ok {
 		return nil, false
@@ -114,20 +113,6 @@ func (c *Controller) Notifications() []Notification {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.notes)
-}
-
-func saeStrings(s []qkd.SAEID) []string {
-	out := make([]string, len(s))
-	for i, v := range s {
-		out[i] = string(v)
-	}
-	return out
-}
-
-func pairKey(master string, slaves []string) string {
-	s := slices.Clone(slaves)
-	sort.Strings(s)
-	return master + ">" + strings.Join(s, ",")
 }
 
 // note records a notification and logs it.
@@ -444,7 +429,7 @@ func (c *Controller) Register(ctx context.Context, from qkd.NodeID, r AppRegistr
 		dst = n
 		slaves = append(slaves, qkd.SAEID(d))
 	}
-	key := pairKey(r.App.ServerAppID, r.App.ClientAppIDs)
+	key := qkd.PairName(qkd.SAEID(r.App.ServerAppID), slaves)
 	c.mu.Lock()
 	id, exists := c.pairs[key]
 	c.mu.Unlock()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -185,18 +184,9 @@ type sdnRouter struct {
 	streams map[string]string // guarded by mu: pair → key stream
 }
 
-func routerKey(master qkd.SAEID, slaves []qkd.SAEID) string {
-	s := make([]string, len(slaves))
-	for i, v := range slaves {
-		s[i] = string(v)
-	}
-	sort.Strings(s)
-	return string(master) + ">" + strings.Join(s, ",")
-}
-
 // Known implements kms.Router.
 func (r *sdnRouter) Known(master qkd.SAEID, slaves []qkd.SAEID) (string, bool) {
-	key := routerKey(master, slaves)
+	key := qkd.PairName(master, slaves)
 	r.mu.Lock()
 	s, ok := r.streams[key]
 	r.mu.Unlock()
@@ -226,7 +216,7 @@ func (r *sdnRouter) Stream(ctx context.Context, master qkd.SAEID, slaves []qkd.S
 		return "", err
 	}
 	r.mu.Lock()
-	r.streams[routerKey(master, slaves)] = id
+	r.streams[qkd.PairName(master, slaves)] = id
 	r.mu.Unlock()
 	return id, nil
 }

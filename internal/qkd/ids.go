@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"slices"
+	"strings"
 )
 
 // NodeID names a trusted node of the network (topology "id").
@@ -119,4 +121,15 @@ func (id *KeyID) UnmarshalBinary(b []byte) error {
 	}
 	copy(id[:], b)
 	return nil
+}
+
+// PairName names an application pair (a master and its slaves) whatever
+// the order of the slaves: "master>slave1,slave2" with the slaves sorted.
+func PairName(master SAEID, slaves []SAEID) string {
+	s := make([]string, len(slaves))
+	for i, v := range slaves {
+		s[i] = string(v)
+	}
+	slices.Sort(s)
+	return string(master) + ">" + strings.Join(s, ",")
 }
