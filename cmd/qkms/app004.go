@@ -57,9 +57,13 @@ func (f *app004Flags) dial(ctx context.Context) (client004, func(), error) {
 		f.ca = pick(f.ca, info.CA)
 		for _, n := range info.Nodes {
 			if n.ID == node && f.addr == "" {
-				f.addr = n.ETSI004Addr
-				if f.binding == "tcp" {
+				switch f.binding {
+				case "tcp":
 					f.addr = n.ETSI004TCPAddr
+				case "dtls":
+					f.addr = pick(n.ETSI004DTLSAddr, n.ETSI004Addr)
+				default:
+					f.addr = n.ETSI004Addr
 				}
 			}
 		}
@@ -78,6 +82,12 @@ func (f *app004Flags) dial(ctx context.Context) (client004, func(), error) {
 			return nil, nil, err
 		}
 		return c, func() { _ = c.Hangup() }, nil
+	case "dtls":
+		c, err := coap004.DialDTLS(ctx, f.addr, cfg, coap004.ClientOptions{})
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, func() { _ = c.Hangup() }, nil
 	case "tcp":
 		c, err := tcp004.Dial(ctx, f.addr, cfg)
 		if err != nil {
@@ -85,7 +95,7 @@ func (f *app004Flags) dial(ctx context.Context) (client004, func(), error) {
 		}
 		return c, func() { _ = c.Disconnect() }, nil
 	}
-	return nil, nil, fmt.Errorf("--binding %q: coap or tcp", f.binding)
+	return nil, nil, fmt.Errorf("--binding %q: coap, dtls or tcp", f.binding)
 }
 
 func pick(a, b string) string {
@@ -111,7 +121,7 @@ func app004Cmd() *cobra.Command {
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&f.network, "network", "", "network.json of qkms net up")
 	pf.StringVar(&f.sae, "sae", "", "the application (SAE ID) to act as")
-	pf.StringVar(&f.binding, "binding", "coap", "coap (coaps+tcp) or tcp (reference TCP/TLS framing)")
+	pf.StringVar(&f.binding, "binding", "coap", "coap (CoAP over TLS, coaps+tcp), dtls (CoAP over DTLS, coaps) or tcp (reference TCP/TLS framing)")
 	pf.StringVar(&f.addr, "addr", "", "host:port of the node's ETSI 004 interface")
 	pf.StringVar(&f.ca, "ca", "", "CA certificate (PEM)")
 	pf.StringVar(&f.cert, "cert", "", "the application's client certificate (PEM)")

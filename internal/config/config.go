@@ -46,11 +46,14 @@ type Listen struct {
 	Metrics string `yaml:"metrics"`  // plain HTTP /metrics, /healthz, /readyz
 	QUICKS  string `yaml:"quicks"`   // HTTPS with mTLS, TLS 1.3: the QUICKS KMS API for the SDN agent (SPEC §7)
 	Agent   string `yaml:"agent"`    // HTTPS with mTLS: the node's SDN agent (QUICKS agent API, controller pushes); used when sdn.controller_url is set
-	// ETSI004 is the CoAP binding of ETSI 004 for applications (CoAP over
-	// TLS, RFC 8323, client certificates); ETSI004TCP the binary TCP/TLS
-	// framing of ETSI's reference implementation. Empty: off.
-	ETSI004    string `yaml:"etsi004"`
-	ETSI004TCP string `yaml:"etsi004_tcp"`
+	// ETSI004 is the CoAP binding of ETSI 004 for applications over TLS
+	// (coaps+tcp, RFC 8323, client certificates); ETSI004DTLS the same
+	// binding over DTLS 1.2 (coaps, RFC 7252 §9): empty means the same
+	// host:port as ETSI004 but UDP, "off" none. ETSI004TCP is the binary
+	// TCP/TLS framing of ETSI's reference implementation. Empty: off.
+	ETSI004     string `yaml:"etsi004"`
+	ETSI004DTLS string `yaml:"etsi004_dtls"`
+	ETSI004TCP  string `yaml:"etsi004_tcp"`
 }
 
 // TLS names the node's PKI files (PEM).

@@ -127,7 +127,13 @@ func (c *Config) validateListen(v *validator) {
 		}
 		tcp[a.value] = a.field
 	}
+	if d := l.ETSI004DTLS; d != "" && d != DTLSOff {
+		v.addr("listen.etsi004_dtls", d, true)
+	}
 }
+
+// DTLSOff as listen.etsi004_dtls turns the DTLS binding of ETSI 004 off.
+const DTLSOff = "off"
 
 // portZero reports whether addr asks for any free port (never a clash).
 func portZero(addr string) bool {

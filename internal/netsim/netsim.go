@@ -76,11 +76,13 @@ type NodeInfo struct {
 	KMEID      qkd.KMEID  `json:"kme_id"`
 	ETSI014URL string     `json:"etsi014_url"`
 	// ETSI004Addr is the CoAP binding of ETSI 004 (coaps+tcp, client
-	// certificates), ETSI004TCPAddr the reference TCP/TLS framing.
-	ETSI004Addr    string `json:"etsi004_addr"`
-	ETSI004TCPAddr string `json:"etsi004_tcp_addr"`
-	PeerAddr       string `json:"peer_addr"`
-	PeerUDP        string `json:"peer_udp_addr,omitempty"`
+	// certificates), ETSI004DTLSAddr the same binding over DTLS (coaps;
+	// the same port, UDP), ETSI004TCPAddr the reference TCP/TLS framing.
+	ETSI004Addr     string `json:"etsi004_addr"`
+	ETSI004DTLSAddr string `json:"etsi004_dtls_addr,omitempty"`
+	ETSI004TCPAddr  string `json:"etsi004_tcp_addr"`
+	PeerAddr        string `json:"peer_addr"`
+	PeerUDP         string `json:"peer_udp_addr,omitempty"`
 	// KMSSDNURL is the node's QUICKS server (SPEC §7), for its SDN agent
 	// and the operator: https://127.0.0.1:PORT/api/v2/sdn.
 	KMSSDNURL  string `json:"kms_sdn_url"`
@@ -224,15 +226,37 @@ func (n *Network) Err() error {
 func bindAll() (*bound, error) {
 	var b bound
 	var err error
-	for _, p := range []*net.Listener{&b.etsi014, &b.peerTCP, &b.metrics, &b.quicks, &b.agent, &b.etsi004, &b.etsi004TCP} {
+	for _, p := range []*net.Listener{&b.etsi014, &b.peerTCP, &b.metrics, &b.quicks, &b.agent, &b.etsi004TCP} {
 		if *p, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("netsim: listen: %w", err)
 		}
+	}
+	if b.etsi004, err = listenTCPWithUDPFree(); err != nil {
+		return nil, err
 	}
 	if b.peerUDP, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
 		return nil, fmt.Errorf("netsim: listen: %w", err)
 	}
 	return &b, nil
+}
+
+// listenTCPWithUDPFree binds a loopback TCP port whose UDP twin is free
+// at that moment: the node serves ETSI 004 over CoAP on both (TLS and
+// DTLS on one port number, as CoAP's 5684).
+func listenTCPWithUDPFree() (net.Listener, error) {
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("netsim: listen: %w", err)
+		}
+		u, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(l.Addr().(*net.TCPAddr).AddrPort()))
+		if err == nil {
+			_ = u.Close()
+			return l, nil
+		}
+		_ = l.Close()
+	}
+	return nil, errors.New("netsim: no loopback port free for both TCP and UDP")
 }
 
 // waitReady polls every node until all are ready.

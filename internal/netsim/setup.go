@@ -145,7 +145,7 @@ func (n *Network) nodeConfig(id qkd.NodeID, ca *pki.CA, ls map[qkd.NodeID]*bound
 func (n *Network) info(id qkd.NodeID, cfg *config.Config, nn *node.Node) {
 	a := nn.Addrs()
 	n.Info.Nodes = append(n.Info.Nodes, NodeInfo{ID: id, KMEID: cfg.KMEID, ETSI014URL: "https://" + a.ETSI014,
-		ETSI004Addr: a.ETSI004, ETSI004TCPAddr: a.ETSI004TCP,
+		ETSI004Addr: a.ETSI004, ETSI004DTLSAddr: a.ETSI004DTLS, ETSI004TCPAddr: a.ETSI004TCP,
 		PeerAddr: a.PeerTCP, PeerUDP: a.PeerUDP, MetricsURL: "http://" + a.Metrics + "/metrics",
 		KMSSDNURL: "https://" + a.QUICKS + quicks.BasePath,
 		Config:    filepath.Join(n.o.Dir, "nodes", string(id), "node.yaml"), DataDir: cfg.DataDir})

@@ -7,6 +7,7 @@ import (
 	"net"
 
 	"github.com/qkms/qkms/internal/coapx"
+	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/etsi004"
 	"github.com/qkms/qkms/internal/etsi004/coap004"
 	"github.com/qkms/qkms/internal/etsi004/tcp004"
@@ -23,6 +24,7 @@ type app004 struct {
 	svc  *streams.Service
 	tcp  *tcp004.Server
 	coap *coapx.Server
+	dtls net.Listener // CoAP over DTLS, served by coap too
 }
 
 // newStreams builds the ETSI 004 key stream service over the node's links.
@@ -109,6 +111,34 @@ func (n *Node) newApp004Servers(tlsCfg *tls.Config) error {
 		}
 		n.app004.coap = coapx.NewServer(r.Mux(), log)
 	}
+	return n.bindDTLS004(tlsCfg)
+}
+
+// bindDTLS004 binds the DTLS side of the CoAP binding: by default the
+// UDP port of the same number as the TLS one (as CoAP's 5684 serves both).
+func (n *Node) bindDTLS004(tlsCfg *tls.Config) error {
+	addr := n.cfg.Listen.ETSI004DTLS
+	switch {
+	case addr == config.DTLSOff, addr == "" && n.ln.ETSI004 == nil:
+		return nil
+	case addr == "":
+		addr = n.ln.ETSI004.Addr().String()
+	}
+	dc, err := coapx.DTLSServerConfig(tlsCfg.Clone())
+	if err != nil {
+		return fmt.Errorf("node: etsi004 dtls: %w", err)
+	}
+	if n.app004.dtls, err = coapx.ListenDTLS(addr, dc); err != nil {
+		return fmt.Errorf("node: etsi004 dtls listener: %w", err)
+	}
+	n.addrs.ETSI004DTLS = n.app004.dtls.Addr().String()
+	if n.app004.coap == nil {
+		r := coapx.NewRouter(n.log.With("component", "etsi004"))
+		if err := coap004.Register(r, gated004{n}, coap004.Options{Log: n.log.With("component", "etsi004")}); err != nil {
+			return err
+		}
+		n.app004.coap = coapx.NewServer(r.Mux(), n.log.With("component", "etsi004"))
+	}
 	return nil
 }
 
@@ -120,11 +150,18 @@ func (n *Node) startApp004(goRun func(func(context.Context) error), tlsCfg *tls.
 		goRun(func(ctx context.Context) error { return a.tcp.Serve(ctx, n.ln.ETSI004TCP) })
 	}
 	if a.coap != nil {
-		ln := tls.NewListener(n.ln.ETSI004, tlsCfg.Clone())
 		goRun(func(ctx context.Context) error {
-			go func() { <-ctx.Done(); a.coap.Shutdown() }()
-			return a.coap.ServeTCP(ln)
+			<-ctx.Done()
+			a.coap.Shutdown()
+			return nil
 		})
+	}
+	if a.coap != nil && n.ln.ETSI004 != nil {
+		ln := tls.NewListener(n.ln.ETSI004, tlsCfg.Clone())
+		goRun(func(context.Context) error { return a.coap.ServeTCP(ln) })
+	}
+	if a.dtls != nil {
+		goRun(func(context.Context) error { return a.coap.ServeDTLS(a.dtls) })
 	}
 }
 

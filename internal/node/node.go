@@ -57,13 +57,14 @@ type Options struct {
 
 // Addrs are the node's bound addresses (written to DATA_DIR/listen.json).
 type Addrs struct {
-	ETSI014    string `json:"etsi014,omitempty"`
-	PeerUDP    string `json:"peer_udp,omitempty"`
-	PeerTCP    string `json:"peer_tcp,omitempty"`
-	Metrics    string `json:"metrics,omitempty"`
-	QUICKS     string `json:"quicks,omitempty"`
-	ETSI004    string `json:"etsi004,omitempty"`
-	ETSI004TCP string `json:"etsi004_tcp,omitempty"`
+	ETSI014     string `json:"etsi014,omitempty"`
+	PeerUDP     string `json:"peer_udp,omitempty"`
+	PeerTCP     string `json:"peer_tcp,omitempty"`
+	Metrics     string `json:"metrics,omitempty"`
+	QUICKS      string `json:"quicks,omitempty"`
+	ETSI004     string `json:"etsi004,omitempty"`
+	ETSI004DTLS string `json:"etsi004_dtls,omitempty"`
+	ETSI004TCP  string `json:"etsi004_tcp,omitempty"`
 }
 
 // Node is one running trusted node.
@@ -355,6 +356,9 @@ func (n *Node) close() {
 	}
 	if n.ln.PeerUDP != nil {
 		_ = n.ln.PeerUDP.Close()
+	}
+	if n.app004 != nil && n.app004.dtls != nil {
+		_ = n.app004.dtls.Close()
 	}
 	if n.store != nil {
 		_ = n.store.Close()

@@ -45,6 +45,18 @@ var bindings004 = []binding004{
 		t.Cleanup(func() { _ = c.Hangup() })
 		return c
 	}},
+	{"dtls", func(ctx context.Context, t *testing.T, node netsim.NodeInfo, cfg *tls.Config) app004 {
+		t.Helper()
+		if node.ETSI004DTLSAddr == "" {
+			t.Fatalf("network.json lacks etsi004_dtls_addr for node %s", node.ID)
+		}
+		c, err := coap004.DialDTLS(ctx, node.ETSI004DTLSAddr, cfg, coap004.ClientOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Hangup() })
+		return c
+	}},
 	{"tcp", func(ctx context.Context, t *testing.T, node netsim.NodeInfo, cfg *tls.Config) app004 {
 		t.Helper()
 		if node.ETSI004TCPAddr == "" {
@@ -78,7 +90,8 @@ func storedKeys(m *telemetry.Metrics) float64 {
 }
 
 // TestETSI004Conformance runs the 004 conformance checklist
-// (standards.md §2.7) over both bindings, SAE_A1 at node A and SAE_B1 at
+// (standards.md §2.7) over both bindings (CoAP over TLS and over DTLS, and
+// the reference TCP/TLS framing), SAE_A1 at node A and SAE_B1 at
 // node B of line2.json, on one network; then the Max_bps acceptance
 // (SPEC §4.2) over the TCP/TLS binding. The nodes keep no pre-reserved
 // 014 keys, so that the key gauges count only the streams' chunks; the
@@ -342,7 +355,10 @@ func TestETSI004Conformance(t *testing.T) {
 	// minute (plus one chunk), however fast it asks.
 	t.Run("tcp/max_bps", func(t *testing.T) {
 		const maxBps, chunk, run = 10000, 32, time.Minute
-		b := bindings004[1]
+		b := bindings004[2]
+		if b.name != "tcp" {
+			t.Fatalf("bindings004[2] is %s, want tcp", b.name)
+		}
 		a := connect004(ctx, t, info, b, "SAE_A1")
 		bb := connect004(ctx, t, info, b, "SAE_B1")
 		oa, err := a.OpenConnect(ctx, etsi004.OpenRequest{Source: src, Destination: dst,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/plgd-dev/go-coap/v3/mux"
 
+	"github.com/qkms/qkms/internal/coapx"
 	"github.com/qkms/qkms/internal/etsi004"
 	"github.com/qkms/qkms/internal/pki"
 	"github.com/qkms/qkms/internal/qkd"
@@ -42,17 +43,26 @@ func (s *server) caller(c mux.Conn, req *mux.Message) (qkd.SAEID, error) {
 	return "", fmt.Errorf("%w: query names no caller (sae=<SAE ID>)", errUnauthenticated)
 }
 
-// certCN returns the peer certificate's CN if c is a TLS connection; ok
-// is false for plain connections. A TLS connection without a verified
-// certificate is an error. (DTLS, once served, belongs here too.)
+// certCN returns the peer certificate's CN if c is a TLS or DTLS
+// connection; ok is false for plain connections. A secure connection
+// without a verified certificate is an error. (The DTLS listener verifies
+// the chain and the client-auth usage during the handshake, so its leaf
+// is a verified one.)
 func certCN(c mux.Conn) (cn string, ok bool, err error) {
-	switch nc := c.NetConn().(type) {
-	case *tls.Conn:
-		cs := nc.ConnectionState()
+	nc := c.NetConn()
+	if tc, isTLS := nc.(*tls.Conn); isTLS {
+		cs := tc.ConnectionState()
 		if cn, ok := pki.PeerCN(&cs); ok {
 			return cn, true, nil
 		}
 		return "", true, errUnauthenticated
 	}
-	return "", false, nil
+	leaf, isDTLS, err := coapx.DTLSPeerCertificate(nc)
+	switch {
+	case !isDTLS:
+		return "", false, nil
+	case err != nil || leaf.Subject.CommonName == "":
+		return "", true, errUnauthenticated
+	}
+	return leaf.Subject.CommonName, true, nil
 }

@@ -73,6 +73,22 @@ func DialTLS(ctx context.Context, addr string, cfg *tls.Config, opts ClientOptio
 	return &Client{conn: c, opts: opts}, nil
 }
 
+// DialDTLS connects over CoAP/DTLS (coaps://); cfg is the client's TLS
+// configuration (pki.ClientTLSConfig), used for DTLS 1.2 with the same
+// certificates. Long calls are answered by separate responses, which the
+// client waits for.
+func DialDTLS(ctx context.Context, addr string, cfg *tls.Config, opts ClientOptions) (*Client, error) {
+	dc, err := coapx.DTLSClientConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("coap004: %w", err)
+	}
+	c, err := coapx.DialDTLS(ctx, addr, dc, opts.Log)
+	if err != nil {
+		return nil, fmt.Errorf("coap004: dial %s: %w", addr, err)
+	}
+	return &Client{conn: c, opts: opts}, nil
+}
+
 // Hangup closes the connection. (Close is the 004 call.)
 func (c *Client) Hangup() error { return c.conn.Close() }
 

@@ -120,3 +120,33 @@ func TestLibcoapTLS(t *testing.T) {
 		t.Errorf("caller = %q, want SAE_C", got)
 	}
 }
+
+// TestLibcoapDTLS: libcoap's OpenSSL client over coaps:// (DTLS 1.2) with
+// a client certificate: the caller is the certificate's CN, and a call
+// that blocks 3 s is answered by a separate response.
+func TestLibcoapDTLS(t *testing.T) {
+	client, err := exec.LookPath("coap-client-openssl")
+	if err != nil {
+		t.Skip("coap-client-openssl not installed")
+	}
+	ts := startServer(t, coap004.Options{})
+	p, err := ts.ca.IssueClient("SAE_D")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ts.dtls)
+	for _, tt := range []struct{ path, body, want string }{
+		{"close", `{"key_stream_id":"550e8400-e29b-41d4-a716-446655440000"}`, `{"status":0}`},
+		{"open_connect", `{"source":"SAE_D","destination":"SLOW","qos":{"timeout":3000}}`, `{"status":6,`},
+	} {
+		uri := "coaps://localhost:" + port + "/etsi004/" + tt.path
+		out, err := exec.Command(client, "-B", "15", "-m", "post", "-t", "50", "-c", p.CertFile, "-j", p.KeyFile, "-R", ts.ca.CertFile(),
+			"-e", tt.body, uri).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), tt.want) {
+			t.Fatalf("coap-client-openssl POST %s = %s, %v", uri, out, err)
+		}
+		if got := ts.svc.lastCaller(); got != "SAE_D" {
+			t.Errorf("caller = %q, want SAE_D", got)
+		}
+	}
+}

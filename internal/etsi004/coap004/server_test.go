@@ -99,6 +99,7 @@ type testServer struct {
 	svc      *fakeService
 	udp, tcp string
 	tls      string
+	dtls     string
 	ca       *pki.CA
 }
 
@@ -135,10 +136,19 @@ func startServer(t *testing.T, opts coap004.Options) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	dcfg, err := coapx.DTLSServerConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := coapx.ListenDTLS("127.0.0.1:0", dcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	go func() { _ = srv.ServeUDP(pc) }()
 	go func() { _ = srv.ServeTCP(tl) }()
 	go func() { _ = srv.ServeTCP(tls.NewListener(sl, cfg)) }()
-	ts.udp, ts.tcp, ts.tls = pc.LocalAddr().String(), tl.Addr().String(), sl.Addr().String()
+	go func() { _ = srv.ServeDTLS(dl) }()
+	ts.udp, ts.tcp, ts.tls, ts.dtls = pc.LocalAddr().String(), tl.Addr().String(), sl.Addr().String(), dl.Addr().String()
 	return ts
 }
 
@@ -155,7 +165,7 @@ func (ts *testServer) dial(t *testing.T, transport string, f coap004.Format, sae
 		c, err = coap004.DialUDP(ctx, ts.udp, opts)
 	case "tcp":
 		c, err = coap004.DialTCP(ctx, ts.tcp, opts)
-	case "tls":
+	case "tls", "dtls":
 		p, perr := ts.ca.IssueClient(string(sae))
 		if perr != nil {
 			t.Fatal(perr)
@@ -165,7 +175,11 @@ func (ts *testServer) dial(t *testing.T, transport string, f coap004.Format, sae
 			t.Fatal(cerr)
 		}
 		opts.InsecureCaller = "MALLORY" // must be ignored: the certificate names the caller
-		c, err = coap004.DialTLS(ctx, ts.tls, cfg, opts)
+		if transport == "tls" {
+			c, err = coap004.DialTLS(ctx, ts.tls, cfg, opts)
+		} else {
+			c, err = coap004.DialDTLS(ctx, ts.dtls, cfg, opts)
+		}
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -180,10 +194,10 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// TestCalls runs every call over UDP, TCP and TLS in both formats.
+// TestCalls runs every call over UDP, TCP, TLS and DTLS in both formats.
 func TestCalls(t *testing.T) {
 	ts := startServer(t, coap004.Options{InsecureCallerQuery: true})
-	for _, transport := range []string{"udp", "tcp", "tls"} {
+	for _, transport := range []string{"udp", "tcp", "tls", "dtls"} {
 		for _, f := range []coap004.Format{coap004.CBOR, coap004.JSON} {
 			t.Run(transport+"/"+f.String(), func(t *testing.T) {
 				ctx := testCtx(t)
@@ -308,12 +322,47 @@ func TestNoCertificateNoCaller(t *testing.T) {
 		_, err := c.Close(ctx, etsi004.CloseRequest{KeyStreamID: streamID})
 		wantCode(t, transport, err, codes.Unauthorized)
 	}
-	c := ts.dial(t, "tls", coap004.CBOR, "SAE_B")
-	if r, err := c.Close(ctx, etsi004.CloseRequest{KeyStreamID: streamID}); err != nil || r.Status != 0 {
-		t.Errorf("Close over TLS = %+v, %v", r, err)
+	for _, transport := range []string{"tls", "dtls"} {
+		c := ts.dial(t, transport, coap004.CBOR, qkd.SAEID("SAE_B_"+transport))
+		if r, err := c.Close(ctx, etsi004.CloseRequest{KeyStreamID: streamID}); err != nil || r.Status != 0 {
+			t.Errorf("Close over %s = %+v, %v", transport, r, err)
+		}
+		if got, want := ts.svc.lastCaller(), qkd.SAEID("SAE_B_"+transport); got != want {
+			t.Errorf("caller over %s = %q, want %s (the certificate's CN)", transport, got, want)
+		}
 	}
-	if got := ts.svc.lastCaller(); got != "SAE_B" {
-		t.Errorf("caller over TLS = %q, want SAE_B (the certificate's CN)", got)
+}
+
+// TestDTLSNeedsClientCertificate: a DTLS client without a certificate, or
+// with one of another CA, never completes the handshake.
+func TestDTLSNeedsClientCertificate(t *testing.T) {
+	ts := startServer(t, coap004.Options{InsecureCallerQuery: true})
+	other, err := pki.InitCA(t.TempDir(), pki.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := other.IssueClient("SAE_A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, files := range map[string][2]string{"no certificate": {"", ""}, "foreign CA": {foreign.CertFile, foreign.KeyFile}} {
+		cfg, err := pki.ClientTLSConfig(ts.ca.CertFile(), files[0], files[1], "localhost")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := coap004.DialDTLS(ctx, ts.dtls, cfg, coap004.ClientOptions{InsecureCaller: "SAE_A"})
+		if err == nil {
+			_, err = c.Close(ctx, etsi004.CloseRequest{KeyStreamID: streamID})
+			_ = c.Hangup()
+		}
+		cancel()
+		if err == nil {
+			t.Errorf("%s: DTLS call succeeded, want the handshake refused", name)
+		}
+	}
+	if got := ts.svc.lastCaller(); got != "" {
+		t.Errorf("service was called by %q", got)
 	}
 }
 
@@ -340,14 +389,19 @@ func TestWellKnownCore(t *testing.T) {
 }
 
 // TestSlowCallOverUDP: a call that blocks 3 s (beyond CoAP's 2 s ACK
-// timeout) still gets its answer, in both formats and concurrently with a
-// quick call on another connection.
+// timeout) still gets its answer (a separate response), over UDP and DTLS,
+// in both formats and concurrently with a quick call on another
+// connection.
 func TestSlowCallOverUDP(t *testing.T) {
 	ts := startServer(t, coap004.Options{InsecureCallerQuery: true})
 	ctx := testCtx(t)
 	var wg sync.WaitGroup
-	for _, f := range []coap004.Format{coap004.CBOR, coap004.JSON} {
-		c := ts.dial(t, "udp", f, "SAE_A")
+	for _, tf := range []struct {
+		transport string
+		f         coap004.Format
+	}{{"udp", coap004.CBOR}, {"udp", coap004.JSON}, {"dtls", coap004.CBOR}, {"dtls", coap004.JSON}} {
+		f := tf.f
+		c := ts.dial(t, tf.transport, f, "SAE_A")
 		wg.Go(func() {
 			r, err := c.OpenConnect(ctx, etsi004.OpenRequest{Source: "SAE_A", Destination: "SLOW", QoS: etsi004.QoS{Timeout: 3000}})
 			if err != nil || r.Status != etsi004.StatusTimeout {
