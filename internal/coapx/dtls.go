@@ -35,11 +35,11 @@ const dtlsHandshakeTimeout = 15 * time.Second
 
 // DTLSServerConfig turns a server TLS configuration (pki.ServerTLSConfig:
 // certificate, client CAs, client authentication) into the DTLS 1.2
-// configuration of the same identity: CoAP over DTLS (coaps://, RFC 7252
-// §9) with the same certificates as CoAP over TLS. Cipher suites are
-// pion's defaults (ECDHE with AES-GCM for ECDSA certificates), extended
-// master secret required.
-func DTLSServerConfig(cfg *tls.Config) (*piondtls.Config, error) {
+// options of the same identity: CoAP over DTLS (coaps://, RFC 7252 §9)
+// with the same certificates as CoAP over TLS. Cipher suites are pion's
+// defaults (ECDHE with AES-GCM for ECDSA certificates), extended master
+// secret required.
+func DTLSServerConfig(cfg *tls.Config) ([]piondtls.ServerOption, error) {
 	if cfg == nil || len(cfg.Certificates) == 0 {
 		return nil, errors.New("coapx: DTLS needs a server certificate")
 	}
@@ -53,37 +53,42 @@ func DTLSServerConfig(cfg *tls.Config) (*piondtls.Config, error) {
 	default:
 		return nil, fmt.Errorf("coapx: client authentication %v has no DTLS equivalent", cfg.ClientAuth)
 	}
-	return &piondtls.Config{
-		Certificates:         cfg.Certificates,
-		ClientAuth:           auth,
-		ClientCAs:            cfg.ClientCAs,
-		ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret,
-	}, nil
+	opts := []piondtls.ServerOption{
+		piondtls.WithCertificates(cfg.Certificates...),
+		piondtls.WithClientAuth(auth),
+		piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
+	}
+	if cfg.ClientCAs != nil {
+		opts = append(opts, piondtls.WithClientCAs(cfg.ClientCAs))
+	}
+	return opts, nil
 }
 
 // DTLSClientConfig is DTLSServerConfig's counterpart for a client
 // configuration (pki.ClientTLSConfig: trusted CAs, server name, client
 // certificate).
-func DTLSClientConfig(cfg *tls.Config) (*piondtls.Config, error) {
+func DTLSClientConfig(cfg *tls.Config) ([]piondtls.ClientOption, error) {
 	if cfg == nil || cfg.RootCAs == nil {
 		return nil, errors.New("coapx: DTLS needs trusted CAs")
 	}
-	return &piondtls.Config{
-		Certificates:         cfg.Certificates,
-		RootCAs:              cfg.RootCAs,
-		ServerName:           cfg.ServerName,
-		InsecureSkipVerify:   cfg.InsecureSkipVerify,
-		ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret,
-	}, nil
+	opts := []piondtls.ClientOption{
+		piondtls.WithRootCAs(cfg.RootCAs),
+		piondtls.WithServerName(cfg.ServerName),
+		piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
+	}
+	if len(cfg.Certificates) > 0 {
+		opts = append(opts, piondtls.WithCertificates(cfg.Certificates...))
+	}
+	return opts, nil
 }
 
 // ListenDTLS binds a DTLS listener on the UDP address addr.
-func ListenDTLS(addr string, cfg *piondtls.Config) (net.Listener, error) {
+func ListenDTLS(addr string, opts []piondtls.ServerOption) (net.Listener, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("coapx: dtls address: %w", err)
 	}
-	l, err := piondtls.Listen("udp", ua, cfg)
+	l, err := piondtls.ListenWithOptions("udp", ua, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("coapx: dtls listen: %w", err)
 	}
@@ -122,7 +127,7 @@ func isClosedListener(err error) bool {
 
 // DialDTLS connects a CoAP-over-DTLS client (coaps://). ctx bounds the
 // connection's lifetime.
-func DialDTLS(ctx context.Context, addr string, cfg *piondtls.Config, log *slog.Logger, extra ...udp.Option) (*udpclient.Conn, error) {
+func DialDTLS(ctx context.Context, addr string, cfg []piondtls.ClientOption, log *slog.Logger, extra ...udp.Option) (*udpclient.Conn, error) {
 	opts := []udp.Option{
 		options.WithContext(ctx),
 		options.WithErrors(errorsTo(log)),
@@ -130,7 +135,7 @@ func DialDTLS(ctx context.Context, addr string, cfg *piondtls.Config, log *slog.
 		options.WithBlockwise(true, blockwise.SZX1024, 30*time.Second),
 		options.WithKeepAlive(3, dtlsKeepAlive, func(cc *udpclient.Conn) { _ = cc.Close() }),
 	}
-	return dtls.Dial(addr, cfg, append(opts, extra...)...)
+	return dtls.Dial(addr, dtls.NewDTLSClientOptions(cfg...), append(opts, extra...)...)
 }
 
 // DTLSPeerCertificate returns the verified leaf certificate of the peer of
