@@ -3,6 +3,7 @@ module github.com/qkms/qkms
 go 1.26.8
 
 require (
+	github.com/cloudflare/circl v1.6.5
 	github.com/fxamacker/cbor/v2 v2.10.0
 	github.com/google/go-cmp v0.7.0
 	github.com/google/uuid v1.6.0
