@@ -282,7 +282,8 @@ func (a *Agent) apply(ctx context.Context, n sdn.QKDNode) error {
 // relayConfig maps a VIRT link to the QUICKS link/relay body: the previous
 // hop's authority first, then the next hops'.
 func (a *Agent) relayConfig(l sdn.QKDLink) (quicks.RelayConfig, error) {
-	rc := quicks.RelayConfig{Source: l.ServerAppID, Destination: slices.Clone(l.ClientAppIDs), NextNodeInfo: []string{}}
+	rc := quicks.RelayConfig{Source: l.ServerAppID, Destination: slices.Clone(l.ClientAppIDs), NextNodeInfo: []string{},
+		Route: slices.Clone(l.Route)}
 	hops := l.VirtNextHop
 	if l.VirtPrevHop != "" {
 		hops = append([]string{l.VirtPrevHop}, hops...)
@@ -301,7 +302,8 @@ func (a *Agent) relayConfig(l sdn.QKDLink) (quicks.RelayConfig, error) {
 }
 
 func sameConfig(a, b quicks.RelayConfig) bool {
-	return a.Source == b.Source && slices.Equal(a.Destination, b.Destination) && slices.Equal(a.NextNodeInfo, b.NextNodeInfo)
+	return a.Source == b.Source && slices.Equal(a.Destination, b.Destination) && slices.Equal(a.NextNodeInfo, b.NextNodeInfo) &&
+		slices.Equal(a.Route, b.Route)
 }
 
 // ---------------------------------------------------------------------------

@@ -411,6 +411,11 @@ func (b *quicksBackend) ReplaceRelay(_ context.Context, stream string, rc quicks
 			rc.Destination = append(rc.Destination, string(s))
 		}
 	}
+	if rc.Route == nil {
+		for _, n := range old.Route {
+			rc.Route = append(rc.Route, string(n))
+		}
+	}
 	if rc.NextNodeInfo == nil {
 		rc.NextNodeInfo = []string{}
 		for _, hop := range []qkd.NodeID{old.Prev, old.Next} {
@@ -520,7 +525,43 @@ func (b *quicksBackend) relayEntry(stream string, rc quicks.RelayConfig) (relay.
 	default:
 		en.Prev = hops[0]
 	}
+	if rc.Route != nil {
+		route, err := checkRoute(rc.Route, en, self)
+		if err != nil {
+			return relay.Entry{}, err
+		}
+		en.Route = route
+	}
 	return en, nil
+}
+
+// checkRoute checks a qkms_route against the entry: from the source node
+// to the destination node, without repeats, through this node, with this
+// entry's neighbours next to it.
+func checkRoute(names []string, en relay.Entry, self qkd.NodeID) ([]qkd.NodeID, error) {
+	route := make([]qkd.NodeID, len(names))
+	for i, r := range names {
+		route[i] = qkd.NodeID(r)
+	}
+	at := slices.Index(route, self)
+	fits := len(route) >= 2 && route[0] == en.Source && route[len(route)-1] == en.Dest && at >= 0
+	for i := range route {
+		fits = fits && !slices.Contains(route[i+1:], route[i])
+	}
+	if fits {
+		near := func(i int) qkd.NodeID {
+			if i < 0 || i >= len(route) {
+				return ""
+			}
+			return route[i]
+		}
+		prev, next := near(at-1), near(at+1)
+		fits = (en.Prev == prev && en.Next == next) || (en.Prev == next && en.Next == prev && en.Prev != "" && en.Next != "")
+	}
+	if !fits {
+		return nil, quicks.BadField("qkms_route", "does not fit the source, destination and neighbours of this entry")
+	}
+	return route, nil
 }
 
 // neighbourAt returns the peer of the link whose peer_addr is authority.

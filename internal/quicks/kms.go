@@ -268,6 +268,10 @@ type RelayConfig struct {
 	NextNodeInfo        []string              `json:"next_node_info,omitzero"`
 	QoSRequest          *QoSData              `json:"qos_request,omitempty"`
 	PeerApplicationInfo []PeerApplicationInfo `json:"peer_application_info,omitempty"`
+	// Route (qkms extension) names every KMS of the configured route,
+	// source first, destination last: the destination checks the signed
+	// forwarding path of hybrid keys against it (SPEC §8).
+	Route []string `json:"qkms_route,omitempty"`
 }
 
 var (
@@ -303,6 +307,10 @@ func (m *RelayConfig) ValidateUpdate() error {
 
 func (m *RelayConfig) check(c *checker, update bool) {
 	c.items("next_node_info", m.NextNodeInfo)
+	if m.Route != nil {
+		c.list("qkms_route", m.Route, 2)
+		c.items("qkms_route", m.Route)
+	}
 	if q := m.QoSRequest; q != nil && (!update || q.Type != "") {
 		q.check(c, "qos_request")
 	}

@@ -36,6 +36,10 @@ type Entry struct {
 	// in next_node_info without saying which is upstream): a step arriving
 	// from one of them goes on to the other.
 	Prev, Next qkd.NodeID
+	// Route, if known, is the whole configured route, source first and
+	// destination last (QUICKS link/relay qkms_route): the destination
+	// checks the signed forwarding path of hybrid keys against it.
+	Route []qkd.NodeID
 }
 
 // intermediate reports whether the entry is an intermediate node's.

@@ -110,6 +110,11 @@ type QKDLink struct {
 	// every KMS on the path needs for its QUICKS link/relay entry.
 	ServerAppID  string   `json:"qkms:server_app_id,omitempty"`
 	ClientAppIDs []string `json:"qkms:client_app_id,omitempty"`
+	// Route (VIRT only, qkms extension): the node IDs of the stream's
+	// route from the source to this link's destination (single-path
+	// streams), so that the destination can check the signed forwarding
+	// path of hybrid keys (SPEC §8).
+	Route []string `json:"qkms:route,omitempty"`
 	// PHYS only.
 	Performance *QKDLinkPerformance `json:"qkdl_performance,omitempty"`
 }
@@ -247,6 +252,11 @@ func virtLink(s Stream, at qkd.NodeID) QKDLink {
 		}
 	}
 	slices.Sort(l.VirtNextHop)
+	if !s.Route.Multipath && len(s.Route.Paths) == 1 {
+		for _, n := range s.Route.Paths[0].Nodes {
+			l.Route = append(l.Route, string(n))
+		}
+	}
 	return l
 }
 

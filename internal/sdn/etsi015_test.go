@@ -127,7 +127,7 @@ func TestQKDNodeFieldNames(t *testing.T) {
 			[]string{"expected_consumption", "skr", "eskr"}},
 		{"VIRT qkd_link (relay)", node["qkd_links"].(map[string]any)["qkd_link"].([]any)[3],
 			[]string{"qkdl_id", "qkdl_status", "qkdl_enable", "qkdl_local", "qkdl_remote", "qkdl_type", "qkdl_applications", "virt_prev_hop", "virt_next_hop", "virt_bandwidth",
-				"qkms:server_app_id", "qkms:client_app_id"}},
+				"qkms:server_app_id", "qkms:client_app_id", "qkms:route"}},
 		{"qkdl_local", node["qkd_links"].(map[string]any)["qkd_link"].([]any)[0].(map[string]any)["qkdl_local"], []string{"qkdn_id"}},
 	}
 	for _, tt := range tests {
