@@ -80,6 +80,11 @@ const (
 	Internal   Code = 5
 	NoRoute    Code = 6 // forward_keys: no forwarding entry for the stream here
 	UnknownSAE Code = 7 // new_app: a slave SAE is not attached to the receiving node
+	// Hybrid: forward_keys refused for its post-quantum part (SPEC §8): a
+	// stream that requires hybrid keys got none, a header or signature
+	// does not verify, the KEM offer is unknown, or the signed forwarding
+	// path is not the configured route. The source drops the keys.
+	Hybrid Code = 8
 )
 
 func (c Code) String() string {
@@ -98,6 +103,8 @@ func (c Code) String() string {
 		return "no_route"
 	case UnknownSAE:
 		return "unknown_sae"
+	case Hybrid:
+		return "hybrid"
 	}
 	return "internal"
 }
@@ -194,6 +201,18 @@ type ForwardKeysReq struct {
 	// between applications on the route's end nodes (RelayStream); the
 	// destination answers with its end's StreamInfo.
 	Etsi004 *RelayStream `cbor:"14,keyasint,omitempty"`
+	// Hybrid is the source's signed hybrid header (hybrid.Header, CBOR)
+	// when the keys are hybrid (SPEC §8): intermediate nodes pass it on
+	// untouched. Path is the signed forwarding path so far
+	// (hybrid.MarshalPath): the source's step, then one per intermediate
+	// node, each added by that node.
+	Hybrid    []byte `cbor:"15,keyasint,omitempty"`
+	PathSigns []byte `cbor:"16,keyasint,omitempty"`
+	// OfferReq asks the destination for its current KEM offer (no keys:
+	// IDs, Pieces and Cipher are empty); intermediate nodes forward it
+	// without consuming anything, and the destination answers with
+	// ForwardKeysResp.Offer.
+	OfferReq bool `cbor:"17,keyasint,omitempty"`
 }
 
 // RelayStream is the ETSI GS QKD 004 key stream a relay step's keys
@@ -222,6 +241,9 @@ type ForwardKeysResp struct {
 	// (State, and Want: chunks its application asked for), also in the
 	// answer to a retry of the step.
 	Etsi004 *StreamInfo `cbor:"3,keyasint,omitempty"`
+	// Offer is the destination's signed KEM offer (hybrid.Offer, CBOR),
+	// the answer to an OfferReq.
+	Offer []byte `cbor:"4,keyasint,omitempty"`
 }
 
 // DeleteKeysReq deletes reserved keys at the peer (TTL, abort).

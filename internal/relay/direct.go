@@ -30,7 +30,7 @@ func (e *Engine) direct(ctx context.Context, in *link.Link, req kmsproto.Forward
 	if !good {
 		return kmsproto.ForwardKeysResp{}, kmsproto.BadRequest, "pieces do not match the keys or the sender's parity"
 	}
-	return e.deliver(ctx, in, req, pieces, time.UnixMilli(req.Expires))
+	return e.deliver(ctx, in, req, pieces, time.UnixMilli(req.Expires), nil)
 }
 
 func hasDupIDs(ids []qkd.KeyID) bool {

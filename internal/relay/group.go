@@ -84,6 +84,9 @@ func (e *Engine) planLeg(lg Leg, master qkd.SAEID) (leg, error) {
 	if !ok || en.Source != e.o.Node || en.Dest != lg.Dest || en.Master != master || !slices.Equal(en.Slaves, lg.Slaves) || e.byPeer[en.Next] == nil {
 		return leg{}, fmt.Errorf("%w: %s", ErrUnknownStream, lg.Stream)
 	}
+	if e.hybridRequired(en) {
+		return leg{}, ErrHybridMulticast // fails closed: one R for several destinations is not wired yet
+	}
 	return leg{stream: lg.Stream, dest: lg.Dest, slaves: lg.Slaves, next: e.byPeer[en.Next]}, nil
 }
 

@@ -84,6 +84,8 @@ type Options struct {
 	// chunks of the step. Its answer, the destination's end of the
 	// stream, goes back to the source in ForwardKeysResp.Etsi004.
 	OnStream func(ctx context.Context, info kmsproto.RelayStream, n int) *kmsproto.StreamInfo
+	// Hybrid, if set, turns on post-quantum hybrid keys (HybridOptions).
+	Hybrid *HybridOptions
 }
 
 // Engine relays keys for this node: as source, intermediate or destination.
@@ -94,6 +96,8 @@ type Engine struct {
 	peers  map[qkd.NodeID][]*link.Link
 	byLink map[qkd.LinkID]*link.Link
 	turn   map[qkd.NodeID]*atomic.Uint64 // round robin over parallel links
+	hyb    *hybridState                  // nil: no hybrid keys
+	spy    *spyHooks                     // tests only: an honest-but-curious node
 
 	mu       sync.RWMutex
 	table    map[string]Entry                                                                 // guarded by mu
@@ -124,7 +128,7 @@ func New(o Options) *Engine {
 	}
 	e := &Engine{o: o, log: o.Logger, byPeer: map[qkd.NodeID]*link.Link{}, peers: map[qkd.NodeID][]*link.Link{},
 		byLink: map[qkd.LinkID]*link.Link{}, turn: map[qkd.NodeID]*atomic.Uint64{}, table: map[string]Entry{},
-		onStream: o.OnStream}
+		onStream: o.OnStream, hyb: newHybridState(o.Hybrid)}
 	for _, l := range o.Links {
 		if _, dup := e.byPeer[l.Peer()]; !dup {
 			e.byPeer[l.Peer()] = l
@@ -225,7 +229,7 @@ func (e *Engine) Relay(ctx context.Context, stream string, sizeBits, n int, ttl 
 	defer b.k.Wipe()
 	// The outbox makes the keys Ready here when the route answers, also
 	// after this call gave up waiting.
-	err = e.sendStep(ctx, b, leg{stream: stream, dest: en.Dest, slaves: en.Slaves, next: next}, true, b.ids)
+	err = e.sendStep(ctx, b, leg{stream: stream, dest: en.Dest, slaves: en.Slaves, next: next, hybrid: e.hybridRequired(en)}, true, b.ids)
 	if err != nil {
 		return nil, err
 	}
@@ -267,7 +271,7 @@ func (e *Engine) RelayIDs(ctx context.Context, stream string, sizeBits int, ids 
 	if info != nil {
 		b.stream004 = info.KSID
 	}
-	l := leg{stream: stream, dest: en.Dest, slaves: en.Slaves, next: next, info: info, sent: &r}
+	l := leg{stream: stream, dest: en.Dest, slaves: en.Slaves, next: next, info: info, sent: &r, hybrid: e.hybridRequired(en)}
 	if err := e.sendStep(ctx, b, l, true, b.ids); err != nil {
 		return r, nil, err
 	}
@@ -343,6 +347,7 @@ type leg struct {
 	next   *link.Link
 	info   *kmsproto.RelayStream // the ETSI 004 key stream of the keys, if any
 	sent   *Receipt              // if set, receives the step that was sent
+	hybrid bool                  // the keys must be hybrid (SPEC §8)
 }
 
 // sendStep pads the batch with material of l.next and sends it along the
@@ -375,9 +380,20 @@ func (e *Engine) sendStepOver(ctx context.Context, b *batch, l leg, store bool, 
 		}
 	}
 	step := e.newStep()
+	var hs *sealed
+	if l.hybrid {
+		var err error
+		if hs, err = e.seal(ctx, b, l, step); err != nil {
+			return err
+		}
+		defer hs.wipe()
+	}
 	req := kmsproto.ForwardKeysReq{Stream: l.stream, Step: step, Source: e.o.Node, Dest: l.dest, Master: b.master, Slaves: l.slaves,
 		SizeBits: uint32(b.sizeBits), IDs: b.ids, Created: b.created.UnixMilli(), Expires: b.expires.UnixMilli(), Path: []qkd.NodeID{e.o.Node},
 		Etsi004: l.info}
+	if hs != nil {
+		req.Hybrid, req.PathSigns = hs.header, hs.path
+	}
 	if l.sent != nil {
 		*l.sent = Receipt{Step: step, Link: l.next.ID()}
 	}
@@ -396,13 +412,22 @@ func (e *Engine) sendStepOver(ctx context.Context, b *batch, l leg, store bool, 
 					return keystore.RelayResult{}, err
 				}
 				for i := range keys {
-					keys[i].Data = b.k.Slice(i*size, (i+1)*size)
+					keys[i].Data.Wipe()
+					if hs != nil {
+						keys[i].Data = hs.keys[i].Clone() // the application key
+					} else {
+						keys[i].Data = b.k.Slice(i*size, (i+1)*size)
+					}
 				}
 				return keystore.RelayResult{Keys: keys, Record: body, Outbox: ob}, nil
 			})
 	})
 	for i := range keys {
 		keys[i].Data.Wipe()
+	}
+	var refused *link.RefusedError
+	if hs != nil && errors.As(err, &refused) && refused.Code == kmsproto.Hybrid {
+		e.dropOffer(l.stream) // the destination may have restarted: ask again next time
 	}
 	return err
 }
@@ -426,6 +451,9 @@ func (e *Engine) HandleForward(ctx context.Context, in *link.Link, req kmsproto.
 }
 
 func (e *Engine) handleForward(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
+	if req.OfferReq {
+		return e.handleOfferReq(ctx, in, req)
+	}
 	n, size := len(req.IDs), int(req.SizeBits)/8
 	if n == 0 || n > 1<<14 || req.SizeBits == 0 || req.SizeBits%8 != 0 || len(req.Cipher) != n*size || req.Step == "" ||
 		len(req.Path) == 0 || req.Path[len(req.Path)-1] != in.Peer() || slices.Contains(req.Path, e.o.Node) || hasDupIDs(req.IDs) {
@@ -435,16 +463,14 @@ func (e *Engine) handleForward(ctx context.Context, in *link.Link, req kmsproto.
 		return resp, code, msg
 	}
 	if req.Stream == "" {
+		if req.Hybrid != nil {
+			return kmsproto.ForwardKeysResp{}, kmsproto.Hybrid, "hybrid keys need a key stream"
+		}
 		return e.direct(ctx, in, req)
 	}
-	en, ok := e.Lookup(req.Stream)
-	var next qkd.NodeID
-	if ok {
-		next, ok = en.hopAfter(in.Peer())
-	}
-	if !ok || slices.Contains(req.Path, next) || en.Dest != req.Dest || en.Source != req.Source || en.Master != req.Master || !slices.Equal(en.Slaves, req.Slaves) {
-		e.log.Warn("relay step refused: no matching forwarding entry", "stream", req.Stream, "from", string(in.Peer()))
-		return kmsproto.ForwardKeysResp{}, kmsproto.NoRoute, "no forwarding entry for this stream from this neighbour"
+	en, next, code, msg := e.entryFor(in, req)
+	if code != kmsproto.OK {
+		return kmsproto.ForwardKeysResp{}, code, msg
 	}
 	pieces, good := in.CheckPeerPieces(req.Pieces, len(req.Cipher))
 	if !good {
@@ -452,13 +478,24 @@ func (e *Engine) handleForward(ctx context.Context, in *link.Link, req kmsproto.
 	}
 	expires := time.UnixMilli(req.Expires)
 	if next == "" {
-		return e.deliver(ctx, in, req, pieces, expires)
+		hyb, code, msg := e.openHybrid(en, req)
+		if code != kmsproto.OK {
+			return kmsproto.ForwardKeysResp{}, code, msg
+		}
+		defer hyb.wipe()
+		return e.deliver(ctx, in, req, pieces, expires, hyb)
 	}
-	return e.pass(ctx, in, req, pieces, next, expires)
+	path, code, msg := e.signPass(in, req, next)
+	if code != kmsproto.OK {
+		return kmsproto.ForwardKeysResp{}, code, msg
+	}
+	return e.pass(ctx, in, req, pieces, next, expires, path)
 }
 
 // deliver is the destination's step: remove the pad, store the keys.
-func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece, expires time.Time) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
+// A hybrid step (hyb not nil) stores the application keys
+// combine(K_i, R, transcript) instead of the relayed ones.
+func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece, expires time.Time, hyb *opened) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
 	size := int(req.SizeBits) / 8
 	created := time.UnixMilli(req.Created)
 	stream004 := ""
@@ -470,11 +507,23 @@ func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.Forwar
 			k := secret.Make(len(req.Cipher))
 			defer k.Wipe()
 			xorInto(k.Expose(), req.Cipher, inPad.Expose())
+			data := make([]secret.Bytes, len(req.IDs))
+			for i := range data {
+				data[i] = k.Slice(i*size, (i+1)*size)
+			}
+			if hyb != nil {
+				app, err := hyb.combine(data)
+				secret.WipeAll(data)
+				if err != nil {
+					return keystore.RelayResult{}, err
+				}
+				data = app
+			}
 			keys := make([]keystore.Key, len(req.IDs))
 			for i, id := range req.IDs {
 				keys[i] = keystore.Key{ID: id, Link: in.ID(), State: keystore.KeyReady, Master: req.Master, Slaves: req.Slaves,
 					Pending: e.local(append([]qkd.SAEID{req.Master}, req.Slaves...)), SizeBits: int(req.SizeBits),
-					Created: created, Expires: expires, Data: k.Slice(i*size, (i+1)*size), Stream: stream004}
+					Created: created, Expires: expires, Data: data[i], Stream: stream004}
 			}
 			return keystore.RelayResult{Keys: keys, Record: slices.Clone(deliveredRecord)}, nil
 		})
@@ -495,7 +544,11 @@ func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.Forwar
 
 // pass is an intermediate node's step: swap the pad, forward, answer with
 // the rest of the route's answer.
-func (e *Engine) pass(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece, next qkd.NodeID, expires time.Time) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
+// path, if not nil, is the signed path with this node's step added.
+func (e *Engine) pass(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece, next qkd.NodeID, expires time.Time, path []byte) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
+	if path != nil {
+		req.PathSigns = path
+	}
 	var out *link.Link
 	var body []byte
 	var err error
@@ -535,6 +588,9 @@ func (e *Engine) swap(ctx context.Context, in, out *link.Link, req kmsproto.Forw
 				next.Pieces = link.WirePieces(ps)
 				next.Cipher = make([]byte, len(req.Cipher))
 				xorInto(next.Cipher, req.Cipher, inPad.Expose()) // the keys, in memory only for this line
+				if e.spy != nil && e.spy.relayed != nil {
+					e.spy.relayed(req.IDs, next.Cipher)
+				}
 				xorInto(next.Cipher, next.Cipher, outPad.Expose())
 				next.Path = append(slices.Clone(req.Path), e.o.Node)
 				b, err := kmsproto.Marshal(next)
