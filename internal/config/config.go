@@ -22,7 +22,38 @@ type Config struct {
 	Store      Store      `yaml:"store"`
 	Log        Log        `yaml:"log"`
 	SDN        SDN        `yaml:"sdn"`
+	Hybrid     Hybrid     `yaml:"hybrid"`
 }
+
+// Hybrid configures post-quantum hybrid keys (SPEC §8, docs/hybrid.md):
+// the two end KMSes of a relayed key stream run an ML-KEM exchange
+// authenticated with their ML-DSA keys and give applications
+// combine(relayed key, KEM-protected secret, transcript); every KMS on the
+// route signs its forwarding step. The identity files (made by
+// `qkms pki init --pq-node`) let this node take part, also as an
+// intermediate node; Mode says whether its own streams require it.
+type Hybrid struct {
+	// Mode is the node's default for key streams of its SAEs: HybridOn
+	// (every relayed key hybrid; a stream whose other end cannot do it
+	// fails) or HybridOff. saes[].hybrid overrides it per application.
+	Mode string `yaml:"mode"`
+	// KEM of the offers this node makes as a destination; Combiner it
+	// uses as a source. Names as in the capability hybrid_pqc.
+	KEM      string `yaml:"kem"`
+	Combiner string `yaml:"combiner"`
+	// The network's PQ CA certificate and revocation list (optional), and
+	// this node's ML-DSA certificate and key (0600).
+	CAFile   string `yaml:"ca_file"`
+	CRLFile  string `yaml:"crl_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// OfferLifetime of this node's KEM offers (a new ML-KEM key pair per
+	// stream and lifetime).
+	OfferLifetime Duration `yaml:"offer_lifetime"`
+}
+
+// Configured reports whether the node has a post-quantum identity.
+func (h Hybrid) Configured() bool { return h.KeyFile != "" }
 
 // SDN configures the node's SDN agent (SPEC §7). With an empty
 // controller_url the node runs no agent and serves SAEs of neighbouring
@@ -68,6 +99,9 @@ type TLS struct {
 type SAE struct {
 	ID   qkd.SAEID  `yaml:"id"`
 	Node qkd.NodeID `yaml:"node"`
+	// Hybrid overrides hybrid.mode for key streams of this application
+	// (as master or slave): HybridOn, HybridOff, or "" for the node's mode.
+	Hybrid string `yaml:"hybrid,omitempty"`
 }
 
 // Link is one QKD link from this node to a neighbour.
@@ -125,6 +159,8 @@ const (
 	MACWegmanCarter = "wegman_carter"
 	FormatJSON      = "json"
 	FormatText      = "text"
+	HybridOn        = "on"
+	HybridOff       = "off"
 )
 
 // Limits of Link.MACEpoch: an even number of messages (two messages' pads

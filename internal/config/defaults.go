@@ -37,6 +37,8 @@ func Default() Config {
 		},
 		Store: Store{Synchronous: "normal", KEKRotation: Duration(time.Hour)},
 		Log:   Log{Level: "info", Format: FormatJSON},
+		Hybrid: Hybrid{Mode: HybridOff, KEM: "ML-KEM-768", Combiner: "xor-shake256",
+			OfferLifetime: Duration(time.Hour)},
 	}
 }
 
@@ -91,4 +93,8 @@ func (c *Config) resolvePaths(dir string) {
 	for i := range c.Links {
 		abs(&c.Links[i].PSKFile)
 	}
+	abs(&c.Hybrid.CAFile)
+	abs(&c.Hybrid.CRLFile)
+	abs(&c.Hybrid.CertFile)
+	abs(&c.Hybrid.KeyFile)
 }

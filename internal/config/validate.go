@@ -24,6 +24,7 @@ func (c *Config) Validate() error {
 	c.Keys.validate(v)
 	c.Store.validate(v, c.DataDir)
 	c.Log.validate(v)
+	c.Hybrid.validate(v, c.SAEs)
 	return errors.Join(v.errs...)
 }
 
@@ -199,4 +200,34 @@ func (s Store) validate(v *validator, dataDir string) {
 func (l Log) validate(v *validator) {
 	v.oneOf("log.level", l.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", l.Format, FormatJSON, FormatText)
+}
+
+// validate checks the hybrid section and the per-SAE overrides. Algorithm
+// names are checked by the node against what it implements.
+func (h Hybrid) validate(v *validator, saes []SAE) {
+	v.oneOf("hybrid.mode", h.Mode, HybridOn, HybridOff)
+	v.required("hybrid.kem", h.KEM)
+	v.required("hybrid.combiner", h.Combiner)
+	v.positive("hybrid.offer_lifetime", h.OfferLifetime)
+	files := map[string]string{"hybrid.ca_file": h.CAFile, "hybrid.cert_file": h.CertFile, "hybrid.key_file": h.KeyFile}
+	set := 0
+	for _, f := range files {
+		if f != "" {
+			set++
+		}
+	}
+	if set != 0 && set != len(files) {
+		v.add("hybrid", "ca_file, cert_file and key_file go together")
+	}
+	if h.CRLFile != "" && set == 0 {
+		v.add("hybrid.crl_file", "needs ca_file, cert_file and key_file")
+	}
+	if h.Mode == HybridOn && set == 0 {
+		v.add("hybrid.mode", "on needs the node's post-quantum identity (ca_file, cert_file, key_file)")
+	}
+	for i, s := range saes {
+		if s.Hybrid != "" {
+			v.oneOf(fmt.Sprintf("saes[%d].hybrid", i), s.Hybrid, HybridOn, HybridOff)
+		}
+	}
 }
