@@ -20,6 +20,7 @@ func netCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "net", Short: "Run a whole QKD network on this machine"}
 	var topo, dir, transport, logLevel string
 	var scale float64
+	var hybridOn bool
 	up := &cobra.Command{
 		Use:   "up --topology FILE --dir DIR",
 		Short: "Start every node and link of a topology; write DIR/network.json when ready; run until interrupted",
@@ -37,7 +38,8 @@ func netCmd() *cobra.Command {
 			}
 			defer logf.Close()
 			fmt.Fprintf(cmd.OutOrStdout(), "starting %s: %d nodes, %d links (logs: %s)\n", t.Name, len(t.Nodes), len(t.Links), logf.Name())
-			n, err := netsim.Up(ctx, netsim.Options{Topology: t, Dir: dir, Logger: log, Scale: scale, PeerTransport: transport})
+			n, err := netsim.Up(ctx, netsim.Options{Topology: t, Dir: dir, Logger: log, Scale: scale, PeerTransport: transport,
+				Hybrid: hybridOn})
 			if err != nil {
 				return err
 			}
@@ -53,6 +55,7 @@ func netCmd() *cobra.Command {
 	up.Flags().StringVar(&transport, "peer-transport", "tcp", "KMS↔KMS CoAP transport: tcp or udp")
 	up.Flags().Float64Var(&scale, "scale", 1, "multiply every link's secret key rate")
 	up.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	up.Flags().BoolVar(&hybridOn, "hybrid", false, "post-quantum hybrid keys on every node (hybrid.mode: on): relayed keys combine QKD with ML-KEM, forwarding paths signed with ML-DSA")
 	_ = up.MarkFlagRequired("topology")
 	_ = up.MarkFlagRequired("dir")
 	cmd.AddCommand(up)

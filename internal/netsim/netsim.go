@@ -37,6 +37,10 @@ type Options struct {
 	ReadyTimeout time.Duration
 	// Tune, if set, may change each node's config before it starts.
 	Tune func(*config.Config)
+	// Hybrid sets every node's hybrid.mode to on: every relayed key is a
+	// post-quantum hybrid key (SPEC §8). Every node gets its ML-DSA
+	// identity either way, so that it can forward and receive them.
+	Hybrid bool
 }
 
 // Network is a running network.

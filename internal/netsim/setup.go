@@ -49,6 +49,16 @@ func (n *Network) issuePKI() (*pki.CA, error) {
 		return nil, err
 	}
 	n.Info.Operator = CertPair{Cert: op.CertFile, Key: op.KeyFile}
+	pq, err := pki.InitPQCA(ca.Dir(), "")
+	if err != nil {
+		return nil, fmt.Errorf("netsim: post-quantum CA: %w", err)
+	}
+	defer pq.Wipe()
+	for _, nd := range n.o.Topology.Nodes {
+		if _, err := pq.IssueNode(string(nd.ID), ""); err != nil {
+			return nil, fmt.Errorf("netsim: post-quantum node key: %w", err)
+		}
+	}
 	return ca, nil
 }
 
@@ -104,6 +114,10 @@ func (n *Network) nodeConfig(id qkd.NodeID, ca *pki.CA, ls map[qkd.NodeID]*bound
 	kme := string(qkd.KMEOf(id))
 	c.TLS = config.TLS{CAFile: ca.CertFile(), CertFile: filepath.Join(ca.Dir(), kme+".pem"), KeyFile: filepath.Join(ca.Dir(), kme+"-key.pem")}
 	c.OperatorCN = operatorCN
+	c.Hybrid.CAFile, c.Hybrid.CRLFile, c.Hybrid.CertFile, c.Hybrid.KeyFile = pki.PQNodeFiles(ca.Dir(), string(id))
+	if n.o.Hybrid {
+		c.Hybrid.Mode = config.HybridOn
+	}
 	for _, s := range n.o.Topology.SAEs {
 		c.SAEs = append(c.SAEs, config.SAE{ID: s.ID, Node: s.Node})
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/qkms/qkms/internal/keystore/sqlite"
 	"github.com/qkms/qkms/internal/kms"
 	"github.com/qkms/qkms/internal/link"
+	"github.com/qkms/qkms/internal/pki"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/quicks"
 	"github.com/qkms/qkms/internal/quicks/agentapi"
@@ -75,6 +76,7 @@ type Node struct {
 	store   *sqlite.Store
 	links   []*nodeLink
 	relay   *relay.Engine
+	pq      *pki.PQIdentity // the node's post-quantum identity (nil: none)
 	router  kms.Router
 	svc     *kms.Service
 	etsi    *etsi014.Server
@@ -133,7 +135,9 @@ func (n *Node) build(ctx context.Context) error {
 	if err := n.newLinks(ctx, fwd); err != nil {
 		return err
 	}
-	n.newRelay(fwd)
+	if err := n.newRelay(fwd); err != nil {
+		return err
+	}
 	n.perf = newPerfSampler(n)
 	if err := n.newSDN(); err != nil {
 		return err
@@ -194,15 +198,21 @@ func (n *Node) newService() error {
 }
 
 // newRelay builds the relay engine over the node's links.
-func (n *Node) newRelay(fwd *lateForwarder) {
+func (n *Node) newRelay(fwd *lateForwarder) error {
 	links := make([]*link.Link, len(n.links))
 	for i, l := range n.links {
 		links[i] = l.Link
 	}
+	hyb, err := n.hybridOptions()
+	if err != nil {
+		return err
+	}
 	dir := n.directory()
 	n.relay = relay.New(relay.Options{Node: n.cfg.NodeID, Store: n.store, Links: links, Logger: n.log,
-		LocalSAE: func(s qkd.SAEID) bool { return dir[s] == n.cfg.NodeID }, OnDelivered: n.streamEstablished})
+		LocalSAE: func(s qkd.SAEID) bool { return dir[s] == n.cfg.NodeID }, OnDelivered: n.streamEstablished,
+		Hybrid: hyb})
 	fwd.set(n.relay)
+	return nil
 }
 
 // LinkRates returns every link's measured key rate from its QKD module,
@@ -359,6 +369,9 @@ func (n *Node) close() {
 	}
 	if n.app004 != nil && n.app004.dtls != nil {
 		_ = n.app004.dtls.Close()
+	}
+	if n.pq != nil {
+		n.pq.Wipe()
 	}
 	if n.store != nil {
 		_ = n.store.Close()

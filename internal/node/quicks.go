@@ -276,7 +276,11 @@ func (b *quicksBackend) extensions() []string {
 		out = append(out, quicks.ExtITSMACPoly1305)
 	}
 	sort.Strings(out)
-	return append(out, ExtRelayOTPHopByHop, ExtRelayMulticast)
+	out = append(out, ExtRelayOTPHopByHop, ExtRelayMulticast)
+	if e := b.n.hybridExtension(); e != "" {
+		out = append(out, e)
+	}
+	return out
 }
 
 func (b *quicksBackend) DeviceInfo(context.Context) (quicks.DeviceInfo, error) {

@@ -48,6 +48,10 @@ type HybridOptions struct {
 	// destination, refuses hybrid keys; err wraps hybrid.ErrPathMismatch
 	// when the signed path is not the configured route.
 	OnReject func(stream string, err error)
+	// OnKeys, if set, is called after this node stored n hybrid keys as
+	// the source (dest false, once the route delivered them) or the
+	// destination of a step.
+	OnKeys func(dest bool, n int)
 }
 
 // DefaultOfferLifetime is how long a destination's KEM offer is valid. A
@@ -423,6 +427,12 @@ func (e *Engine) reject(stream string, err error) {
 	e.log.Warn("hybrid keys rejected", "stream", stream, "err", err)
 	if e.hyb != nil && e.hyb.o.OnReject != nil {
 		e.hyb.o.OnReject(stream, err)
+	}
+}
+
+func (e *Engine) countHybrid(dest bool, n int) {
+	if e.hyb != nil && e.hyb.o.OnKeys != nil {
+		e.hyb.o.OnKeys(dest, n)
 	}
 }
 

@@ -426,7 +426,10 @@ func (e *Engine) sendStepOver(ctx context.Context, b *batch, l leg, store bool, 
 		keys[i].Data.Wipe()
 	}
 	var refused *link.RefusedError
-	if hs != nil && errors.As(err, &refused) && refused.Code == kmsproto.Hybrid {
+	switch {
+	case hs != nil && err == nil:
+		e.countHybrid(false, n)
+	case hs != nil && errors.As(err, &refused) && refused.Code == kmsproto.Hybrid:
 		e.dropOffer(l.stream) // the destination may have restarted: ask again next time
 	}
 	return err
@@ -529,6 +532,9 @@ func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.Forwar
 		})
 	switch {
 	case err == nil:
+		if hyb != nil {
+			e.countHybrid(true, len(req.IDs))
+		}
 		if e.o.OnDelivered != nil && req.Stream != "" {
 			e.o.OnDelivered(req.Stream, slices.Clone(req.Slaves))
 		}

@@ -78,6 +78,8 @@ type Metrics struct {
 	internalKeyBytes *prometheus.CounterVec
 	peerMessages     *prometheus.CounterVec
 	nodeStatus       prometheus.Gauge
+	hybridRejected   prometheus.Counter
+	hybridKeys       *prometheus.CounterVec
 	openStreams      atomic.Pointer[func() int] // qkms_etsi004_streams_open's source
 }
 
@@ -112,10 +114,14 @@ func NewMetrics(node string) *Metrics {
 		pskTags:          counter("qkms_psk_tags_total", "Tags computed or checked with the pre-shared key (bootstrap).", "link"),
 		batches:          counter("qkms_batches_total", "new_key_batch confirmations, by result.", "link", "result"),
 		internalKeyBytes: counter("qkms_internal_key_bytes_total", "QKD key bytes this node turned into MAC keys or spent on batch checks; the link's ESKR is its SKR minus the rate of this summed over both ends.", "link"),
+		hybridKeys:       counter("qkms_hybrid_keys_total", "Post-quantum hybrid keys this node stored, as the source or the destination of a relayed key stream.", "end"),
 		peerMessages:     counter("qkms_peer_messages_total", "KMS-to-KMS messages, by type and result.", "link", "type", "result"),
 	}
 	m.nodeStatus = prometheus.NewGauge(prometheus.GaugeOpts{Name: "qkms_node_status", Help: "1 if the node is active, 0 if inactive (stopped or zeroised)."})
 	r.MustRegister(m.nodeStatus)
+	m.hybridRejected = prometheus.NewCounter(prometheus.CounterOpts{Name: "qkms_hybrid_rejected_total",
+		Help: "Relay steps this node refused as a destination for their post-quantum hybrid part (path not the configured route, header or signature not verified, plain keys where hybrid ones are required)."})
+	r.MustRegister(m.hybridRejected)
 	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "qkms_etsi004_streams_open",
 		Help: "ETSI 004 key streams whose end at this node is open."}, func() float64 {
 		if f := m.openStreams.Load(); f != nil {
@@ -221,6 +227,23 @@ func (m *Metrics) SetOpenStreams(f func() int) {
 		return
 	}
 	m.openStreams.Store(&f)
+}
+
+// AddHybridKeys counts n hybrid keys stored at end ("source" or
+// "destination").
+func (m *Metrics) AddHybridKeys(end string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.hybridKeys.WithLabelValues(labelValue(end)).Add(float64(n))
+}
+
+// AddHybridRejected counts a relay step refused for its hybrid part.
+func (m *Metrics) AddHybridRejected() {
+	if m == nil {
+		return
+	}
+	m.hybridRejected.Inc()
 }
 
 // IncMACFailures counts a message on link whose MAC did not verify.

@@ -1,0 +1,115 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/qkms/qkms/internal/config"
+	"github.com/qkms/qkms/internal/hybrid"
+	"github.com/qkms/qkms/internal/pki"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/quicks"
+	"github.com/qkms/qkms/internal/quicks/agentapi"
+	"github.com/qkms/qkms/internal/relay"
+)
+
+// EventHybridRejected: this node, as the destination of a key stream,
+// refused hybrid keys: a signed forwarding path that is not the configured
+// route, a header that does not verify, or plain keys where hybrid ones
+// are required (QUICKS notification/event code).
+const EventHybridRejected = 1004
+
+// ExtHybridPQC is the capabilities_extension entry of a node with a
+// post-quantum identity: hybrid_pqc:<KEM>,<signature>,<combiner> (the
+// algorithms this node offers, signs with and combines with).
+const ExtHybridPQC = "hybrid_pqc"
+
+// hybridOptions loads the node's post-quantum identity (if configured)
+// and returns the relay engine's hybrid options: the identity, the
+// algorithms, the policy of each stream and the report of rejected keys.
+// Without an identity the options still carry the policy, so that a
+// stream that requires hybrid keys fails closed.
+func (n *Node) hybridOptions() (*relay.HybridOptions, error) {
+	h := n.cfg.Hybrid
+	if _, err := hybrid.KEMByName(h.KEM); err != nil {
+		return nil, fmt.Errorf("node: hybrid.kem: %w", err)
+	}
+	if _, err := hybrid.CombinerByName(h.Combiner); err != nil {
+		return nil, fmt.Errorf("node: hybrid.combiner: %w", err)
+	}
+	o := &relay.HybridOptions{KEM: h.KEM, Combiner: h.Combiner, OfferLifetime: h.OfferLifetime.D(),
+		Require: n.hybridRequired, OnReject: n.hybridRejected,
+		OnKeys: func(dest bool, c int) {
+			end := "source"
+			if dest {
+				end = "destination"
+			}
+			n.metrics.AddHybridKeys(end, c)
+		}}
+	if !h.Configured() {
+		return o, nil
+	}
+	id, err := pki.LoadPQIdentity(h.CAFile, h.CRLFile, h.CertFile, h.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("node: hybrid identity: %w", err)
+	}
+	if id.Node != string(n.cfg.NodeID) {
+		id.Wipe()
+		return nil, fmt.Errorf("node: hybrid identity: the certificate is for node %q, not %q", id.Node, n.cfg.NodeID)
+	}
+	o.Key, o.Cert, o.Verifier = id.Key, id.Cert, id.Verifier
+	n.pq = id
+	return o, nil
+}
+
+// hybridRequired is the hybrid policy of a key stream (SPEC §8: per node
+// and per application): an application's own setting (saes[].hybrid; the
+// master's first, then any slave's "on") wins over the node's mode.
+func (n *Node) hybridRequired(en relay.Entry) bool {
+	return n.hybridPolicy(en.Master, en.Slaves)
+}
+
+func (n *Node) hybridPolicy(master qkd.SAEID, slaves []qkd.SAEID) bool {
+	own := map[qkd.SAEID]string{}
+	for _, s := range n.cfg.SAEs {
+		own[s.ID] = s.Hybrid
+	}
+	switch own[master] {
+	case config.HybridOn:
+		return true
+	case config.HybridOff:
+		return n.slaveWantsHybrid(own, slaves)
+	}
+	return n.cfg.Hybrid.Mode == config.HybridOn || n.slaveWantsHybrid(own, slaves)
+}
+
+func (n *Node) slaveWantsHybrid(own map[qkd.SAEID]string, slaves []qkd.SAEID) bool {
+	for _, s := range slaves {
+		if own[s] == config.HybridOn {
+			return true
+		}
+	}
+	return false
+}
+
+// hybridRejected reports keys this node refused as a destination to its
+// SDN agent (notification/event, code EventHybridRejected). The reason
+// names the stream and the check that failed, never key material.
+func (n *Node) hybridRejected(stream string, err error) {
+	n.metrics.AddHybridRejected()
+	reason := fmt.Sprintf("hybrid keys of key stream %s rejected: %v", stream, err)
+	n.notifyAgent(func(ctx context.Context, c *agentapi.Client) error {
+		code := EventHybridRejected
+		return c.NotifyEvent(ctx, quicks.Event{Level: quicks.LevelError, Code: &code, Reason: reason})
+	})
+}
+
+// hybridExtension is the node's hybrid_pqc capability ("" without an
+// identity).
+func (n *Node) hybridExtension() string {
+	if n.pq == nil {
+		return ""
+	}
+	return ExtHybridPQC + ":" + strings.Join([]string{n.cfg.Hybrid.KEM, n.pq.Key.Algorithm(), n.cfg.Hybrid.Combiner}, ",")
+}
