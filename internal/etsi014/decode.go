@@ -58,7 +58,44 @@ func parseKeyRequest(body []byte, rawQuery string, supported map[string]bool) (k
 	if req.Size%8 != 0 {
 		return req, badRequest(msgSizeMultiple8)
 	}
-	return req, checkExtensions(in.ExtensionMandatory, supported)
+	if err := checkExtensions(in.ExtensionMandatory, supported); err != nil {
+		return req, err
+	}
+	req.Hybrid, err = hybridExtension(in.ExtensionMandatory)
+	return req, err
+}
+
+// ExtHybrid is qkms's vendor extension of the Key request:
+// extension_mandatory [{"qkms_hybrid": true}] requires post-quantum hybrid
+// keys (SPEC §8); the request fails rather than getting other keys.
+const ExtHybrid = "qkms_hybrid"
+
+// hybridExtension reads qkms_hybrid from extension_mandatory (already
+// checked by checkExtensions): true, false or absent.
+func hybridExtension(raw json.RawMessage) (bool, error) {
+	if isNull(raw) {
+		return false, nil
+	}
+	var objs []map[string]json.RawMessage
+	if raw[0] == '{' {
+		objs = make([]map[string]json.RawMessage, 1)
+		_ = json.Unmarshal(raw, &objs[0])
+	} else {
+		_ = json.Unmarshal(raw, &objs)
+	}
+	want := false
+	for _, obj := range objs {
+		v, ok := obj[ExtHybrid]
+		if !ok {
+			continue
+		}
+		var b bool
+		if err := json.Unmarshal(v, &b); err != nil {
+			return false, badRequest(ExtHybrid + " must be true or false")
+		}
+		want = want || b
+	}
+	return want, nil
 }
 
 // unmarshalObject decodes a JSON object body into v; an empty body (or

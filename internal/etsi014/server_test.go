@@ -56,7 +56,7 @@ func TestStatus(t *testing.T) {
 
 func TestEncKeys(t *testing.T) {
 	e := newEnv(t, tls.RequireAndVerifyClientCert, func(o *etsi014.Options) {
-		o.SupportedExtensions = map[string]bool{"abc_route_type": true}
+		o.SupportedExtensions = map[string]bool{"abc_route_type": true, etsi014.ExtHybrid: true}
 	})
 	ctJSON := []string{"Content-Type", "application/json"}
 	tests := []struct {
@@ -89,6 +89,9 @@ func TestEncKeys(t *testing.T) {
 		{"extension_optional any shape", "POST", encPath, `{"extension_optional":{"abc_unknown":"x"}}`, ctJSON, kms.KeyRequest{}, 1, 32},
 		{"supported extension_mandatory", "POST", encPath, `{"extension_mandatory":[{"abc_route_type":"direct"}]}`, ctJSON, kms.KeyRequest{}, 1, 32},
 		{"empty extension_mandatory", "POST", encPath, `{"extension_mandatory":[]}`, ctJSON, kms.KeyRequest{}, 1, 32},
+		{"qkms_hybrid true", "POST", encPath, `{"extension_mandatory":[{"qkms_hybrid":true}]}`, ctJSON, kms.KeyRequest{Hybrid: true}, 1, 32},
+		{"qkms_hybrid false", "POST", encPath, `{"extension_mandatory":[{"qkms_hybrid":false},{"abc_route_type":"direct"}]}`, ctJSON, kms.KeyRequest{}, 1, 32},
+		{"qkms_hybrid as object", "POST", encPath, `{"extension_mandatory":{"qkms_hybrid":true}}`, ctJSON, kms.KeyRequest{Hybrid: true}, 1, 32},
 		{"null members", "POST", encPath, `{"number":null,"size":null,"additional_slave_SAE_IDs":null,"extension_mandatory":null}`, ctJSON, kms.KeyRequest{}, 1, 32},
 		{"additional slaves", "POST", encPath, `{"number":1,"additional_slave_SAE_IDs":["SAE_C","SAE D"]}`, ctJSON,
 			kms.KeyRequest{Number: 1, AdditionalSlaves: []qkd.SAEID{"SAE_C", "SAE D"}}, 1, 32},
@@ -225,7 +228,7 @@ func TestDecKeysAuthorisation(t *testing.T) {
 
 func TestBadRequest(t *testing.T) {
 	e := newEnv(t, tls.RequireAndVerifyClientCert, func(o *etsi014.Options) {
-		o.SupportedExtensions = map[string]bool{"abc_route_type": true}
+		o.SupportedExtensions = map[string]bool{"abc_route_type": true, etsi014.ExtHybrid: true}
 		o.MaxBodyBytes = 4096
 	})
 	const uuid = "550e8400-e29b-41d4-a716-446655440000"
@@ -275,6 +278,7 @@ func TestBadRequest(t *testing.T) {
 		{"unsupported extensions, one entry each", "POST", encPath,
 			`{"extension_mandatory":[{"b_x":1,"a_y":2},{"abc_route_type":"direct"},{"b_x":3}]}`, extMsg, false, unsupported("a_y", "b_x")},
 		{"unsupported extension as object", "POST", encPath, `{"extension_mandatory":{"abc_unknown":true}}`, extMsg, false, unsupported("abc_unknown")},
+		{"qkms_hybrid not a boolean", "POST", encPath, `{"extension_mandatory":[{"qkms_hybrid":"yes"}]}`, "qkms_hybrid must be true or false", false, nil},
 		{"extension_mandatory string", "POST", encPath, `{"extension_mandatory":"abc_unknown"}`, "extension_mandatory must be an array of objects", false, nil},
 		{"extension_mandatory of strings", "POST", encPath, `{"extension_mandatory":["abc_unknown"]}`, "extension_mandatory must be an array of objects", false, nil},
 		{"body too large", "POST", encPath, "{" + strings.Repeat(" ", 5000) + "}", "request body is larger than 4096 bytes", false, nil},

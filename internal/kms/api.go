@@ -26,6 +26,11 @@ type KeyRequest struct {
 	Number           int
 	Size             int // bits
 	AdditionalSlaves []qkd.SAEID
+	// Hybrid: the application requires post-quantum hybrid keys (ETSI 014
+	// extension_mandatory qkms_hybrid: true). Served only when the pair's
+	// keys are hybrid (relayed, with the pair's hybrid policy on), else
+	// refused: never silently plain keys.
+	Hybrid bool
 }
 
 // Key is one delivered key. The receiver owns Bytes and wipes it after use.

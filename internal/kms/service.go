@@ -94,6 +94,10 @@ type Options struct {
 	Relayer Relayer
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// HybridPolicy reports whether the keys of a pair relayed from this
+	// node are post-quantum hybrid keys (nil: never). A request with
+	// KeyRequest.Hybrid for another pair is refused.
+	HybridPolicy func(master qkd.SAEID, slaves []qkd.SAEID) bool
 	// OnDelivered counts keys handed to applications (api: "etsi014").
 	OnDelivered func(api string, n int)
 }
@@ -250,6 +254,10 @@ func parity(l Link) int {
 }
 
 // checkRequest applies defaults and the limits to an enc_keys request.
+// MsgHybridUnavailable refuses a request that requires hybrid keys for a
+// pair whose keys are not (SPEC §8: fail closed).
+const MsgHybridUnavailable = "qkms_hybrid: post-quantum hybrid keys are not available for this pair (hybrid keys are relayed keys of a pair whose hybrid policy is on; neighbours and multicast get none)"
+
 func (s *Service) checkRequest(req *KeyRequest) error {
 	lim := s.o.Limits
 	if req.Number == 0 {
@@ -287,10 +295,13 @@ func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyR
 	if err := s.checkRequest(&req); err != nil {
 		return nil, err
 	}
+	slaves := []qkd.SAEID{slave}
+	if req.Hybrid && (!remote || len(req.AdditionalSlaves) > 0 || s.o.HybridPolicy == nil || !s.o.HybridPolicy(caller, slaves)) {
+		return nil, &qkd.RequestError{Msg: MsgHybridUnavailable}
+	}
 	if len(req.AdditionalSlaves) > 0 {
 		return s.encMulticast(ctx, caller, slave, req)
 	}
-	slaves := []qkd.SAEID{slave}
 	if !remote {
 		if err := s.announce(ctx, l, caller, slaves, req.Size); err != nil { // apps.go
 			return nil, err

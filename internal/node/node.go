@@ -189,7 +189,8 @@ func (n *Node) newService() error {
 		Limits: kms.Limits{KeySize: k.DefaultSize, MinKeySize: k.MinSize, MaxKeySize: k.MaxSize,
 			MaxKeyPerRequest: k.MaxPerRequest, MaxKeyCount: k.MaxKeyCount, TTL: k.TTL.D(), Prereserve: k.Prereserve,
 			MaxSAEIDCount: kms.DefaultMaxSAEIDCount},
-		OnDelivered: func(api string, c int) { n.metrics.AddKeysDelivered(telemetry.API(api), c) }})
+		OnDelivered:  func(api string, c int) { n.metrics.AddKeysDelivered(telemetry.API(api), c) },
+		HybridPolicy: func(m qkd.SAEID, sl []qkd.SAEID) bool { return n.pq != nil && n.hybridPolicy(m, sl) }})
 	if err != nil {
 		return err
 	}

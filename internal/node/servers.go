@@ -64,7 +64,8 @@ func (n *Node) newServers() error {
 	if err != nil {
 		return fmt.Errorf("node: TLS: %w", err)
 	}
-	n.etsi = etsi014.New(etsi014.Options{KMS: gatedKMS{n}, Logger: n.log, TLSConfig: tlsCfg, Admin: n.adminHandler()})
+	n.etsi = etsi014.New(etsi014.Options{KMS: gatedKMS{n}, Logger: n.log, TLSConfig: tlsCfg, Admin: n.adminHandler(),
+		SupportedExtensions: map[string]bool{etsi014.ExtHybrid: true}})
 	if n.ln.QUICKS != nil {
 		n.newQUICKS(tlsCfg, n.version)
 	}
