@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,6 +182,18 @@ func (e *Engine) Remove(stream string) {
 	e.mu.Lock()
 	delete(e.table, stream)
 	e.mu.Unlock()
+}
+
+// Entries returns a copy of the forwarding table, sorted by stream.
+func (e *Engine) Entries() []Entry {
+	e.mu.RLock()
+	out := make([]Entry, 0, len(e.table))
+	for _, en := range e.table {
+		out = append(out, en)
+	}
+	e.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Stream, b.Stream) })
+	return out
 }
 
 // Lookup returns a stream's entry.

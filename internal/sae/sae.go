@@ -87,6 +87,19 @@ func (c *Client) EncKeys(ctx context.Context, slave string, number, size int) ([
 	return c.keys(ctx, "/api/v1/keys/"+url.PathEscape(slave)+"/enc_keys", body)
 }
 
+// EncKeysHybrid is EncKeys with extension_mandatory
+// [{"qkms_hybrid": true}]: post-quantum hybrid keys or an error.
+func (c *Client) EncKeysHybrid(ctx context.Context, slave string, number, size int) ([]Key, error) {
+	body := map[string]any{"extension_mandatory": []map[string]bool{{"qkms_hybrid": true}}}
+	if number > 0 {
+		body["number"] = number
+	}
+	if size > 0 {
+		body["size"] = size
+	}
+	return c.keys(ctx, "/api/v1/keys/"+url.PathEscape(slave)+"/enc_keys", body)
+}
+
 // DecKeys calls POST /api/v1/keys/{master}/dec_keys.
 func (c *Client) DecKeys(ctx context.Context, master string, ids []string) ([]Key, error) {
 	type kid struct {

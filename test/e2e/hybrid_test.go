@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qkms/qkms/internal/config"
+	"github.com/qkms/qkms/internal/kms"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/relay"
+	"github.com/qkms/qkms/internal/sae"
+	"github.com/qkms/qkms/internal/telemetry"
+)
+
+// TestHybridRing5 runs ring5 with hybrid keys on at every node (SPEC §8):
+//   - SAEs two hops apart get identical keys through ETSI 014, also when
+//     the request requires hybrid keys (qkms_hybrid); both ends count them
+//     as hybrid keys, and the intermediate node relayed them;
+//   - neighbours asking for hybrid keys get 400 (fail closed);
+//   - a stream diverted through nodes off its configured route (the
+//     forwarding entries changed behind the controller's back) is refused
+//     by the destination, which reports it to the controller through its
+//     agent (QUICKS notification/event 1004).
+func TestHybridRing5(t *testing.T) {
+	n := startNet(t, "ring5.json", nil, func(c *config.Config) { c.Hybrid.Mode = config.HybridOn })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	client := func(id qkd.SAEID) *sae.Client {
+		t.Helper()
+		s := saeOf(n.Info, id)
+		c, err := sae.New(nodeOf(n.Info, s.Node).ETSI014URL, n.Info.CA, s.Cert, s.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	a1, c1, b1 := client("SAE_A1"), client("SAE_C1"), client("SAE_B1")
+	ma, mc := n.Nodes["A"].Metrics(), n.Nodes["C"].Metrics()
+
+	var keys []sae.Key
+	waitFor(t, 2*time.Minute, "hybrid enc_keys SAE_A1→SAE_C1", func() bool {
+		var err error
+		keys, err = a1.EncKeysHybrid(ctx, "SAE_C1", 4, 256)
+		if err != nil {
+			t.Logf("enc_keys: %v", err)
+		}
+		return err == nil
+	})
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.ID
+	}
+	got, err := c1.DecKeys(ctx, "SAE_A1", ids)
+	if err != nil {
+		t.Fatalf("dec_keys at C: %v", err)
+	}
+	for i := range keys {
+		if !keys[i].Key.Equal(got[i].Key) {
+			t.Fatalf("key %s differs between A and C", ids[i])
+		}
+	}
+	src, dst := gauge(ma, "qkms_hybrid_keys_total", "end", "source"), gauge(mc, "qkms_hybrid_keys_total", "end", "destination")
+	if src < float64(len(keys)) || dst < float64(len(keys)) {
+		t.Errorf("hybrid keys counted: %v at A (source), %v at C (destination); want at least %d", src, dst, len(keys))
+	}
+
+	// Neighbours: their keys are not relayed, so not hybrid: refused.
+	_, err = a1.EncKeysHybrid(ctx, "SAE_B1", 1, 256)
+	var e *sae.Error
+	if !errors.As(err, &e) || e.Code != 400 || !strings.Contains(e.Message, "qkms_hybrid") {
+		t.Fatalf("hybrid enc_keys between neighbours = %v, want 400 %q", err, kms.MsgHybridUnavailable)
+	}
+	_ = b1
+
+	// Divert the stream: A→E→D→C instead of the configured A→B→C. The
+	// entries change on A, E, D and C; C keeps the route it was told.
+	var stream relay.Entry
+	for _, en := range n.Nodes["A"].Relay().Entries() {
+		if en.Master == "SAE_A1" && len(en.Slaves) == 1 && en.Slaves[0] == "SAE_C1" {
+			stream = en
+		}
+	}
+	if stream.Stream == "" || len(stream.Route) != 3 || stream.Route[1] != "B" {
+		t.Fatalf("stream of SAE_A1→SAE_C1 at A = %+v, want one routed over B", stream)
+	}
+	divert := map[qkd.NodeID][2]qkd.NodeID{"A": {"", "E"}, "E": {"A", "D"}, "D": {"E", "C"}, "C": {"D", ""}}
+	for node, hops := range divert {
+		en := stream
+		en.Prev, en.Next = hops[0], hops[1]
+		if err := n.Nodes[node].Relay().Install(en); err != nil {
+			t.Fatalf("divert at %s: %v", node, err)
+		}
+	}
+	rejected := rejectedAt(mc)
+	if _, err := n.Nodes["A"].Relay().Relay(ctx, stream.Stream, 256, 2, time.Minute); err == nil {
+		t.Fatal("keys relayed along a diverted path were accepted")
+	}
+	if r := rejectedAt(mc); r <= rejected {
+		t.Errorf("qkms_hybrid_rejected_total at C = %v, want > %v", r, rejected)
+	}
+	waitFor(t, 30*time.Second, "the controller's notification of the rejected keys", func() bool {
+		return notified(n.Controller().Notifications(), "KMS of C", "hybrid keys of key stream "+stream.Stream+" rejected", "configured route")
+	})
+}
+
+// rejectedAt reads qkms_hybrid_rejected_total (no labels but node).
+func rejectedAt(m *telemetry.Metrics) float64 {
+	v, _ := m.Value("qkms_hybrid_rejected_total", nil)
+	return v
+}
