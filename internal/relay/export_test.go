@@ -9,3 +9,12 @@ import "github.com/qkms/qkms/internal/qkd"
 func Spy(e *Engine, relayed func(ids []qkd.KeyID, plain []byte), opened func(r, th []byte)) {
 	e.spy = &spyHooks{relayed: relayed, opened: opened}
 }
+
+// WireHook makes e, as a destination, report the sizes of the hybrid
+// header and the signed path of every step it receives.
+func WireHook(e *Engine, f func(header, path int)) {
+	if e.spy == nil {
+		e.spy = &spyHooks{}
+	}
+	e.spy.wire = f
+}

@@ -356,6 +356,7 @@ func (e *Engine) decapKey(id string) *hybrid.DecapKey {
 type spyHooks struct {
 	relayed func(ids []qkd.KeyID, plain []byte) // an intermediate node's relayed keys
 	opened  func(r, th []byte)                  // a destination's hybrid secret R and transcript hash
+	wire    func(header, path int)              // sizes of a received step's hybrid part
 }
 
 // opened is a verified hybrid step at its destination: the header and R.
@@ -385,6 +386,9 @@ func (e *Engine) openHybrid(en Entry, req kmsproto.ForwardKeysReq) (*opened, kms
 	}
 	if !e.hyb.ready() {
 		return nil, kmsproto.Hybrid, "this node cannot receive hybrid keys (no post-quantum identity)"
+	}
+	if e.spy != nil && e.spy.wire != nil {
+		e.spy.wire(len(req.Hybrid), len(req.PathSigns))
 	}
 	hdr, err := hybrid.UnmarshalHeader(req.Hybrid)
 	if err != nil {

@@ -36,7 +36,7 @@ type chain struct {
 
 func sae(i int) qkd.SAEID { return qkd.SAEID(fmt.Sprintf("SAE_%d", i)) }
 
-func newChain(t *testing.T, k int) *chain {
+func newChain(t testing.TB, k int) *chain {
 	t.Helper()
 	var edges [][2]int
 	for i := 0; i < k; i++ {
@@ -57,13 +57,13 @@ func (m *macCounter) InternalBytes(qkd.LinkID, int)             {}
 func (m *macCounter) PSKTag(qkd.LinkID)                         {}
 
 // newGraph starts nodes N0…N(n-1) joined by the given links (i < j).
-func newGraph(t *testing.T, n int, edges [][2]int) *chain {
+func newGraph(t testing.TB, n int, edges [][2]int) *chain {
 	t.Helper()
 	return newGraphWith(t, n, edges, nil)
 }
 
 // newGraphWith is newGraph with opt applied to each node's engine options.
-func newGraphWith(t *testing.T, n int, edges [][2]int, opt func(i int, o *relay.Options)) *chain {
+func newGraphWith(t testing.TB, n int, edges [][2]int, opt func(i int, o *relay.Options)) *chain {
 	t.Helper()
 	c := &chain{pipes: map[string]*linktest.Pipe{}, edges: edges}
 	for i := 0; i < n; i++ {
@@ -156,7 +156,7 @@ func (l *late) HandleForward(ctx context.Context, in *link.Link, req kmsproto.Fo
 }
 
 // push gives both ends of every link the same n blocks.
-func (c *chain) push(t *testing.T, n, size int) {
+func (c *chain) push(t testing.TB, n, size int) {
 	t.Helper()
 	ctx := context.Background()
 	for b := 0; b < n; b++ {
@@ -178,7 +178,7 @@ func (c *chain) push(t *testing.T, n, size int) {
 }
 
 // install configures stream s along the whole chain.
-func (c *chain) install(t *testing.T, s string) {
+func (c *chain) install(t testing.TB, s string) {
 	t.Helper()
 	k := len(c.ids) - 1
 	for i, id := range c.ids {
@@ -195,7 +195,7 @@ func (c *chain) install(t *testing.T, s string) {
 	}
 }
 
-func (c *chain) waitMaterial(t *testing.T) {
+func (c *chain) waitMaterial(t testing.TB) {
 	t.Helper()
 	linktest.WaitFor(t, "material confirmed on every link", func() bool {
 		for i := range c.ids {
