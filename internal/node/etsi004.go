@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/qkms/qkms/internal/coapx"
 	"github.com/qkms/qkms/internal/config"
@@ -38,6 +39,18 @@ func (n *Node) newStreams() error {
 		LinkRate: func(id qkd.LinkID) (float64, bool) { r := n.LinkRates()[id]; return r, r > 0 },
 		Logger:   n.log.With("component", "etsi004"),
 		Router:   n.router, Relay: n.relay,
+		Hybrid: func(src, dst qkd.SAEID) string {
+			if n.pq == nil || !n.hybridPolicy(src, []qkd.SAEID{dst}) {
+				return ""
+			}
+			return strings.Join([]string{n.cfg.Hybrid.KEM, n.pq.Key.Algorithm(), n.cfg.Hybrid.Combiner}, "+")
+		},
+		Hops: func(route string) int {
+			if en, ok := n.relay.Lookup(route); ok && len(en.Route) > 2 {
+				return len(en.Route) - 2 // the trusted nodes between the ends
+			}
+			return 0
+		},
 		OnDelivered: func(api string, c int) {
 			n.metrics.AddKeysDelivered(telemetry.API(api), c)
 		},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/qkms/qkms/internal/etsi004"
@@ -15,11 +16,20 @@ import (
 )
 
 // metaMax is the longest metadata GET_KEY returns: the size asked of a
-// buffer, whatever the chunk's age.
-var metaMax = uint32(len(metadata(math.MaxUint32, math.MaxUint8)))
+// buffer, whatever the chunk's age (and with a hybrid suite name of up to
+// maxSuite bytes).
+var metaMax = uint32(len(metadata(math.MaxUint32, math.MaxUint8, strings.Repeat("x", maxSuite))))
 
-func metadata(ageMS uint32, hops uint8) []byte {
-	return fmt.Appendf(nil, `{"age":%d,"hops":%d}`, ageMS, hops)
+const maxSuite = 96
+
+// metadata is GET_KEY's JSON metadata: the chunk's age in ms, the hops
+// it was relayed over, and for post-quantum hybrid chunks their suite
+// (KEM+signature+combiner).
+func metadata(ageMS uint32, hops uint8, suite string) []byte {
+	if suite == "" || len(suite) > maxSuite {
+		return fmt.Appendf(nil, `{"age":%d,"hops":%d}`, ageMS, hops)
+	}
+	return fmt.Appendf(nil, `{"age":%d,"hops":%d,"hybrid":%q}`, ageMS, hops, suite)
 }
 
 // GetKey implements etsi004.Service (GET_KEY): chunk req.Index of the
@@ -89,7 +99,14 @@ func (s *Service) GetKey(ctx context.Context, caller qkd.SAEID, req etsi004.GetK
 	res.Key = key.Data.Expose()
 	if wantMeta {
 		age := max(now.Sub(key.Created).Milliseconds(), 0)
-		res.Metadata = metadata(uint32(min(age, math.MaxUint32)), 0)
+		suite, hops := "", 0 // a neighbour's chunk crossed no trusted node
+		if r.Remote && s.o.Hybrid != nil {
+			suite = s.o.Hybrid(r.Source, r.Dest)
+		}
+		if r.Remote && s.o.Hops != nil {
+			hops = min(s.o.Hops(r.Route), math.MaxUint8)
+		}
+		res.Metadata = metadata(uint32(min(age, math.MaxUint32)), uint8(hops), suite)
 		res.MetadataSize = uint32(len(res.Metadata))
 	}
 	s.o.OnDelivered("etsi004", 1)

@@ -57,6 +57,14 @@ type Options struct {
 	// OnUnderrun reports a stream that cannot keep up (no key material for
 	// its chunks, or min_bps not met): e.g. a QUICKS notification.
 	OnUnderrun func(ksid etsi004.KSID, reason string)
+	// Hybrid, if set, names the post-quantum hybrid suite of a remote
+	// pair's chunks ("" if they are plain relayed keys): GET_KEY's
+	// metadata then carries it as "hybrid".
+	Hybrid func(src, dst qkd.SAEID) string
+	// Hops, if set, is the number of trusted nodes a remote pair's key
+	// stream (route) crosses, for GET_KEY's metadata "hops" (standards.md
+	// §2: 0 = direct).
+	Hops func(route string) int
 }
 
 // Defaults of the QoS fields an application leaves zero.
