@@ -3,7 +3,9 @@ package node
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/hybrid"
@@ -112,4 +114,39 @@ func (n *Node) hybridExtension() string {
 		return ""
 	}
 	return ExtHybridPQC + ":" + strings.Join([]string{n.cfg.Hybrid.KEM, n.pq.Key.Algorithm(), n.cfg.Hybrid.Combiner}, ",")
+}
+
+// crlWatch remembers the revocation list file last loaded.
+type crlWatch struct {
+	mod  time.Time
+	size int64
+}
+
+// reloadCRL loads hybrid.crl_file again when it changed (an operator ran
+// `qkms pki revoke-pq` and copied the list here): certificates revoked in
+// it are refused from then on, without a restart. A list that does not
+// verify, or is older than the one in use, is logged and ignored.
+func (n *Node) reloadCRL(w *crlWatch) {
+	path := n.cfg.Hybrid.CRLFile
+	if n.pq == nil || path == "" {
+		return
+	}
+	fi, err := os.Stat(path)
+	if err != nil || (fi.ModTime().Equal(w.mod) && fi.Size() == w.size) {
+		return
+	}
+	first := w.mod.IsZero()
+	w.mod, w.size = fi.ModTime(), fi.Size()
+	if first {
+		return // loaded at start
+	}
+	crl, err := pki.ReadPQRevocationList(path)
+	if err == nil {
+		err = n.pq.Verifier.SetRevocationList(crl)
+	}
+	if err != nil {
+		n.log.Error("post-quantum revocation list not reloaded", "file", path, "err", err)
+		return
+	}
+	n.log.Info("post-quantum revocation list reloaded", "file", path, "number", crl.Number, "revoked", len(crl.Revoked))
 }

@@ -385,12 +385,14 @@ func (n *Node) housekeeping(ctx context.Context) error {
 	defer tick.Stop()
 	rotate := n.cfg.Store.KEKRotation.D()
 	lastRotate := time.Now()
+	var crl crlWatch
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
 		}
+		n.reloadCRL(&crl)
 		if !n.svc.Active() {
 			continue
 		}

@@ -3,12 +3,14 @@ package e2e
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/kms"
+	"github.com/qkms/qkms/internal/pki"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/relay"
 	"github.com/qkms/qkms/internal/sae"
@@ -111,4 +113,55 @@ func TestHybridRing5(t *testing.T) {
 func rejectedAt(m *telemetry.Metrics) float64 {
 	v, _ := m.Value("qkms_hybrid_rejected_total", nil)
 	return v
+}
+
+// TestHybridRevokedNode: the operator revokes intermediate node B's ML-DSA
+// certificate (qkms pki revoke-pq, the shared DIR/pki/pq/crl.pem); the
+// nodes reload the list, and the destination refuses keys whose path B
+// signed, until the stream takes another route.
+func TestHybridRevokedNode(t *testing.T) {
+	n := startNet(t, "ring5.json", nil, func(c *config.Config) { c.Hybrid.Mode = config.HybridOn })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s := saeOf(n.Info, "SAE_A1")
+	a1, err := sae.New(nodeOf(n.Info, "A").ETSI014URL, n.Info.CA, s.Cert, s.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a1.Close()
+	waitFor(t, 2*time.Minute, "hybrid keys SAE_A1→SAE_C1", func() bool {
+		_, err := a1.EncKeysHybrid(ctx, "SAE_C1", 1, 256)
+		return err == nil
+	})
+	var stream relay.Entry
+	for _, en := range n.Nodes["A"].Relay().Entries() {
+		if en.Master == "SAE_A1" && len(en.Slaves) == 1 && en.Slaves[0] == "SAE_C1" {
+			stream = en
+		}
+	}
+	if len(stream.Route) != 3 || stream.Route[1] != "B" {
+		t.Fatalf("stream of SAE_A1→SAE_C1 = %+v, want one over B", stream)
+	}
+	ca, err := pki.LoadPQCA(filepath.Dir(n.Info.CA), pki.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Wipe()
+	_, _, certFile, _ := pki.PQNodeFiles(filepath.Dir(n.Info.CA), "B")
+	cert, err := pki.ReadPQCertificate(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Revoke("B", cert.Serial); err != nil {
+		t.Fatal(err)
+	}
+	mc := n.Nodes["C"].Metrics()
+	before := rejectedAt(mc)
+	waitFor(t, 30*time.Second, "C refusing keys signed by the revoked B", func() bool {
+		_, err := n.Nodes["A"].Relay().Relay(ctx, stream.Stream, 256, 1, time.Minute)
+		return err != nil && rejectedAt(mc) > before
+	})
+	waitFor(t, 30*time.Second, "the controller's notification of the revoked signer", func() bool {
+		return notified(n.Controller().Notifications(), "KMS of C", "rejected", "revoked")
+	})
 }
