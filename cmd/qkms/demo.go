@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/netsim"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/sae"
@@ -77,7 +78,15 @@ func runDemo(ctx context.Context, out io.Writer, dir string) error {
 	fmt.Fprintf(out, "qkms demo: network %q — %d trusted nodes, %d QKD links (%s)\n", t.Name, len(t.Nodes), len(t.Links), t.Description)
 	fmt.Fprintf(out, "  working directory %s (logs in qkms.log)\n", dir)
 	start := time.Now()
-	n, err := netsim.Up(ctx, netsim.Options{Topology: t, Dir: dir, Logger: log})
+	// SAE_A2's keys are post-quantum hybrid keys (SPEC §8): its own policy.
+	hybridSAE := func(c *config.Config) {
+		for i := range c.SAEs {
+			if c.SAEs[i].ID == "SAE_A2" {
+				c.SAEs[i].Hybrid = config.HybridOn
+			}
+		}
+	}
+	n, err := netsim.Up(ctx, netsim.Options{Topology: t, Dir: dir, Logger: log, Tune: hybridSAE})
 	if err != nil {
 		return err
 	}
@@ -89,9 +98,12 @@ func runDemo(ctx context.Context, out io.Writer, dir string) error {
 	}
 	// Neighbours (one link), then a pair the controller routes over three hops.
 	for _, p := range [][2]qkd.SAEID{{"SAE_A1", "SAE_B1"}, {"SAE_B1", "SAE_A1"}, {"SAE_A1", "SAE_D1"}} {
-		if err := demoPair(ctx, out, n, byID[p[0]], byID[p[1]]); err != nil {
+		if err := demoPair(ctx, out, n, byID[p[0]], byID[p[1]], false); err != nil {
 			return err
 		}
+	}
+	if err := demoPair(ctx, out, n, byID["SAE_A2"], byID["SAE_C1"], true); err != nil {
+		return err
 	}
 	if err := demoReroute(ctx, out, n, t, byID["SAE_A1"], byID["SAE_D1"]); err != nil {
 		return err
@@ -124,7 +136,7 @@ func demoReroute(ctx context.Context, out io.Writer, n *netsim.Network, t *topol
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return demoPair(ctx, out, n, master, slave)
+	return demoPair(ctx, out, n, master, slave, false)
 }
 
 func nodeURL(info netsim.Info, sae netsim.SAEInfo) string {
@@ -137,8 +149,9 @@ func nodeURL(info netsim.Info, sae netsim.SAEInfo) string {
 }
 
 // demoPair: master fetches 3 keys at its node, slave fetches them by ID at
-// its node; both sides' fingerprints are printed and compared.
-func demoPair(ctx context.Context, out io.Writer, n *netsim.Network, master, slave netsim.SAEInfo) error {
+// its node; both sides' fingerprints are printed and compared. hybrid:
+// the request requires post-quantum hybrid keys (qkms_hybrid).
+func demoPair(ctx context.Context, out io.Writer, n *netsim.Network, master, slave netsim.SAEInfo, hybrid bool) error {
 	info := n.Info
 	mc, err := sae.New(nodeURL(info, master), info.CA, master.Cert, master.Key)
 	if err != nil {
@@ -154,13 +167,20 @@ func demoPair(ctx context.Context, out io.Writer, n *netsim.Network, master, sla
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
-	keys, err := mc.EncKeys(ctx, string(slave.ID), 3, 256)
+	enc := mc.EncKeys
+	if hybrid {
+		enc = mc.EncKeysHybrid
+	}
+	keys, err := enc(ctx, string(slave.ID), 3, 256)
 	if err != nil {
 		return fmt.Errorf("enc_keys: %w", err)
 	}
 	how := "neighbours: keys from their QKD link"
 	if r, ok := n.Route(master.ID, slave.ID); ok {
 		how = fmt.Sprintf("relayed over %d hops %v, one-time pad per hop", len(r)-1, r)
+	}
+	if hybrid {
+		how += ";\n  post-quantum hybrid keys: relayed key combined with an ML-KEM-768 secret of the two end KMSes,\n  every forwarding step signed with ML-DSA-65 and checked against the configured route"
 	}
 	fmt.Fprintf(out, "%s (at %s) → %s (at %s): key_size %d bits; %s\n",
 		master.ID, st.SourceKMEID, slave.ID, st.TargetKMEID, st.KeySize, how)
