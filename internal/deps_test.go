@@ -34,6 +34,7 @@ var rules = []rule{
 	{mod + "internal/secret", []string{mod, "github.com/", "golang.org/"}, "secret buffers: stdlib only"},
 	{mod + "internal/httpsx", []string{mod, "github.com/", "golang.org/"}, "shared HTTPS life cycle: stdlib only"},
 	{mod + "internal/itsmac", append([]string{mod + "internal/keystore", mod + "internal/link", mod + "internal/kms"}, transports...), "crypto is pure"},
+	{mod + "internal/hybrid", append([]string{mod + "internal/keystore", mod + "internal/link", mod + "internal/kms", mod + "internal/relay", mod + "internal/kmsproto", mod + "internal/pki", "github.com/plgd-dev/", "modernc.org/"}, transports...), "crypto is pure"},
 	{mod + "internal/kmsproto", transports, "wire vocabulary has no I/O"},
 	{mod + "internal/link", transports, "core imports no transport"},
 	{mod + "internal/kms", transports, "core imports no transport"},

@@ -147,7 +147,8 @@ func TestAgentsAndController(t *testing.T) {
 		t.Errorf("next_node_info = %v, want [%s]", res.NextNodeInfo, authority("B"))
 	}
 	entry := func(hops ...qkd.NodeID) quicks.RelayConfig {
-		rc := quicks.RelayConfig{Source: "SAE_A1", Destination: []string{"SAE_C1"}, NextNodeInfo: []string{}}
+		rc := quicks.RelayConfig{Source: "SAE_A1", Destination: []string{"SAE_C1"}, NextNodeInfo: []string{},
+			Route: []string{"A", "B", "C"}} // the configured route, for signed paths
 		for _, h := range hops {
 			rc.NextNodeInfo = append(rc.NextNodeInfo, authority(h))
 		}
