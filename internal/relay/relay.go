@@ -82,9 +82,10 @@ type Options struct {
 	// of a step whose keys are chunks of an ETSI 004 key stream
 	// (ForwardKeysReq.Etsi004), once its keys are stored here, and again
 	// for every retry or replay of the step (Poll); n is the number of
-	// chunks of the step. Its answer, the destination's end of the
+	// chunks of the step and stream the relay key stream it came along.
+	// Its answer, the destination's end of the
 	// stream, goes back to the source in ForwardKeysResp.Etsi004.
-	OnStream func(ctx context.Context, info kmsproto.RelayStream, n int) *kmsproto.StreamInfo
+	OnStream func(ctx context.Context, stream string, info kmsproto.RelayStream, n int) *kmsproto.StreamInfo
 	// Hybrid, if set, turns on post-quantum hybrid keys (HybridOptions).
 	Hybrid *HybridOptions
 }
@@ -101,13 +102,13 @@ type Engine struct {
 	spy    *spyHooks                     // tests only: an honest-but-curious node
 
 	mu       sync.RWMutex
-	table    map[string]Entry                                                                 // guarded by mu
-	onStream func(ctx context.Context, info kmsproto.RelayStream, n int) *kmsproto.StreamInfo // guarded by mu
+	table    map[string]Entry                                                                                // guarded by mu
+	onStream func(ctx context.Context, stream string, info kmsproto.RelayStream, n int) *kmsproto.StreamInfo // guarded by mu
 }
 
 // SetOnStream replaces Options.OnStream (the node wires its ETSI 004 key
 // stream service, built after the engine).
-func (e *Engine) SetOnStream(f func(ctx context.Context, info kmsproto.RelayStream, n int) *kmsproto.StreamInfo) {
+func (e *Engine) SetOnStream(f func(ctx context.Context, stream string, info kmsproto.RelayStream, n int) *kmsproto.StreamInfo) {
 	e.mu.Lock()
 	e.onStream = f
 	e.mu.Unlock()
@@ -461,7 +462,7 @@ func (e *Engine) HandleForward(ctx context.Context, in *link.Link, req kmsproto.
 	onStream := e.onStream
 	e.mu.RUnlock()
 	if code == kmsproto.OK && resp.Delivered && req.Etsi004 != nil && req.Dest == e.o.Node && onStream != nil {
-		resp.Etsi004 = onStream(ctx, *req.Etsi004, len(req.IDs))
+		resp.Etsi004 = onStream(ctx, req.Stream, *req.Etsi004, len(req.IDs))
 	}
 	return resp, code, msg
 }

@@ -22,7 +22,7 @@ type streamSink struct {
 	state kmsproto.StreamInfo
 }
 
-func (s *streamSink) on(_ context.Context, info kmsproto.RelayStream, n int) *kmsproto.StreamInfo {
+func (s *streamSink) on(_ context.Context, _ string, info kmsproto.RelayStream, n int) *kmsproto.StreamInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls = append(s.calls, info)

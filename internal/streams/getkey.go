@@ -255,7 +255,9 @@ func (s *Service) produce(ctx context.Context, st *stream, i uint32, n int, conn
 	// either end; one without an answer may still be delivered.
 	if errors.Is(err, qkd.ErrInsufficientKey) || remote && err != nil && !errors.Is(err, qkd.ErrPeerUnavailable) {
 		s.mu.Lock()
-		r.Made = r.Made.remove(sp)
+		if r.localIsSource(s.local) { // not if this end yielded the source role meanwhile (yield)
+			r.Made = r.Made.remove(sp)
+		}
 		s.mu.Unlock()
 		s.persist()
 		s.log.Warn("key stream cannot keep up: no key material", "ksid", k.String())

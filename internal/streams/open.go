@@ -125,10 +125,15 @@ func (s *Service) join(ctx context.Context, caller, dst qkd.SAEID, k etsi004.KSI
 func (s *Service) create(ctx context.Context, r record, wait bool) (etsi004.OpenResponse, error) {
 	st := newStream(r)
 	s.mu.Lock()
-	if old := s.streams[r.KSID]; old != nil { // opened meanwhile
+	if old := s.streams[r.KSID]; old != nil { // opened or learnt meanwhile
 		s.mu.Unlock()
 		if r.Registered {
 			s.releaseRoute(r.Route)
+		}
+		// The peer's first chunk may have arrived since this call found
+		// the ID unknown: then this is the peer's stream, to join.
+		if res, joined := s.join(ctx, r.Source, r.Dest, r.KSID); joined {
+			return res, nil
 		}
 		return etsi004.OpenResponse{Status: etsi004.StatusKSIDInUse, QoS: s.qosOf(old), KeyStreamID: r.KSID}, nil
 	}

@@ -79,6 +79,14 @@ func (s *Service) openRemote(ctx context.Context, caller, dst qkd.SAEID, req ets
 		return s.awaitRemote(ctx, record{KSID: req.KeyStreamID, Source: dst, Dest: caller, Remote: true, QoS: q,
 			DstState: kmsproto.StreamOpen, Changed: s.o.Now(), Synced: true})
 	}
+	if !req.KeyStreamID.IsNull() {
+		// This end would relay (its SAE ID is the lower one), unless the
+		// ID came from the peer's NULL OPEN_CONNECT and its first chunk
+		// is still on the way: give it joinGrace to arrive.
+		if r, joined := s.awaitLearnt(ctx, caller, dst, req.KeyStreamID, min(joinGrace, ms(q.Timeout))); joined {
+			return r, nil
+		}
+	}
 	route, registered, counter, err := s.routeRemote(ctx, caller, dst, q)
 	if err != nil {
 		s.log.Info("no route for a key stream to a remote application", "destination", string(dst), "err", err)
@@ -100,6 +108,29 @@ func (s *Service) openRemote(ctx context.Context, caller, dst qkd.SAEID, req ets
 	}
 	return s.create(ctx, record{KSID: res.KeyStreamID, Source: caller, Dest: dst, Remote: true, Route: route, QoS: q,
 		SrcState: kmsproto.StreamOpen, Changed: s.o.Now(), Synced: true, Registered: registered}, !req.KeyStreamID.IsNull())
+}
+
+// joinGrace is how long the lower SAE ID's node waits for a KSID it does
+// not know to arrive from the peer before it takes the ID for a predefined
+// one and relays the stream itself.
+const joinGrace = 2 * time.Second
+
+// awaitLearnt waits up to d for the peer's first chunk of stream k and
+// joins it then.
+func (s *Service) awaitLearnt(ctx context.Context, caller, dst qkd.SAEID, k etsi004.KSID, d time.Duration) (etsi004.OpenResponse, bool) {
+	deadline := s.o.After(d)
+	for {
+		if r, joined := s.join(ctx, caller, dst, k); joined {
+			return r, true
+		}
+		select {
+		case <-deadline:
+			return etsi004.OpenResponse{}, false
+		case <-ctx.Done():
+			return etsi004.OpenResponse{}, false
+		case <-s.o.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // awaitRemote waits, as destination, for the source node to relay the
@@ -136,7 +167,7 @@ func stateRank(st string) int {
 // Relayed is the relay engine's OnStream at the destination node: a step
 // of n chunks of a remote stream was delivered here (or repeated). It
 // learns the stream and answers with this end's state.
-func (s *Service) Relayed(_ context.Context, info kmsproto.RelayStream, n int) *kmsproto.StreamInfo {
+func (s *Service) Relayed(_ context.Context, route string, info kmsproto.RelayStream, n int) *kmsproto.StreamInfo {
 	k, err := etsi004.ParseKSID(info.KSID)
 	if err != nil || !s.local(info.Dest) || s.local(info.Source) {
 		return &kmsproto.StreamInfo{State: kmsproto.StreamInUse}
@@ -145,7 +176,7 @@ func (s *Service) Relayed(_ context.Context, info kmsproto.RelayStream, n int) *
 	s.mu.Lock()
 	st := s.streams[k]
 	if st == nil {
-		r := record{KSID: k, Source: info.Source, Dest: info.Dest, Remote: true, QoS: fromWire(info.QoS, info.Mimetype),
+		r := record{KSID: k, Source: info.Source, Dest: info.Dest, Remote: true, Route: route, QoS: fromWire(info.QoS, info.Mimetype),
 			SrcState: info.State, Made: spans{sp}, Changed: s.o.Now(), Synced: true}
 		st = newStream(r)
 		s.streams[k] = st
@@ -155,6 +186,9 @@ func (s *Service) Relayed(_ context.Context, info kmsproto.RelayStream, n int) *
 		return &kmsproto.StreamInfo{}
 	}
 	r := &st.rec
+	if s.yields(r, info) {
+		return s.yield(st, route, info, sp)
+	}
 	if !r.Remote || r.Source != info.Source || r.Dest != info.Dest || r.localIsSource(s.local) {
 		s.mu.Unlock()
 		return &kmsproto.StreamInfo{State: kmsproto.StreamInUse}
@@ -179,6 +213,43 @@ func (s *Service) Relayed(_ context.Context, info kmsproto.RelayStream, n int) *
 		s.persist()
 		s.after(st, false, closed, false)
 	}
+	return ans
+}
+
+// yields reports whether this end, which claimed the source role of a
+// predefined KSID it did not know (its application's SAE ID is the lower
+// one), must give it up to the peer whose step just arrived: the peer's
+// application opened with a NULL ID and got this KSID (only then does
+// the higher SAE ID relay: with a predefined ID it waits as
+// destination), and its application passed the ID to ours before its
+// first chunk arrived. Only while this end's claim has delivered nothing
+// (no step recorded): the peer's node refused its chunks anyway, their IDs
+// being the peer's. Called with s.mu held.
+func (s *Service) yields(r *record, info kmsproto.RelayStream) bool {
+	return r.Remote && r.localIsSource(s.local) && r.Source == info.Dest && r.Dest == info.Source && r.Step == "" &&
+		r.Source < r.Dest && r.DstState == ""
+}
+
+// yield turns this end's claimed stream into the destination's end of the
+// peer's stream (see yields); the pump of the claim stops, the claim's
+// route is released, and an OPEN_CONNECT waiting on the claim sees the
+// peer connected. Called with s.mu held; unlocks it.
+func (s *Service) yield(st *stream, peerRoute string, info kmsproto.RelayStream, sp span) *kmsproto.StreamInfo {
+	r := &st.rec
+	route, registered, mine := r.Route, r.Registered, r.SrcState
+	*r = record{KSID: r.KSID, Source: info.Source, Dest: info.Dest, Remote: true, Route: peerRoute, QoS: fromWire(info.QoS, info.Mimetype),
+		SrcState: info.State, DstState: mine, Made: spans{sp}, Changed: s.o.Now(), Synced: true}
+	ans := &kmsproto.StreamInfo{State: r.DstState, Want: r.Want}
+	st.notify()
+	connected, closed := r.connected(), r.bothClosed()
+	s.mu.Unlock()
+	if registered {
+		s.releaseRoute(route)
+	}
+	s.persist()
+	s.log.Info("key stream created by the peer application: this end joins it as destination", "ksid", r.KSID.String(),
+		"source", string(info.Source), "destination", string(info.Dest))
+	s.after(st, connected, closed, false)
 	return ans
 }
 
@@ -242,7 +313,7 @@ func (s *Service) pump(ctx context.Context, st *stream) {
 	for {
 		s.mu.Lock()
 		r := &st.rec
-		gone := s.streams[r.KSID] != st
+		gone := s.streams[r.KSID] != st || !r.localIsSource(s.local) // gone, or yielded to the peer
 		rc := relay.Receipt{Step: r.Step, Link: r.StepLink}
 		want, made, localClosed := r.Want, r.Made, r.SrcState == kmsproto.StreamClosed
 		connected := r.connected()

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -46,14 +47,18 @@ func (r *fakeRouter) Stream(_ context.Context, master qkd.SAEID, slaves []qkd.SA
 	defer r.mu.Unlock()
 	r.calls++
 	s := fmt.Sprintf("ks-%s-%s", master, slaves[0])
-	ids := r.l.ids
-	for i, e := range r.l.engines {
+	ids := slices.Clone(r.l.ids) // A—B—C, or C—B—A for a master at C
+	if master == "SAE_C1" {
+		slices.Reverse(ids)
+	}
+	for j := range ids {
+		e := r.l.engines[slices.Index(r.l.ids, ids[j])]
 		en := relay.Entry{Stream: s, Source: ids[0], Dest: ids[2], Master: master, Slaves: slaves}
-		if i > 0 {
-			en.Prev = ids[i-1]
+		if j > 0 {
+			en.Prev = ids[j-1]
 		}
-		if i < 2 {
-			en.Next = ids[i+1]
+		if j < 2 {
+			en.Next = ids[j+1]
 		}
 		if err := e.Install(en); err != nil {
 			return "", err
@@ -260,5 +265,31 @@ func TestRemotePredefinedKSID(t *testing.T) {
 	ga, gc := get(t, l3.a, "SAE_A1", k, 3, 0), get(t, l3.c, "SAE_C1", k, 3, 0)
 	if ga.Status != 0 || gc.Status != 0 || len(ga.Key) != 16 || !bytes.Equal(ga.Key, gc.Key) {
 		t.Fatalf("GetKey(3) = %v at A, %v at C; want the same 16 bytes", ga.Status, gc.Status)
+	}
+}
+
+// A NULL stream opened by the application with the higher SAE ID (C1 at
+// C), joined at once by the lower one (A1 at A), possibly before the first
+// chunk reached A: A would then take the ID for a predefined one and claim
+// the source role (the lower ID relays); when C's first chunk arrives it
+// yields and joins C's stream. In every order both ends get the same
+// chunks.
+func TestRemoteJoinBeforeFirstChunk(t *testing.T) {
+	l3 := newLine3(t)
+	for i := range 5 {
+		r := open(t, l3.c, "SAE_C1", "SAE_A1", etsi004.QoS{KeyChunkSize: 32, Timeout: 10000}, etsi004.KSID{})
+		if r.Status != etsi004.StatusPeerNotConnected {
+			t.Fatalf("stream %d: OpenConnect(NULL) at C = %v", i, r.Status)
+		}
+		k := r.KeyStreamID
+		if j := open(t, l3.a, "SAE_A1", "SAE_C1", etsi004.QoS{}, k); j.Status != etsi004.StatusSuccessful {
+			t.Fatalf("stream %d: OpenConnect(KSID) at A = %v, want 0", i, j.Status)
+		}
+		for idx := range uint32(3) {
+			ga, gc := get(t, l3.a, "SAE_A1", k, idx, 0), get(t, l3.c, "SAE_C1", k, idx, 0)
+			if ga.Status != 0 || gc.Status != 0 || len(ga.Key) != 32 || !bytes.Equal(ga.Key, gc.Key) {
+				t.Fatalf("stream %d, GetKey(%d) = %v at A, %v at C; want 0 and the same chunk", i, idx, ga.Status, gc.Status)
+			}
+		}
 	}
 }

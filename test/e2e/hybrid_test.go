@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"path/filepath"
@@ -9,7 +10,9 @@ import (
 	"time"
 
 	"github.com/qkms/qkms/internal/config"
+	"github.com/qkms/qkms/internal/etsi004"
 	"github.com/qkms/qkms/internal/kms"
+	"github.com/qkms/qkms/internal/netsim"
 	"github.com/qkms/qkms/internal/pki"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/relay"
@@ -77,6 +80,10 @@ func TestHybridRing5(t *testing.T) {
 		t.Fatalf("hybrid enc_keys between neighbours = %v, want 400 %q", err, kms.MsgHybridUnavailable)
 	}
 	_ = b1
+
+	// ETSI 004 between E and C (two hops): hybrid chunks, identical at
+	// both ends, with the suite in the metadata.
+	hybrid004(ctx, t, n.Info, "SAE_E1", "SAE_C1")
 
 	// Divert the stream: A→E→D→C instead of the configured A→B→C. The
 	// entries change on A, E, D and C; C keeps the route it was told.
@@ -164,4 +171,47 @@ func TestHybridRevokedNode(t *testing.T) {
 	waitFor(t, 30*time.Second, "the controller's notification of the revoked signer", func() bool {
 		return notified(n.Controller().Notifications(), "KMS of C", "rejected", "revoked")
 	})
+}
+
+// hybrid004 opens an ETSI 004 stream from master (CoAP/TLS) to slave (its
+// node's TCP/TLS binding) and checks chunk 0: identical at both ends, and
+// the metadata names the hybrid suite.
+func hybrid004(ctx context.Context, t *testing.T, info netsim.Info, master, slave qkd.SAEID) {
+	t.Helper()
+	cm, cs := clients004(ctx, t, info, master, slave)
+	q := etsi004.QoS{KeyChunkSize: 32, Timeout: 20000, TTL: 600, MetadataMimetype: etsi004.MimeJSON}
+	var om etsi004.OpenResponse
+	var err error
+	waitFor(t, time.Minute, "OPEN_CONNECT with a route", func() bool {
+		if om, err = cm.OpenConnect(ctx, etsi004.OpenRequest{Source: string(master), Destination: string(slave), QoS: q}); err != nil {
+			t.Fatal(err)
+		}
+		return om.Status != etsi004.StatusNoQKDConnection
+	})
+	os, err := cs.OpenConnect(ctx, etsi004.OpenRequest{Source: string(slave), Destination: string(master), KeyStreamID: om.KeyStreamID})
+	if err != nil || os.Status != etsi004.StatusSuccessful {
+		t.Fatalf("OPEN_CONNECT at the slave = %+v, %v (master: %+v)", os, err, om)
+	}
+	var km, ks etsi004.GetKeyResponse
+	waitFor(t, time.Minute, "chunk 0 at both ends", func() bool {
+		if km.Status != etsi004.StatusSuccessful || len(km.Key) == 0 {
+			if km, err = cm.GetKey(ctx, etsi004.GetKeyRequest{KeyStreamID: om.KeyStreamID, Index: 0, MetadataSize: 1024}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ks.Status != etsi004.StatusSuccessful || len(ks.Key) == 0 {
+			if ks, err = cs.GetKey(ctx, etsi004.GetKeyRequest{KeyStreamID: om.KeyStreamID, Index: 0, MetadataSize: 1024}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return km.Status == etsi004.StatusSuccessful && ks.Status == etsi004.StatusSuccessful && len(km.Key) > 0 && len(ks.Key) > 0
+	})
+	if !bytes.Equal(km.Key, ks.Key) || len(km.Key) != 32 {
+		t.Fatalf("chunk 0 differs between the ends (%d, %d bytes)", len(km.Key), len(ks.Key))
+	}
+	for _, md := range [][]byte{km.Metadata, ks.Metadata} {
+		if !strings.Contains(string(md), `"hybrid":"ML-KEM-768+ML-DSA-65+xor-shake256"`) || strings.Contains(string(md), `"hops":0`) {
+			t.Errorf("metadata %s: want the hybrid suite and hops ≥ 1 (not neighbours)", md)
+		}
+	}
 }
