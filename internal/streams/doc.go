@@ -53,8 +53,9 @@
 // destination node learns the stream from the relay steps, and the
 // source polls the destination's state (remote.go,
 // docs/relay-design.md). A predefined ID on a remote pair: the node of
-// the lower SAE ID relays; the other end waits for the stream (Timeout:
-// 6). Without a route (or without Router/Relay): 4. A Router that is a
+// the lower SAE ID relays (after waiting joinGrace for the ID to come from
+// the peer, in case it answered the peer's NULL OPEN_CONNECT); the other
+// end waits for the stream (Timeout: 6). Without a route (or without Router/Relay): 4. A Router that is a
 // QoSRouter registers the stream with its QoS: the SDN controller admits
 // min_bps or counter-proposes a lower rate (7, min_bps the rate offered);
 // the source node releases the registration when both ends closed, or
