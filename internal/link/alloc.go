@@ -190,9 +190,18 @@ func (l *Link) queueAndWait(ctx context.Context, id string, wait time.Duration, 
 		delete(l.waiters, id)
 		l.mu.Unlock()
 	}()
+	// Admission: every queued entry needs a MAC slot, and the reserve must
+	// stay for the refill that brings more. Without room the caller hears
+	// "not now" (as for key material) and the refill is started.
+	if int64(l.SlotsLeft())-l.queued.Load() <= reserveSlots {
+		poke(l.wakeSlots)
+		return fmt.Errorf("%w: %w: MAC slots are being refilled", qkd.ErrInsufficientKey, ErrNoSlots)
+	}
 	if err := queue(); err != nil {
 		return err
 	}
+	l.queued.Add(1)
+	poke(l.wakeSlots) // the refill may be due, counting this entry
 	poke(l.wakeOutbox)
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -264,7 +273,7 @@ func (l *Link) slotLoop(ctx context.Context) {
 		case <-l.wakeSlots:
 		case <-t.C:
 		}
-		if l.SlotsLeft() >= l.o.SlotLowWater+reserveSlots || l.refillPending(ctx) {
+		if int64(l.SlotsLeft())-l.queued.Load() >= int64(l.o.SlotLowWater+reserveSlots) || l.refillPending(ctx) {
 			continue
 		}
 		if err := l.refillSlots(ctx); err != nil {
@@ -351,6 +360,10 @@ func (l *Link) sendOutbox(ctx context.Context, refusals map[string]int) (more bo
 	if err := kmsproto.Unmarshal(o.Payload, &e); err != nil {
 		return true, l.finish(ctx, o.ID, nil, 0, fmt.Errorf("link: corrupt outbox entry: %w", err))
 	}
+	ahead := l.countQueued(box)
+	if ahead.refillBehind && e.Type != kmsproto.MakeKeysInternal {
+		ctx = context.WithValue(ctx, aheadOfRefill{}, true)
+	}
 	if l.PeerInactive() {
 		// The peer destroyed its keys: nothing it could acknowledge is left.
 		return len(box) > 1, l.finish(ctx, o.ID, &e, kmsproto.Inactive, fmt.Errorf("%w: peer is inactive", qkd.ErrNoRoute))
@@ -372,6 +385,31 @@ func (l *Link) sendOutbox(ctx context.Context, refusals map[string]int) (more bo
 	default:
 		return true, err // transport or MAC trouble: retry later with a new message number
 	}
+}
+
+// queueCount is what sendOutbox learns of the outbox.
+type queueCount struct {
+	refillBehind bool // a make_keys_internal waits behind the oldest entry
+}
+
+// countQueued sets l.queued to the entries of box that are not refills
+// and reports whether a refill waits behind the oldest entry.
+func (l *Link) countQueued(box []keystore.Outbox) queueCount {
+	var n int64
+	var c queueCount
+	for i, o := range box {
+		var e outboxEntry
+		if kmsproto.Unmarshal(o.Payload, &e) != nil {
+			continue
+		}
+		if e.Type == kmsproto.MakeKeysInternal {
+			c.refillBehind = c.refillBehind || i > 0
+			continue
+		}
+		n++
+	}
+	l.queued.Store(n)
+	return c
 }
 
 // finish completes (res == nil) or aborts an outbox entry and wakes its waiter.

@@ -16,6 +16,11 @@ import (
 // reserveSlots MAC slots are kept for the messages that refill them.
 const reserveSlots = 8
 
+// aheadOfRefill marks the context of an outbox entry that a queued MAC
+// slot refill waits behind (the peer takes allocations in the order their
+// pieces were cut): it may use the reserve but the last slot.
+type aheadOfRefill struct{}
+
 // polyTag computes a one-time Poly1305 tag of msg under a 32-byte key (the
 // key's owner wipes it).
 func polyTag(key []byte, msg []byte) []byte {
@@ -31,11 +36,13 @@ func polyTag(key []byte, msg []byte) []byte {
 // that a link can always refill its MAC keys.
 func (l *Link) takeSendSlot(ctx context.Context, t kmsproto.Type) (*exchangeKeys, error) {
 	reserve := uint64(reserveSlots)
-	switch t {
-	case kmsproto.NewKeyBatch:
+	switch {
+	case t == kmsproto.NewKeyBatch:
 		reserve = reserveSlots / 2
-	case kmsproto.MakeKeysInternal, kmsproto.PostStatus: // refills, and the zeroisation notice
+	case t == kmsproto.MakeKeysInternal, t == kmsproto.PostStatus: // refills, and the zeroisation notice
 		reserve = 0
+	case ctx.Value(aheadOfRefill{}) != nil:
+		reserve = 1 // an outbox entry queued before a refill: the refill cannot pass it
 	}
 	for {
 		l.mu.Lock()

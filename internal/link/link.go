@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/qkms/qkms/internal/itsmac"
@@ -130,6 +131,10 @@ type Link struct {
 	wakeConfirm chan struct{}
 	wakeOutbox  chan struct{}
 	wakeSlots   chan struct{}
+	// queued estimates the outbox entries other than MAC slot refills
+	// that wait to be sent: each needs a MAC slot (sendOutbox sets it
+	// from the outbox, queueAndWait adds the entries it queues).
+	queued atomic.Int64
 
 	allocMu sync.Mutex // serialises local allocations (store only, never a round trip)
 

@@ -290,3 +290,40 @@ func TestRelayRefusesUnconfiguredRoute(t *testing.T) {
 		t.Fatalf("source holds %d keys of a refused relay", n)
 	}
 }
+
+// relayRetrying is Relay, asked again while the link answers "not now"
+// (ErrInsufficientKey: its MAC slots are being refilled), as an
+// application asks again after a 503.
+func relayRetrying(ctx context.Context, e *relay.Engine, stream string, n int) ([]qkd.KeyID, error) {
+	for {
+		ids, err := e.Relay(ctx, stream, 256, n, time.Hour)
+		if !errors.Is(err, qkd.ErrInsufficientKey) || ctx.Err() != nil {
+			return ids, err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Millisecond): // the refill's round trip, not test synchronisation
+		}
+	}
+}
+
+// TestRelayBackToBackRefillsMACSlots: a source that relays batch after
+// batch spends a MAC slot per batch, far more than the link started with
+// (64 from the PSK; refills of 16 below 8 + the reserve). Every batch
+// arrives: refills are never stuck behind entries that wait for a slot
+// (the deadlock this test caught: a queued forward_keys could not get a
+// slot below the reserve, and the refill queued after it could not pass
+// it), and a full outbox answers "not now" instead of hanging.
+func TestRelayBackToBackRefillsMACSlots(t *testing.T) {
+	c := newChain(t, 1)
+	c.push(t, 64, 64<<10)
+	c.waitMaterial(t)
+	c.install(t, "s")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := range 1000 {
+		if _, err := relayRetrying(ctx, c.engines[0], "s", 8); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+	}
+}
