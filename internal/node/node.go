@@ -305,6 +305,7 @@ func (n *Node) writeAddrs() error {
 func (n *Node) Zeroize(ctx context.Context) error {
 	n.zeroOnce.Do(func() {
 		n.zeroErr = n.svc.Zeroize(ctx)
+		n.relay.WipeHybrid() // the KEM decapsulation keys of its streams
 		n.metrics.SetNodeActive(false)
 		n.notifyAgent(func(ctx context.Context, c *agentapi.Client) error {
 			code := EventZeroized

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/kmsproto"
 	"github.com/qkms/qkms/internal/link"
 	"github.com/qkms/qkms/internal/qkd"
@@ -20,17 +21,14 @@ import (
 // more than that; only the pad differs (link material here too, but the
 // key bytes come from the source's RNG, so the same keys can go to other
 // destinations as well).
-func (e *Engine) direct(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
+func (e *Engine) direct(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
+	expires := time.UnixMilli(req.Expires)
 	if len(req.Path) != 1 || req.Source != in.Peer() || req.Dest != e.o.Node || req.Master == "" || len(req.Slaves) == 0 ||
 		slices.ContainsFunc(req.Slaves, func(s qkd.SAEID) bool { return !e.o.LocalSAE(s) }) {
 		e.log.Warn("direct relay step refused: not a one-hop step to SAEs of this node", "from", string(in.Peer()))
-		return kmsproto.ForwardKeysResp{}, kmsproto.NoRoute, "a step without a key stream must go from its source to SAEs of this node"
+		return e.burn(ctx, in, req, pieces, expires, kmsproto.NoRoute, "a step without a key stream must go from its source to SAEs of this node")
 	}
-	pieces, good := in.CheckPeerPieces(req.Pieces, len(req.Cipher))
-	if !good {
-		return kmsproto.ForwardKeysResp{}, kmsproto.BadRequest, "pieces do not match the keys or the sender's parity"
-	}
-	return e.deliver(ctx, in, req, pieces, time.UnixMilli(req.Expires), nil)
+	return e.deliver(ctx, in, req, pieces, expires, nil)
 }
 
 func hasDupIDs(ids []qkd.KeyID) bool {

@@ -342,6 +342,23 @@ func (e *Engine) currentOffer(en Entry) ([]byte, error) {
 	return enc, nil
 }
 
+// WipeHybrid wipes and forgets every KEM decapsulation key and cached
+// offer (zeroisation); new offers are made on demand afterwards.
+func (e *Engine) WipeHybrid() {
+	h := e.hyb
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, d := range h.decaps {
+		d.key.Wipe()
+		delete(h.decaps, id)
+	}
+	clear(h.current)
+	clear(h.offers)
+}
+
 func (e *Engine) decapKey(id string) *hybrid.DecapKey {
 	e.hyb.mu.Lock()
 	defer e.hyb.mu.Unlock()

@@ -255,6 +255,20 @@ func TestHybridRejectsDivertedPath(t *testing.T) {
 			t.Fatalf("%s holds %d keys of the diverted relay (%v)", c.ids[at], n, err)
 		}
 	}
+	// The route put right, keys flow again over the same links (the
+	// refusing node burnt the pad of the refused step).
+	for at, hops := range map[int][2]qkd.NodeID{0: {"", "N1"}, 1: {"N0", "N2"}, 2: {"N1", ""}} {
+		e := base
+		e.Prev, e.Next = hops[0], hops[1]
+		if err := c.engines[at].Install(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids, err := c.engines[0].Relay(context.Background(), "s", 256, 4, time.Hour)
+	if err != nil {
+		t.Fatalf("Relay along the configured route after the refusal: %v", err)
+	}
+	c.takeBetween(t, ids, 0, 2)
 }
 
 // TestHybridFailsClosed: a destination that requires hybrid keys refuses
@@ -354,4 +368,36 @@ func BenchmarkRelayHybrid(b *testing.B) {
 			})
 		}
 	}
+}
+
+// TestHybridDestinationForgetsOffers: a destination that lost its KEM
+// keys (zeroised, or restarted: they live in memory only) refuses the
+// next batch sealed to its old offer; the source drops that offer, and
+// the batch after gets a new one and goes through.
+func TestHybridDestinationForgetsOffers(t *testing.T) {
+	nodes := []qkd.NodeID{"N0", "N1", "N2"}
+	pq := newPQNet(t, nodes)
+	var rej rejects
+	c := newGraphWith(t, 3, [][2]int{{0, 1}, {1, 2}}, func(i int, o *relay.Options) {
+		o.Hybrid = pq.options(o.Node, true, rej.add)
+	})
+	c.push(t, 12, 2048)
+	c.waitMaterial(t)
+	c.installRoute(t, "s")
+	ctx := context.Background()
+	if _, err := c.engines[0].Relay(ctx, "s", 256, 2, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	c.engines[2].WipeHybrid()
+	if _, err := c.engines[0].Relay(ctx, "s", 256, 2, time.Hour); err == nil {
+		t.Fatal("a batch sealed to a forgotten offer was accepted")
+	}
+	if errs := rej.all(); len(errs) != 1 || !errors.Is(errs[0], hybrid.ErrUnknownOffer) {
+		t.Fatalf("destination reported %v, want one unknown offer", errs)
+	}
+	ids, err := c.engines[0].Relay(ctx, "s", 256, 2, time.Hour)
+	if err != nil {
+		t.Fatalf("batch after a new offer: %v", err)
+	}
+	c.take(t, ids)
 }

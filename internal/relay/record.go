@@ -23,6 +23,21 @@ var deliveredRecord = []byte("delivered")
 // (0xa0–0xbf), never with this byte.
 const passRecordV1 = 0x01
 
+// refusedRecordV1 starts the record of a step this node refused for good
+// after the sender had used its pad (burn): code, then the message.
+const refusedRecordV1 = 0x02
+
+func encodeRefused(code kmsproto.Code, msg string) []byte {
+	return append([]byte{refusedRecordV1, byte(code)}, msg...)
+}
+
+func decodeRefused(rec []byte) (kmsproto.Code, string, bool) {
+	if len(rec) < 2 || rec[0] != refusedRecordV1 {
+		return 0, "", false
+	}
+	return kmsproto.Code(rec[1]), string(rec[2:]), true
+}
+
 func encodePass(next string, body []byte) []byte {
 	rec := []byte{passRecordV1}
 	rec = binary.AppendUvarint(rec, uint64(len(next)))
@@ -61,6 +76,9 @@ func (e *Engine) fromRecord(ctx context.Context, step string) (resp kmsproto.For
 		return resp, kmsproto.Internal, "store error", true
 	case bytes.Equal(rec, deliveredRecord):
 		return kmsproto.ForwardKeysResp{Delivered: true}, kmsproto.OK, "", true
+	}
+	if code, msg, ok := decodeRefused(rec); ok {
+		return resp, code, msg, true // refused before: the same answer
 	}
 	next, body := decodePass(rec)
 	out := e.byLink[qkd.LinkID(next)] // the pad belongs to that very link

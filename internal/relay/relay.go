@@ -479,34 +479,59 @@ func (e *Engine) handleForward(ctx context.Context, in *link.Link, req kmsproto.
 	if resp, code, msg, done := e.fromRecord(ctx, req.Step); done {
 		return resp, code, msg
 	}
-	if req.Stream == "" {
-		if req.Hybrid != nil {
-			return kmsproto.ForwardKeysResp{}, kmsproto.Hybrid, "hybrid keys need a key stream"
-		}
-		return e.direct(ctx, in, req)
-	}
-	en, next, code, msg := e.entryFor(in, req)
-	if code != kmsproto.OK {
-		return kmsproto.ForwardKeysResp{}, code, msg
-	}
 	pieces, good := in.CheckPeerPieces(req.Pieces, len(req.Cipher))
 	if !good {
 		return kmsproto.ForwardKeysResp{}, kmsproto.BadRequest, "pieces do not match the keys or the sender's parity"
 	}
 	expires := time.UnixMilli(req.Expires)
+	if req.Stream == "" {
+		if req.Hybrid != nil {
+			return e.burn(ctx, in, req, pieces, expires, kmsproto.Hybrid, "hybrid keys need a key stream")
+		}
+		return e.direct(ctx, in, req, pieces)
+	}
+	en, next, code, msg := e.entryFor(in, req)
+	if code != kmsproto.OK {
+		return e.burn(ctx, in, req, pieces, expires, code, msg)
+	}
 	if next == "" {
 		hyb, code, msg := e.openHybrid(en, req)
 		if code != kmsproto.OK {
-			return kmsproto.ForwardKeysResp{}, code, msg
+			return e.burn(ctx, in, req, pieces, expires, code, msg)
 		}
 		defer hyb.wipe()
 		return e.deliver(ctx, in, req, pieces, expires, hyb)
 	}
 	path, code, msg := e.signPass(in, req, next)
 	if code != kmsproto.OK {
-		return kmsproto.ForwardKeysResp{}, code, msg
+		return e.burn(ctx, in, req, pieces, expires, code, msg)
 	}
 	return e.pass(ctx, in, req, pieces, next, expires, path)
+}
+
+// burn refuses a step for good (code, msg) after consuming its incoming
+// pad, as the sender did when it made the step: the two ends of the link
+// use their material in the same order, so a pad left unused here would
+// make every later step over the link conflict. The refusal is recorded:
+// a retry of the step gets the same answer. A pad that is not free here
+// yet gets "retry" (the sender asks again, and the step is burnt then).
+func (e *Engine) burn(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece, expires time.Time, code kmsproto.Code, msg string) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
+	err := e.o.Store.ApplyRelayStep(ctx, keystore.RelayStep{ID: req.Step, InLink: in.ID(), In: pieces, Expires: expires},
+		func(_, _ secret.Bytes) (keystore.RelayResult, error) {
+			return keystore.RelayResult{Record: encodeRefused(code, msg)}, nil
+		})
+	switch {
+	case err == nil:
+	case errors.Is(err, keystore.ErrApplied):
+		if resp, c, m, done := e.fromRecord(ctx, req.Step); done {
+			return resp, c, m
+		}
+	case errors.Is(err, keystore.ErrConflict):
+		return kmsproto.ForwardKeysResp{}, kmsproto.Retry, "material not free here (yet)"
+	default:
+		e.log.Error("burning the pad of a refused relay step failed", "stream", req.Stream, "err", err)
+	}
+	return kmsproto.ForwardKeysResp{}, code, msg
 }
 
 // deliver is the destination's step: remove the pad, store the keys.

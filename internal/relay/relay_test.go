@@ -327,3 +327,31 @@ func TestRelayBackToBackRefillsMACSlots(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayLinkUsableAfterRefusal: a step refused for good (here: no
+// forwarding entry at N1) has used the sender's pad; the refusing node
+// burns its copy, so the link's two ends stay in step and the next relay
+// over the same links works. (Before, every later step over the link
+// conflicted: the sender's material was one pad further.) A retry of the
+// refused step gets the same refusal.
+func TestRelayLinkUsableAfterRefusal(t *testing.T) {
+	c := newChain(t, 2)
+	c.push(t, 8, 2048)
+	c.waitMaterial(t)
+	if err := c.engines[0].Install(relay.Entry{Stream: "s", Source: c.ids[0], Dest: c.ids[2], Master: sae(0),
+		Slaves: []qkd.SAEID{sae(2)}, Next: c.ids[1]}); err != nil {
+		t.Fatal(err)
+	}
+	c.pipes["0>1"].DropReplies(kmsproto.ForwardKeys, 1) // the refusal is lost once: the retry is answered from the record
+	if ids, err := c.engines[0].Relay(context.Background(), "s", 256, 2, time.Hour); err == nil {
+		t.Fatalf("Relay over an unconfigured hop = %v, nil", ids)
+	}
+	c.install(t, "s")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ids, err := c.engines[0].Relay(ctx, "s", 256, 2, time.Hour)
+	if err != nil {
+		t.Fatalf("Relay after a refused step: %v", err)
+	}
+	c.take(t, ids)
+}

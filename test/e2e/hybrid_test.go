@@ -114,6 +114,21 @@ func TestHybridRing5(t *testing.T) {
 	waitFor(t, 30*time.Second, "the controller's notification of the rejected keys", func() bool {
 		return notified(n.Controller().Notifications(), "KMS of C", "hybrid keys of key stream "+stream.Stream+" rejected", "configured route")
 	})
+	// Put the entries right: the stream and every link it crossed work
+	// again (C burnt the pad of the refused step).
+	for id, hops := range map[qkd.NodeID][2]qkd.NodeID{"A": {"", "B"}, "C": {"B", ""}} {
+		en := stream
+		en.Prev, en.Next = hops[0], hops[1]
+		if err := n.Nodes[id].Relay().Install(en); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.Nodes["E"].Relay().Remove(stream.Stream)
+	n.Nodes["D"].Relay().Remove(stream.Stream)
+	waitFor(t, time.Minute, "hybrid keys along the configured route again", func() bool {
+		_, err := n.Nodes["A"].Relay().Relay(ctx, stream.Stream, 256, 2, time.Minute)
+		return err == nil
+	})
 }
 
 // rejectedAt reads qkms_hybrid_rejected_total (no labels but node).
