@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"fmt"
 	"context"
 	"errors"
 	"time"
@@ -19,6 +20,9 @@ var (
 	// ErrConflict: an allocation names material that is not free (already
 	// consumed, not confirmed, or not there) and was not applied before.
 	ErrConflict = errors.New("keystore: allocation conflicts with stored material")
+	// ErrKeyExists (also an ErrConflict): a key the operation would create
+	// exists. Unlike material that is not free yet, this never passes.
+	ErrKeyExists = fmt.Errorf("keystore: a key with this ID exists: %w", ErrConflict)
 	// ErrZeroized: the store was zeroised and holds nothing any more.
 	ErrZeroized = errors.New("keystore: zeroized")
 	// ErrBadAllocation: an allocation whose pieces do not add up to its keys and slots.

@@ -580,6 +580,11 @@ func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.Forwar
 		return kmsproto.ForwardKeysResp{Delivered: true}, kmsproto.OK, ""
 	case errors.Is(err, keystore.ErrApplied):
 		return kmsproto.ForwardKeysResp{Delivered: true}, kmsproto.OK, ""
+	case errors.Is(err, keystore.ErrKeyExists):
+		// Never passes (two sources claimed one ETSI 004 stream, whose
+		// chunk IDs they derive alike): refused for good, pad burnt.
+		e.log.Warn("relay step refused: a key with one of its IDs exists here", "stream", req.Stream)
+		return e.burn(ctx, in, req, pieces, expires, kmsproto.BadRequest, "a key with one of these IDs exists at the destination")
 	case errors.Is(err, keystore.ErrConflict):
 		return kmsproto.ForwardKeysResp{}, kmsproto.Retry, "material not free here (yet)"
 	}

@@ -107,7 +107,7 @@ func (s *Store) checkPieces(offs pieceOffsets, l qkd.LinkID, pieces []keystore.P
 func (s *Store) checkNewKeys(keys []keystore.Key) error {
 	for _, k := range keys {
 		if s.keys[k.ID] != nil {
-			return fmt.Errorf("keystore: key %s exists: %w", k.ID, keystore.ErrConflict)
+			return fmt.Errorf("keystore: key %s: %w", k.ID, keystore.ErrKeyExists)
 		}
 	}
 	return nil

@@ -117,7 +117,7 @@ func checkNewKeys(ctx context.Context, tx *txn, keys []keystore.Key) error {
 	for _, id := range ids {
 		err := tx.QueryRowContext(ctx, "SELECT 1 FROM keys WHERE id = ?", id[:]).Scan(&one)
 		if err == nil {
-			return fmt.Errorf("keystore: key %s exists: %w", id, keystore.ErrConflict)
+			return fmt.Errorf("keystore: key %s: %w", id, keystore.ErrKeyExists)
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("keystore/sqlite: allocate: %w", err)

@@ -191,7 +191,7 @@ func testAllocateConflict(t *testing.T, s keystore.Store) {
 		a.Keys = append(a.Keys, first.Keys[0])
 		a.Pieces[0].Len = 32
 		before := snap(t, s, linkAB)
-		wantErr(t, "Allocate", s.Allocate(ctx, a), keystore.ErrConflict)
+		wantErr(t, "Allocate", s.Allocate(ctx, a), keystore.ErrKeyExists)
 		sameSnapshot(t, "a conflicting Allocate", before, snap(t, s, linkAB))
 	})
 	t.Run("slots stored before", func(t *testing.T) {

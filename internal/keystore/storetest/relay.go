@@ -433,7 +433,7 @@ func testRelayRefused(t *testing.T, s keystore.Store) {
 				r.Outbox = &keystore.Outbox{Payload: []byte("x")}
 				return r
 			}},
-		{name: "key ID exists", want: keystore.ErrConflict, built: true,
+		{name: "key ID exists", want: keystore.ErrKeyExists, built: true,
 			result: func(in, _ []byte) keystore.RelayResult {
 				return keys(in, func(k []keystore.Key) { k[1].ID = existing.ID })
 			}},
