@@ -1,9 +1,9 @@
 package keystore
 
 import (
-	"fmt"
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/qkms/qkms/internal/qkd"
