@@ -141,7 +141,8 @@
 // # Signed forwarding path
 //
 // A path step: 1 hop (uint, 0 = source)  2 node (the signer)  3 prev ("" at
-// hop 0)  4 next  5 cert (node's encoded certificate)  6 signature over
+// hop 0)  4 next  5 cert (node's encoded certificate; omitted when the
+// verifier knows it already)  6 signature over
 //
 //	encode(stream, step, TH, hop, node, prev, next), context qkms-path-v1.
 //
@@ -150,6 +151,8 @@
 // step i by route[i] with prev route[i-1] and next route[i+1]
 // (ErrPathMismatch otherwise), then each certificate valid with subject ==
 // node (ErrWrongSubject) and each signature good (ErrBadSignature).
+// VerifyPathWith takes the certificate of a step without one from the
+// caller's certOf (ErrNoCertificate if it has none either).
 //
 // # Secrets
 //

@@ -27,6 +27,9 @@ var (
 	ErrStaleRevocationList = errors.New("hybrid: revocation list older than the current one")
 	// ErrPathMismatch: the signed forwarding path is not the configured route.
 	ErrPathMismatch = errors.New("hybrid: forwarding path differs from the configured route")
+	// ErrNoCertificate: a path step without its certificate, and none
+	// known for its node.
+	ErrNoCertificate = errors.New("hybrid: no certificate for a forwarding step's node")
 	// ErrNotRecipient: a hybrid header with no entry for this node.
 	ErrNotRecipient = errors.New("hybrid: header has no entry for this node")
 	// ErrUnknownOffer: no decapsulation key for the offer the header names,

@@ -85,6 +85,12 @@ const (
 	// does not verify, the KEM offer is unknown, or the signed forwarding
 	// path is not the configured route. The source drops the keys.
 	Hybrid Code = 8
+	// HybridStale: forward_keys refused because the destination lacks
+	// what the source's cached KEM offer assumed (its decapsulation key
+	// after a restart, or a certificate of a node new on the route). Not
+	// an attack: the source drops the keys, asks for a new offer and
+	// tries again.
+	HybridStale Code = 9
 )
 
 func (c Code) String() string {
@@ -105,6 +111,8 @@ func (c Code) String() string {
 		return "unknown_sae"
 	case Hybrid:
 		return "hybrid"
+	case HybridStale:
+		return "hybrid_stale"
 	}
 	return "internal"
 }
@@ -213,6 +221,10 @@ type ForwardKeysReq struct {
 	// without consuming anything, and the destination answers with
 	// ForwardKeysResp.Offer.
 	OfferReq bool `cbor:"17,keyasint,omitempty"`
+	// Certs, with OfferReq: the encoded ML-DSA certificates of the nodes
+	// in Path, each added by its node. The destination keeps them for
+	// the stream, so that the signed path steps need not carry them.
+	Certs [][]byte `cbor:"18,keyasint,omitempty"`
 }
 
 // RelayStream is the ETSI GS QKD 004 key stream a relay step's keys

@@ -78,6 +78,9 @@ type hybridState struct {
 	offers  map[string]*hybrid.Offer // at a source: the destination's offer per stream; guarded by mu
 	decaps  map[string]*decapEntry   // at a destination: by offer key ID; guarded by mu
 	current map[string]string        // at a destination: stream → key ID of its current offer; guarded by mu
+	// certs, at a destination: the certificates of the route's nodes per
+	// stream, learnt (and verified) with the last OfferReq; guarded by mu.
+	certs map[string]map[qkd.NodeID][]byte
 }
 
 type decapEntry struct {
@@ -90,7 +93,8 @@ func newHybridState(o *HybridOptions) *hybridState {
 	if o == nil {
 		return nil
 	}
-	h := &hybridState{o: *o, offers: map[string]*hybrid.Offer{}, decaps: map[string]*decapEntry{}, current: map[string]string{}}
+	h := &hybridState{o: *o, offers: map[string]*hybrid.Offer{}, decaps: map[string]*decapEntry{}, current: map[string]string{},
+		certs: map[string]map[qkd.NodeID][]byte{}}
 	if h.o.OfferLifetime <= 0 {
 		h.o.OfferLifetime = DefaultOfferLifetime
 	}
@@ -146,7 +150,9 @@ func (e *Engine) seal(ctx context.Context, b *batch, l leg, step string) (*seale
 	if err != nil {
 		return nil, err
 	}
-	st, err := hybrid.SignStep(h.o.Key, l.stream, step, th, hybrid.PathStep{Hop: 0, Node: e.o.Node, Next: l.next.Peer(), Cert: h.o.Cert})
+	// The destination has every route node's certificate from the
+	// OfferReq: the steps go without theirs.
+	st, err := hybrid.SignStep(h.o.Key, l.stream, step, th, hybrid.PathStep{Hop: 0, Node: e.o.Node, Next: l.next.Peer()})
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +189,7 @@ func (e *Engine) offerFor(ctx context.Context, b *batch, l leg) (*hybrid.Offer, 
 		return o, nil
 	}
 	req := kmsproto.ForwardKeysReq{Stream: l.stream, Step: e.newStep(), Source: e.o.Node, Dest: l.dest, Master: b.master,
-		Slaves: l.slaves, Path: []qkd.NodeID{e.o.Node}, OfferReq: true}
+		Slaves: l.slaves, Path: []qkd.NodeID{e.o.Node}, OfferReq: true, Certs: [][]byte{h.o.Cert}}
 	body, err := kmsproto.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -231,14 +237,22 @@ func (e *Engine) dropOffer(stream string) {
 // it at the destination with the current offer. Nothing is consumed.
 func (e *Engine) handleOfferReq(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
 	if req.Stream == "" || req.Step == "" || len(req.IDs) != 0 || len(req.Pieces) != 0 || len(req.Cipher) != 0 || req.Hybrid != nil ||
-		len(req.Path) == 0 || len(req.Path) > 64 || req.Path[len(req.Path)-1] != in.Peer() || slices.Contains(req.Path, e.o.Node) {
+		len(req.Path) == 0 || len(req.Path) > hybrid.MaxPathSteps || len(req.Certs) != len(req.Path) ||
+		req.Path[len(req.Path)-1] != in.Peer() || slices.Contains(req.Path, e.o.Node) {
 		return kmsproto.ForwardKeysResp{}, kmsproto.BadRequest, "malformed KEM offer request"
 	}
 	en, next, code, msg := e.entryFor(in, req)
 	if code != kmsproto.OK {
 		return kmsproto.ForwardKeysResp{}, code, msg
 	}
+	if !e.hyb.ready() {
+		return kmsproto.ForwardKeysResp{}, kmsproto.Hybrid, "this node has no post-quantum identity"
+	}
 	if next == "" {
+		if err := e.learnCerts(req); err != nil {
+			e.reject(req.Stream, err)
+			return kmsproto.ForwardKeysResp{}, kmsproto.Hybrid, "route certificates refused: " + err.Error()
+		}
 		offer, err := e.currentOffer(en)
 		if err != nil {
 			e.log.Warn("no KEM offer for a stream", "stream", req.Stream, "err", err)
@@ -248,6 +262,7 @@ func (e *Engine) handleOfferReq(ctx context.Context, in *link.Link, req kmsproto
 	}
 	fwd := req
 	fwd.Path = append(slices.Clone(req.Path), e.o.Node)
+	fwd.Certs = append(slices.Clone(req.Certs), e.hyb.o.Cert)
 	body, err := kmsproto.Marshal(fwd)
 	if err != nil {
 		return kmsproto.ForwardKeysResp{}, kmsproto.Internal, "encoding"
@@ -292,7 +307,7 @@ func (e *Engine) signPass(in *link.Link, req kmsproto.ForwardKeysReq, next qkd.N
 		return nil, kmsproto.BadRequest, "malformed signed path"
 	}
 	st, err := hybrid.SignStep(e.hyb.o.Key, req.Stream, req.Step, th,
-		hybrid.PathStep{Hop: uint(len(steps)), Node: e.o.Node, Prev: in.Peer(), Next: next, Cert: e.hyb.o.Cert})
+		hybrid.PathStep{Hop: uint(len(steps)), Node: e.o.Node, Prev: in.Peer(), Next: next}) // certificate: sent with the OfferReq
 	if err != nil {
 		e.log.Error("signing a forwarding step failed", "stream", req.Stream, "err", err)
 		return nil, kmsproto.Internal, "signing failed"
@@ -357,6 +372,7 @@ func (e *Engine) WipeHybrid() {
 	}
 	clear(h.current)
 	clear(h.offers)
+	clear(h.certs)
 }
 
 func (e *Engine) decapKey(id string) *hybrid.DecapKey {
@@ -417,6 +433,10 @@ func (e *Engine) openHybrid(en Entry, req kmsproto.ForwardKeysReq) (*opened, kms
 	}
 	now := e.o.Now()
 	r, err := hybrid.Open(e.hyb.o.Verifier, hdr, e.o.Node, e.decapKey, now)
+	if errors.Is(err, hybrid.ErrUnknownOffer) {
+		e.log.Info("hybrid step refused: sealed to an offer this node no longer has", "stream", req.Stream)
+		return nil, kmsproto.HybridStale, "hybrid header refused: " + err.Error()
+	}
 	if err != nil {
 		e.reject(req.Stream, err)
 		return nil, kmsproto.Hybrid, "hybrid header refused: " + err.Error()
@@ -430,7 +450,14 @@ func (e *Engine) openHybrid(en Entry, req kmsproto.ForwardKeysReq) (*opened, kms
 		err = errors.New("no configured route to check the signed path against")
 	}
 	if err == nil {
-		err = hybrid.VerifyPath(e.hyb.o.Verifier, req.Stream, req.Step, th, steps, en.Route, now)
+		err = hybrid.VerifyPathWith(e.hyb.o.Verifier, req.Stream, req.Step, th, steps, en.Route, now, e.certsOf(req.Stream))
+	}
+	if errors.Is(err, hybrid.ErrNoCertificate) {
+		// Not an attack: the route changed since the source's last offer
+		// request, which carried the certificates. The source asks again.
+		r.Wipe()
+		e.log.Info("hybrid step refused: a route node's certificate is not known yet", "stream", req.Stream, "err", err)
+		return nil, kmsproto.HybridStale, "signed forwarding path refused: " + err.Error()
 	}
 	if err != nil {
 		r.Wipe()
@@ -441,6 +468,36 @@ func (e *Engine) openHybrid(en Entry, req kmsproto.ForwardKeysReq) (*opened, kms
 		e.spy.opened(r.Expose(), th)
 	}
 	return &opened{hdr: hdr, r: r}, kmsproto.OK, ""
+}
+
+// learnCerts keeps the certificates an OfferReq collected along the route
+// (one per node of its Path, each verified, subject = that node) for the
+// stream's path checks; they replace what the stream had.
+func (e *Engine) learnCerts(req kmsproto.ForwardKeysReq) error {
+	now := e.o.Now()
+	got := make(map[qkd.NodeID][]byte, len(req.Path))
+	for i, node := range req.Path {
+		c, err := e.hyb.o.Verifier.VerifyCert(req.Certs[i], now)
+		if err != nil {
+			return fmt.Errorf("certificate of %s: %w", node, err)
+		}
+		if c.Subject != string(node) {
+			return fmt.Errorf("%w: certificate of %q sent for %s", hybrid.ErrWrongSubject, c.Subject, node)
+		}
+		got[node] = slices.Clone(req.Certs[i])
+	}
+	e.hyb.mu.Lock()
+	e.hyb.certs[req.Stream] = got
+	e.hyb.mu.Unlock()
+	return nil
+}
+
+// certsOf returns the lookup of the certificates learnt for stream.
+func (e *Engine) certsOf(stream string) func(qkd.NodeID) []byte {
+	e.hyb.mu.Lock()
+	m := e.hyb.certs[stream]
+	e.hyb.mu.Unlock()
+	return func(n qkd.NodeID) []byte { return m[n] }
 }
 
 // reject logs and reports keys this destination refused.

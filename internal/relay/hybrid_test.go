@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -389,15 +390,67 @@ func TestHybridDestinationForgetsOffers(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.engines[2].WipeHybrid()
-	if _, err := c.engines[0].Relay(ctx, "s", 256, 2, time.Hour); err == nil {
-		t.Fatal("a batch sealed to a forgotten offer was accepted")
-	}
-	if errs := rej.all(); len(errs) != 1 || !errors.Is(errs[0], hybrid.ErrUnknownOffer) {
-		t.Fatalf("destination reported %v, want one unknown offer", errs)
-	}
+	// The first step is sealed to the forgotten offer and refused
+	// (hybrid_stale); the source asks for a new offer and sends the batch
+	// again, within the same call. No alarm: nothing was tampered with.
 	ids, err := c.engines[0].Relay(ctx, "s", 256, 2, time.Hour)
 	if err != nil {
-		t.Fatalf("batch after a new offer: %v", err)
+		t.Fatalf("batch after the destination forgot its offers: %v", err)
 	}
 	c.take(t, ids)
+	if errs := rej.all(); len(errs) != 0 {
+		t.Errorf("destination reported %v, want no rejection", errs)
+	}
+}
+
+// TestHybridRouteChangeLearnsCertificates: path steps travel without
+// certificates (the destination learnt them with the offer request). When
+// the route changes to a node whose certificate the destination does not
+// have, the first batch is refused without an alarm, the source asks for
+// a new offer (collecting the new route's certificates), and the batch
+// after goes through.
+func TestHybridRouteChangeLearnsCertificates(t *testing.T) {
+	nodes := []qkd.NodeID{"N0", "N1", "N2", "N3"}
+	pq := newPQNet(t, nodes)
+	var rej rejects
+	c := newGraphWith(t, 4, [][2]int{{0, 1}, {1, 2}, {0, 3}, {2, 3}}, func(i int, o *relay.Options) {
+		o.Hybrid = pq.options(o.Node, true, rej.add)
+	})
+	c.push(t, 12, 2048)
+	c.waitMaterial(t)
+	install := func(route []qkd.NodeID) {
+		t.Helper()
+		for i, node := range route {
+			en := relay.Entry{Stream: "s", Source: "N0", Dest: "N2", Master: sae(0), Slaves: []qkd.SAEID{sae(2)}, Route: route}
+			if i > 0 {
+				en.Prev = route[i-1]
+			}
+			if i < len(route)-1 {
+				en.Next = route[i+1]
+			}
+			if err := c.engines[slices.Index(nodes, node)].Install(en); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ctx := context.Background()
+	install([]qkd.NodeID{"N0", "N1", "N2"})
+	ids, err := c.engines[0].Relay(ctx, "s", 256, 2, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.takeBetween(t, ids, 0, 2)
+	install([]qkd.NodeID{"N0", "N3", "N2"}) // rerouted: N3's certificate is new to N2
+	rejectedBefore := c.macFail[2].n.Load()
+	ids, err = c.engines[0].Relay(ctx, "s", 256, 2, time.Hour)
+	if err != nil {
+		t.Fatalf("batch after the reroute: %v", err)
+	}
+	c.takeBetween(t, ids, 0, 2)
+	if errs := rej.all(); len(errs) != 0 {
+		t.Errorf("route change reported as rejected keys: %v", errs)
+	}
+	if n := c.macFail[2].n.Load(); n != rejectedBefore {
+		t.Errorf("%d MAC failures at N2", n-rejectedBefore)
+	}
 }

@@ -369,6 +369,22 @@ type leg struct {
 // keys (Pending, for the batch's master and slaves) is stored with the
 // step; readyIDs are the keys the outbox makes Ready on delivery.
 func (e *Engine) sendStep(ctx context.Context, b *batch, l leg, store bool, readyIDs []qkd.KeyID) error {
+	err := e.sendStepOnce(ctx, b, l, store, readyIDs)
+	var refused *link.RefusedError
+	if l.hybrid && errors.As(err, &refused) && refused.Code == kmsproto.HybridStale {
+		// The destination may have forgotten its KEM keys (restart,
+		// zeroisation) or lack a new route node's certificate: the
+		// refused step was dropped at both ends, and the offer with it.
+		// Once more with a new offer, which carries the route's
+		// certificates.
+		e.log.Debug("hybrid step refused, asking for a new KEM offer", "stream", l.stream, "err", err)
+		err = e.sendStepOnce(ctx, b, l, store, readyIDs)
+	}
+	return err
+}
+
+// sendStepOnce is one attempt of sendStep.
+func (e *Engine) sendStepOnce(ctx context.Context, b *batch, l leg, store bool, readyIDs []qkd.KeyID) error {
 	// Parallel QKD links to the next hop take turns; one without free
 	// material of this end's parity hands the step to the next.
 	var err error
@@ -443,8 +459,8 @@ func (e *Engine) sendStepOver(ctx context.Context, b *batch, l leg, store bool, 
 	switch {
 	case hs != nil && err == nil:
 		e.countHybrid(false, n)
-	case hs != nil && errors.As(err, &refused) && refused.Code == kmsproto.Hybrid:
-		e.dropOffer(l.stream) // the destination may have restarted: ask again next time
+	case hs != nil && errors.As(err, &refused) && (refused.Code == kmsproto.Hybrid || refused.Code == kmsproto.HybridStale):
+		e.dropOffer(l.stream) // ask the destination again next time
 	}
 	return err
 }
