@@ -70,6 +70,7 @@ type Agent struct {
 	// applyMu serialises configurations: installed is what the KMS holds.
 	applyMu   sync.Mutex
 	installed map[string]quicks.RelayConfig // guarded by applyMu
+	applied   uint64                        // guarded by applyMu: Seq of the newest configuration applied
 }
 
 // New returns an agent; serve Handler and run Run.
@@ -128,7 +129,7 @@ func (a *Agent) putConfig(w http.ResponseWriter, r *http.Request) {
 		quicks.WriteProblem(w, quicks.NewProblem(http.StatusBadRequest, err.Error()))
 		return
 	}
-	if err := a.apply(r.Context(), doc.Node); err != nil {
+	if err := a.apply(r.Context(), doc); err != nil {
 		a.log.Warn("agent: configuration not applied", "err", err)
 		quicks.WriteProblem(w, quicks.NewProblem(http.StatusBadGateway, "the KMS refused part of the configuration: "+err.Error()))
 		return
@@ -223,7 +224,7 @@ func (a *Agent) report(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	return a.apply(ctx, doc.Node)
+	return a.apply(ctx, doc)
 }
 
 // bits converts bytes/s to bit/s for ETSI 015.
@@ -231,8 +232,12 @@ func bits(bytesPerSec int32) uint32 {
 	return uint32(min(max(int64(bytesPerSec), 0)*8, math.MaxUint32))
 }
 
-// apply makes the KMS's relay entries those of the VIRT links of n.
-func (a *Agent) apply(ctx context.Context, n sdn.QKDNode) error {
+// apply makes the KMS's relay entries those of the VIRT links of the
+// document's node; a configuration older than one applied before (by its
+// Seq) is ignored: it was rendered before that one (the answer to a
+// report overtaken by a push) and would undo it.
+func (a *Agent) apply(ctx context.Context, doc sdn.QKDNodeDocument) error {
+	n := doc.Node
 	want := map[string]quicks.RelayConfig{}
 	if n.Links != nil {
 		for _, l := range n.Links.Links {
@@ -248,6 +253,11 @@ func (a *Agent) apply(ctx context.Context, n sdn.QKDNode) error {
 	}
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
+	if doc.Seq != 0 && doc.Seq < a.applied {
+		a.log.Debug("agent: configuration older than the one applied, ignored", "seq", doc.Seq, "applied", a.applied)
+		return nil
+	}
+	a.applied = max(a.applied, doc.Seq)
 	var errs []error
 	for _, id := range slices.Sorted(maps.Keys(a.installed)) {
 		if _, keep := want[id]; keep {

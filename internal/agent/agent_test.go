@@ -3,6 +3,7 @@ package agent_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -377,5 +378,33 @@ func TestPushedConfigurationNonCanonicalUUID(t *testing.T) {
 	a := e.push(controllerCN, config(node, virt("urn:uuid:"+uuid.NewString(), "A", "C")))
 	if a.status != http.StatusBadRequest {
 		t.Errorf("PUT with a urn:uuid VIRT link = %d %s, want 400", a.status, a.body)
+	}
+}
+
+// TestStaleConfigurationIgnored: configurations carry the controller's
+// rendering order (qkms:config_seq); one older than a configuration the
+// agent applied (the answer to a report that a push overtook) is ignored
+// instead of undoing the newer one.
+func TestStaleConfigurationIgnored(t *testing.T) {
+	e := newEnv(t)
+	id := uuid.NewString()
+	withSeq := func(body string, seq uint64) string {
+		return strings.Replace(body, `{"etsi-qkd-sdn-node:qkd_node"`, fmt.Sprintf(`{"qkms:config_seq":%d,"etsi-qkd-sdn-node:qkd_node"`, seq), 1)
+	}
+	for _, s := range []struct {
+		name  string
+		body  string
+		calls int
+	}{
+		{"newer: the stream", withSeq(config(node, virt(id, "A", "C")), 20), 1},
+		{"older, without it: ignored", withSeq(config(node), 10), 0},
+		{"newer still, without it: removed", withSeq(config(node), 30), 1},
+	} {
+		if a := e.push(controllerCN, s.body); a.status != http.StatusNoContent {
+			t.Fatalf("%s: PUT = %d %s", s.name, a.status, a.body)
+		}
+		if calls := e.kms.takeCalls(); len(calls) != s.calls {
+			t.Errorf("%s: %d KMS relay calls %+v, want %d", s.name, len(calls), calls, s.calls)
+		}
 	}
 }

@@ -199,11 +199,7 @@ func (c *Controller) Report(ctx context.Context, id qkd.NodeID, r NodeReport) (s
 	for _, ch := range linkChanges {
 		c.setLink(ch.link, ch.up, ch.by)
 	}
-	n, err := c.configOf(id)
-	if err != nil {
-		return sdn.QKDNodeDocument{}, err
-	}
-	return sdn.QKDNodeDocument{Node: n}, nil
+	return c.configOf(id)
 }
 
 // LinksUp reports whether both ends of every QKD link of the topology
@@ -345,8 +341,8 @@ func pathNodes(r sdn.Route) []qkd.NodeID {
 
 // configOf renders node id's configuration: its qkd_node with the VIRT
 // links of the streams through it.
-func (c *Controller) configOf(id qkd.NodeID) (sdn.QKDNode, error) {
-	return c.sdn.QKDNode(id)
+func (c *Controller) configOf(id qkd.NodeID) (sdn.QKDNodeDocument, error) {
+	return c.sdn.QKDNodeDocument(id)
 }
 
 // Run checks the agents' liveness until ctx ends: a node that has not

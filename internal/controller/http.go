@@ -133,8 +133,8 @@ func newAgentClient(base string, cfg *tls.Config) *agentClient {
 }
 
 // put sends a node's configuration; the agent answers once its KMS holds it.
-func (a *agentClient) put(ctx context.Context, n sdn.QKDNode) error {
-	_, err := call[struct{}](ctx, a.hc, http.MethodPut, a.base+AgentBasePath+"/qkd_node", sdn.QKDNodeDocument{Node: n}, nil)
+func (a *agentClient) put(ctx context.Context, d sdn.QKDNodeDocument) error {
+	_, err := call[struct{}](ctx, a.hc, http.MethodPut, a.base+AgentBasePath+"/qkd_node", d, nil)
 	return err
 }
 

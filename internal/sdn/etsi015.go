@@ -36,6 +36,12 @@ const (
 // /restconf/data/etsi-qkd-sdn-node:qkd_node.
 type QKDNodeDocument struct {
 	Node QKDNode `json:"etsi-qkd-sdn-node:qkd_node"`
+	// Seq (qkms extension) orders the configurations the controller
+	// renders: a later rendering has a greater Seq (a restarted controller
+	// starts above the last one). An agent ignores a configuration older
+	// than one it applied: a report's answer rendered before a push can
+	// arrive after it.
+	Seq uint64 `json:"qkms:config_seq,omitempty"`
 }
 
 // QKDNode is the `qkd_node` container of etsi-qkd-sdn-node (015 V2.1.1,
@@ -153,12 +159,25 @@ var nodeStatus015 = map[NodeStatus]string{
 // node, named by the stream ID, with its previous and next hop nodes and
 // its rate. Lists are in topology order, then registration order.
 func (c *Controller) QKDNode(id qkd.NodeID) (QKDNode, error) {
-	n, ok := c.g.index[id]
-	if !ok {
-		return QKDNode{}, fmt.Errorf("%w %q", ErrUnknownNode, id)
+	d, err := c.QKDNodeDocument(id)
+	return d.Node, err
+}
+
+// QKDNodeDocument is QKDNode in its document, with the rendering's Seq.
+func (c *Controller) QKDNodeDocument(id qkd.NodeID) (QKDNodeDocument, error) {
+	if _, ok := c.g.index[id]; !ok {
+		return QKDNodeDocument{}, fmt.Errorf("%w %q", ErrUnknownNode, id)
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	// Renderings under the read lock see no change between them: the
+	// order of Seq is the order of the states rendered.
+	return QKDNodeDocument{Node: c.qkdNode(id), Seq: c.seqBase + c.renders.Add(1)}, nil
+}
+
+// qkdNode renders node id's qkd_node; caller holds mu (read).
+func (c *Controller) qkdNode(id qkd.NodeID) QKDNode {
+	n := c.g.index[id]
 	out := QKDNode{
 		ID:     string(id),
 		Status: nodeStatus015[c.node[n]],
@@ -190,7 +209,7 @@ func (c *Controller) QKDNode(id qkd.NodeID) (QKDNode, error) {
 	if len(links) > 0 {
 		out.Links = &QKDLinks{Links: links}
 	}
-	return out, nil
+	return out
 }
 
 // physLink: caller holds mu.

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/qkms/qkms/internal/qkd"
@@ -110,6 +111,10 @@ type Controller struct {
 	promised []float64    // guarded by mu; bit/s promised per link
 	streams  map[StreamID]*record
 	seq      uint64 // guarded by mu; registration counter
+	// renders counts configuration renderings (QKDNodeDocument.Seq, from
+	// seqBase: the controller's start time in ns).
+	renders atomic.Uint64
+	seqBase uint64
 }
 
 // New returns a controller for topology t (read, never modified) with
@@ -138,6 +143,7 @@ func New(t *topology.Topology, opts Options) (*Controller, error) {
 	g := newGraph(t)
 	c := &Controller{
 		topo: t, g: g, factor: f, ttl: opts.ReportTTL, policy: opts.Policy, now: now,
+		seqBase:  uint64(max(now().UnixNano(), 0)),
 		node:     make([]NodeStatus, len(g.ids)),
 		down:     make([]bool, len(g.links)),
 		perf:     make([]*LinkPerf, len(g.links)),
