@@ -40,10 +40,10 @@ func (n *Node) newStreams() error {
 		Logger:   n.log.With("component", "etsi004"),
 		Router:   n.router, Relay: n.relay,
 		Hybrid: func(src, dst qkd.SAEID) string {
-			if n.pq == nil || !n.hybridPolicy(src, []qkd.SAEID{dst}) {
+			if !n.hybPol.wants(src, []qkd.SAEID{dst}) {
 				return ""
 			}
-			return strings.Join([]string{n.cfg.Hybrid.KEM, n.pq.Key.Algorithm(), n.cfg.Hybrid.Combiner}, "+")
+			return strings.Join(n.hybridSuite(), "+") // "" without an identity
 		},
 		Hops: func(route string) int {
 			if en, ok := n.relay.Lookup(route); ok && len(en.Route) > 2 {

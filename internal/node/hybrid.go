@@ -40,6 +40,7 @@ func (n *Node) hybridOptions() (*relay.HybridOptions, error) {
 	if _, err := hybrid.CombinerByName(h.Combiner); err != nil {
 		return nil, fmt.Errorf("node: hybrid.combiner: %w", err)
 	}
+	n.hybPol = newHybridPolicy(n.cfg)
 	o := &relay.HybridOptions{KEM: h.KEM, Combiner: h.Combiner, OfferLifetime: h.OfferLifetime.D(),
 		Require: n.hybridRequired, OnReject: n.hybridRejected,
 		OnKeys: func(dest bool, c int) {
@@ -65,34 +66,48 @@ func (n *Node) hybridOptions() (*relay.HybridOptions, error) {
 	return o, nil
 }
 
-// hybridRequired is the hybrid policy of a key stream (SPEC §8: per node
-// and per application): an application's own setting (saes[].hybrid; the
-// master's first, then any slave's "on") wins over the node's mode.
-func (n *Node) hybridRequired(en relay.Entry) bool {
-	return n.hybridPolicy(en.Master, en.Slaves)
+// hybridPolicy is the hybrid policy of key streams (SPEC §8: per node and
+// per application), read from the configuration once: an application's
+// own setting (saes[].hybrid; the master's first, then any slave's "on")
+// wins over the node's mode.
+type hybridPolicy struct {
+	on  bool                 // hybrid.mode
+	app map[qkd.SAEID]string // saes[].hybrid, where set
 }
 
-func (n *Node) hybridPolicy(master qkd.SAEID, slaves []qkd.SAEID) bool {
-	own := map[qkd.SAEID]string{}
-	for _, s := range n.cfg.SAEs {
-		own[s.ID] = s.Hybrid
+func newHybridPolicy(c *config.Config) hybridPolicy {
+	p := hybridPolicy{on: c.Hybrid.Mode == config.HybridOn, app: map[qkd.SAEID]string{}}
+	for _, s := range c.SAEs {
+		if s.Hybrid != "" {
+			p.app[s.ID] = s.Hybrid
+		}
 	}
-	switch own[master] {
-	case config.HybridOn:
+	return p
+}
+
+// wants reports whether keys of master for slaves must be hybrid.
+func (p hybridPolicy) wants(master qkd.SAEID, slaves []qkd.SAEID) bool {
+	if p.app[master] == config.HybridOn {
 		return true
-	case config.HybridOff:
-		return n.slaveWantsHybrid(own, slaves)
 	}
-	return n.cfg.Hybrid.Mode == config.HybridOn || n.slaveWantsHybrid(own, slaves)
-}
-
-func (n *Node) slaveWantsHybrid(own map[qkd.SAEID]string, slaves []qkd.SAEID) bool {
 	for _, s := range slaves {
-		if own[s] == config.HybridOn {
+		if p.app[s] == config.HybridOn {
 			return true
 		}
 	}
-	return false
+	return p.on && p.app[master] != config.HybridOff
+}
+
+// hybridRequired is the relay engine's HybridOptions.Require.
+func (n *Node) hybridRequired(en relay.Entry) bool { return n.hybPol.wants(en.Master, en.Slaves) }
+
+// hybridSuite names the algorithms of this node's hybrid keys (KEM,
+// signature, combiner); nil without a post-quantum identity.
+func (n *Node) hybridSuite() []string {
+	if n.pq == nil {
+		return nil
+	}
+	return []string{n.cfg.Hybrid.KEM, n.pq.Key.Algorithm(), n.cfg.Hybrid.Combiner}
 }
 
 // hybridRejected reports keys this node refused as a destination to its
@@ -110,10 +125,10 @@ func (n *Node) hybridRejected(stream string, err error) {
 // hybridExtension is the node's hybrid_pqc capability ("" without an
 // identity).
 func (n *Node) hybridExtension() string {
-	if n.pq == nil {
-		return ""
+	if s := n.hybridSuite(); s != nil {
+		return ExtHybridPQC + ":" + strings.Join(s, ",")
 	}
-	return ExtHybridPQC + ":" + strings.Join([]string{n.cfg.Hybrid.KEM, n.pq.Key.Algorithm(), n.cfg.Hybrid.Combiner}, ",")
+	return ""
 }
 
 // crlWatch remembers the revocation list file last loaded.

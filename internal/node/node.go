@@ -77,6 +77,7 @@ type Node struct {
 	links   []*nodeLink
 	relay   *relay.Engine
 	pq      *pki.PQIdentity // the node's post-quantum identity (nil: none)
+	hybPol  hybridPolicy
 	router  kms.Router
 	svc     *kms.Service
 	etsi    *etsi014.Server
@@ -190,7 +191,7 @@ func (n *Node) newService() error {
 			MaxKeyPerRequest: k.MaxPerRequest, MaxKeyCount: k.MaxKeyCount, TTL: k.TTL.D(), Prereserve: k.Prereserve,
 			MaxSAEIDCount: kms.DefaultMaxSAEIDCount},
 		OnDelivered:  func(api string, c int) { n.metrics.AddKeysDelivered(telemetry.API(api), c) },
-		HybridPolicy: func(m qkd.SAEID, sl []qkd.SAEID) bool { return n.pq != nil && n.hybridPolicy(m, sl) }})
+		HybridPolicy: func(m qkd.SAEID, sl []qkd.SAEID) bool { return n.pq != nil && n.hybPol.wants(m, sl) }})
 	if err != nil {
 		return err
 	}
