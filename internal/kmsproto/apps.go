@@ -91,6 +91,12 @@ const (
 	// StreamInUse (NewAppResp only): the key stream ID names a stream of
 	// another application pair at the receiver.
 	StreamInUse = "in_use"
+	// StreamPeerSource (ForwardKeysResp.Etsi004 only): the destination's
+	// node is itself the source of this stream, between the same two
+	// applications (its application created it): the sender's node gave
+	// the ID to a predefined stream by mistake and must turn destination.
+	// The step's keys were dropped at the destination.
+	StreamPeerSource = "peer_source"
 )
 
 // NewAppResp answers a new_app that carries a StreamInfo: the receiver's

@@ -91,6 +91,10 @@ const (
 	// an attack: the source drops the keys, asks for a new offer and
 	// tries again.
 	HybridStale Code = 9
+	// KeyExists: refused for good, a key with one of the request's IDs
+	// exists at the receiver (e.g. two nodes relaying the chunks of one
+	// ETSI 004 stream, whose IDs both derive from the stream).
+	KeyExists Code = 10
 )
 
 func (c Code) String() string {
@@ -113,6 +117,8 @@ func (c Code) String() string {
 		return "hybrid"
 	case HybridStale:
 		return "hybrid_stale"
+	case KeyExists:
+		return "key_exists"
 	}
 	return "internal"
 }

@@ -157,6 +157,9 @@ func (e *Engine) outLinks(peer qkd.NodeID) []*link.Link {
 var (
 	ErrUnknownStream = errors.New("relay: no forwarding entry for the key stream")
 	ErrBadEntry      = errors.New("relay: forwarding entry does not fit this node")
+	// ErrKeysExist: the destination holds a key with one of the IDs
+	// (RelayIDs); the keys were dropped at both ends.
+	ErrKeysExist = errors.New("relay: a key with one of these IDs exists at the destination")
 )
 
 // Install adds or replaces a forwarding entry.
@@ -380,6 +383,9 @@ func (e *Engine) sendStep(ctx context.Context, b *batch, l leg, store bool, read
 		e.log.Debug("hybrid step refused, asking for a new KEM offer", "stream", l.stream, "err", err)
 		err = e.sendStepOnce(ctx, b, l, store, readyIDs)
 	}
+	if errors.As(err, &refused) && refused.Code == kmsproto.KeyExists {
+		err = fmt.Errorf("%w: %w", ErrKeysExist, err)
+	}
 	return err
 }
 
@@ -600,7 +606,7 @@ func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.Forwar
 		// Never passes (two sources claimed one ETSI 004 stream, whose
 		// chunk IDs they derive alike): refused for good, pad burnt.
 		e.log.Warn("relay step refused: a key with one of its IDs exists here", "stream", req.Stream)
-		return e.burn(ctx, in, req, pieces, expires, kmsproto.BadRequest, "a key with one of these IDs exists at the destination")
+		return e.burn(ctx, in, req, pieces, expires, kmsproto.KeyExists, "a key with one of these IDs exists at the destination")
 	case errors.Is(err, keystore.ErrConflict):
 		return kmsproto.ForwardKeysResp{}, kmsproto.Retry, "material not free here (yet)"
 	}

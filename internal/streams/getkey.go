@@ -259,6 +259,9 @@ func (s *Service) produce(ctx context.Context, st *stream, i uint32, n int, conn
 			r.Made = r.Made.remove(sp)
 		}
 		s.mu.Unlock()
+		if errors.Is(err, relay.ErrKeysExist) {
+			s.abandonClaim(st) // the peer relays this stream's chunks itself
+		}
 		s.persist()
 		s.log.Warn("key stream cannot keep up: no key material", "ksid", k.String())
 		s.o.OnUnderrun(k, "no key material")

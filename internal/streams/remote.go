@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/qkms/qkms/internal/etsi004"
+	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/kmsproto"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/relay"
@@ -83,7 +84,7 @@ func (s *Service) openRemote(ctx context.Context, caller, dst qkd.SAEID, req ets
 		// This end would relay (its SAE ID is the lower one), unless the
 		// ID came from the peer's NULL OPEN_CONNECT and its first chunk
 		// is still on the way: give it joinGrace to arrive.
-		if r, joined := s.awaitLearnt(ctx, caller, dst, req.KeyStreamID, min(joinGrace, ms(q.Timeout))); joined {
+		if r, joined := s.awaitLearnt(ctx, caller, dst, req.KeyStreamID, min(s.o.JoinGrace, ms(q.Timeout))); joined {
 			return r, nil
 		}
 	}
@@ -110,25 +111,26 @@ func (s *Service) openRemote(ctx context.Context, caller, dst qkd.SAEID, req ets
 		SrcState: kmsproto.StreamOpen, Changed: s.o.Now(), Synced: true, Registered: registered}, !req.KeyStreamID.IsNull())
 }
 
-// joinGrace is how long the lower SAE ID's node waits for a KSID it does
-// not know to arrive from the peer before it takes the ID for a predefined
-// one and relays the stream itself.
-const joinGrace = 2 * time.Second
-
-// awaitLearnt waits up to d for the peer's first chunk of stream k and
-// joins it then.
+// awaitLearnt waits up to d (Options.JoinGrace) for the peer's first
+// chunk of stream k and joins it then.
 func (s *Service) awaitLearnt(ctx context.Context, caller, dst qkd.SAEID, k etsi004.KSID, d time.Duration) (etsi004.OpenResponse, bool) {
+	if d < 0 {
+		return etsi004.OpenResponse{}, false
+	}
 	deadline := s.o.After(d)
 	for {
+		s.mu.Lock()
+		learnt := s.learnt // before join: a stream learnt after it wakes us
+		s.mu.Unlock()
 		if r, joined := s.join(ctx, caller, dst, k); joined {
 			return r, true
 		}
 		select {
+		case <-learnt:
 		case <-deadline:
 			return etsi004.OpenResponse{}, false
 		case <-ctx.Done():
 			return etsi004.OpenResponse{}, false
-		case <-s.o.After(20 * time.Millisecond):
 		}
 	}
 }
@@ -180,6 +182,8 @@ func (s *Service) Relayed(_ context.Context, route string, info kmsproto.RelaySt
 			SrcState: info.State, Made: spans{sp}, Changed: s.o.Now(), Synced: true}
 		st = newStream(r)
 		s.streams[k] = st
+		close(s.learnt) // wakes awaitLearnt
+		s.learnt = make(chan struct{})
 		s.mu.Unlock()
 		s.persist()
 		s.log.Info("key stream relayed from a remote node", "ksid", k.String(), "source", string(info.Source), "destination", string(info.Dest))
@@ -188,6 +192,13 @@ func (s *Service) Relayed(_ context.Context, route string, info kmsproto.RelaySt
 	r := &st.rec
 	if s.yields(r, info) {
 		return s.yield(st, route, info, sp)
+	}
+	if r.Remote && r.localIsSource(s.local) && r.Source == info.Dest && r.Dest == info.Source {
+		// The peer's node claimed this end's stream (see yields, from
+		// the other side): its chunks are not this stream's; drop them.
+		s.mu.Unlock()
+		s.dropChunks(k, spans{sp}, info.Source, info.Dest)
+		return &kmsproto.StreamInfo{State: kmsproto.StreamPeerSource}
 	}
 	if !r.Remote || r.Source != info.Source || r.Dest != info.Dest || r.localIsSource(s.local) {
 		s.mu.Unlock()
@@ -253,6 +264,49 @@ func (s *Service) yield(st *stream, peerRoute string, info kmsproto.RelayStream,
 	return ans
 }
 
+// abandonClaim gives up this end's claim of the source role (see yields)
+// when the peer's node turns out to be the stream's source: it turned
+// this end's first chunk away, holding chunks of that ID already
+// (relay.ErrKeysExist), or it took the chunk and answered
+// StreamPeerSource. The peer's application created the stream; this end
+// drops the chunks it made and waits for the peer's as destination. Only
+// a claim (this end's application has the lower SAE ID, and the peer's
+// end was never seen); never a stream this end's application created.
+func (s *Service) abandonClaim(st *stream) {
+	s.mu.Lock()
+	r := &st.rec
+	if !r.Remote || !r.localIsSource(s.local) || !(r.Source < r.Dest) || r.DstState != "" || s.streams[r.KSID] != st {
+		s.mu.Unlock()
+		return
+	}
+	k, made, src, dst := r.KSID, r.Made, r.Source, r.Dest
+	route, registered, mine := r.Route, r.Registered, r.SrcState
+	*r = record{KSID: k, Source: dst, Dest: src, Remote: true, QoS: r.QoS, DstState: mine, Changed: s.o.Now(), Synced: true}
+	st.notify()
+	s.mu.Unlock()
+	if registered {
+		s.releaseRoute(route)
+	}
+	s.dropChunks(k, made, src, src)
+	s.persist()
+	s.log.Info("key stream claimed by the peer's node as well: this end waits for its chunks as destination", "ksid", k.String())
+}
+
+// dropChunks deletes this node's copies of chunks sp of stream k whose
+// master is master, taken as caller (so that a chunk of the same ID with
+// another master, this end's own, is never touched).
+func (s *Service) dropChunks(k etsi004.KSID, sp spans, master, caller qkd.SAEID) {
+	for _, id := range sp.ids(k) {
+		keys, err := s.o.Store.TakeByID(s.ctx, keystore.TakeRequest{IDs: []qkd.KeyID{id}, Master: master, Caller: caller, Now: s.o.Now()})
+		for i := range keys {
+			keys[i].Data.Wipe()
+		}
+		if err != nil && !errors.Is(err, qkd.ErrNotFound) && !errors.Is(err, qkd.ErrUnauthorized) {
+			s.log.Warn("chunks of a wrongly claimed key stream not dropped", "ksid", k.String(), "err", err)
+		}
+	}
+}
+
 // relayInfo is the stream information a step of r carries.
 func relayInfo(r *record, first uint32) *kmsproto.RelayStream {
 	return &kmsproto.RelayStream{KSID: r.KSID.String(), Source: r.Source, Dest: r.Dest, QoS: wireQoS(r.QoS),
@@ -283,6 +337,10 @@ func (s *Service) relayChunks(ctx context.Context, st *stream, sp span) error {
 func (s *Service) applyRemote(st *stream, peer *kmsproto.StreamInfo) bool {
 	if peer == nil {
 		return false
+	}
+	if peer.State == kmsproto.StreamPeerSource {
+		s.abandonClaim(st)
+		return true
 	}
 	s.mu.Lock()
 	r := &st.rec

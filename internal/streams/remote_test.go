@@ -87,6 +87,9 @@ func newLine3(t *testing.T) *line3 {
 	return newLine3With(t, nil)
 }
 
+// joinGrace, if set, is the services' JoinGrace in newLine3With.
+var joinGrace time.Duration
+
 // newLine3With: wrap, if set, makes the services' router of the fake one.
 func newLine3With(t *testing.T, wrap func(*fakeRouter) streams.Router) *line3 {
 	t.Helper()
@@ -180,7 +183,7 @@ func newLine3With(t *testing.T, wrap func(*fakeRouter) streams.Router) *line3 {
 			ls[j] = l
 		}
 		s, err := streams.New(streams.Options{Node: l3.ids[i], SAEs: home, Links: ls, Store: l3.stores[i],
-			Router: router, Relay: l3.engines[i], Logger: slog.New(slog.DiscardHandler)})
+			Router: router, Relay: l3.engines[i], Logger: slog.New(slog.DiscardHandler), JoinGrace: joinGrace})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -265,6 +268,33 @@ func TestRemotePredefinedKSID(t *testing.T) {
 	ga, gc := get(t, l3.a, "SAE_A1", k, 3, 0), get(t, l3.c, "SAE_C1", k, 3, 0)
 	if ga.Status != 0 || gc.Status != 0 || len(ga.Key) != 16 || !bytes.Equal(ga.Key, gc.Key) {
 		t.Fatalf("GetKey(3) = %v at A, %v at C; want the same 16 bytes", ga.Status, gc.Status)
+	}
+}
+
+// Without the grace, A claims the source role at once, before C's first
+// chunk can arrive: the two claims collide (A's chunk is refused at C,
+// its key IDs being C's), and A yields when C's chunk comes through. The
+// same chunks at both ends.
+func TestRemoteClaimYields(t *testing.T) {
+	joinGrace = -1
+	t.Cleanup(func() { joinGrace = 0 })
+	l3 := newLine3(t)
+	r := open(t, l3.c, "SAE_C1", "SAE_A1", etsi004.QoS{KeyChunkSize: 32, Timeout: 20000}, etsi004.KSID{})
+	if r.Status != etsi004.StatusPeerNotConnected {
+		t.Fatalf("OpenConnect(NULL) at C = %v", r.Status)
+	}
+	k := r.KeyStreamID
+	if j := open(t, l3.a, "SAE_A1", "SAE_C1", etsi004.QoS{Timeout: 20000}, k); j.Status != etsi004.StatusSuccessful {
+		t.Fatalf("OpenConnect(KSID) at A = %v, want 0", j.Status)
+	}
+	for idx := range uint32(3) {
+		ga, gc := get(t, l3.a, "SAE_A1", k, idx, 0), get(t, l3.c, "SAE_C1", k, idx, 0)
+		if ga.Status != 0 || gc.Status != 0 || len(ga.Key) != 32 || !bytes.Equal(ga.Key, gc.Key) {
+			t.Fatalf("GetKey(%d) = %v at A, %v at C; want 0 and the same chunk", idx, ga.Status, gc.Status)
+		}
+	}
+	if src := l3.a.Streams()[0]; src.Source != "SAE_C1" {
+		t.Errorf("stream at A has source %s, want SAE_C1 (A yielded)", src.Source)
 	}
 }
 

@@ -65,6 +65,10 @@ type Options struct {
 	// stream (route) crosses, for GET_KEY's metadata "hops" (standards.md
 	// §2: 0 = direct).
 	Hops func(route string) int
+	// JoinGrace: how long the node of the lower SAE ID waits for a KSID
+	// it does not know to arrive from the peer before it takes it for a
+	// predefined one (default DefaultJoinGrace; negative: not at all).
+	JoinGrace time.Duration
 }
 
 // Defaults of the QoS fields an application leaves zero.
@@ -72,6 +76,8 @@ const (
 	DefaultChunkSize = 32    // bytes
 	DefaultTimeout   = 10000 // ms
 	DefaultTTL       = 3600  // s
+	// DefaultJoinGrace is Options.JoinGrace's default.
+	DefaultJoinGrace = 2 * time.Second
 )
 
 // ErrNotSource: OPEN_CONNECT's source is not the calling application.
@@ -91,6 +97,7 @@ type Service struct {
 
 	mu      sync.Mutex
 	streams map[etsi004.KSID]*stream // guarded by mu
+	learnt  chan struct{}            // guarded by mu: closed (and replaced) when a remote stream is learnt
 
 	saveMu sync.Mutex // serialises writes of the state file
 }
@@ -108,7 +115,7 @@ func New(o Options) (*Service, error) {
 	}
 	o.defaults()
 	s := &Service{o: o, log: o.Logger.With("api", "etsi004"), byPeer: map[qkd.NodeID]Link{},
-		byID: map[qkd.LinkID]Link{}, streams: map[etsi004.KSID]*stream{}}
+		byID: map[qkd.LinkID]Link{}, streams: map[etsi004.KSID]*stream{}, learnt: make(chan struct{})}
 	for _, l := range o.Links {
 		if _, dup := s.byPeer[l.Peer()]; !dup {
 			s.byPeer[l.Peer()] = l
@@ -152,6 +159,9 @@ func (o *Options) defaults() {
 	}
 	if o.Window <= 0 {
 		o.Window = 64
+	}
+	if o.JoinGrace == 0 {
+		o.JoinGrace = DefaultJoinGrace
 	}
 	if o.OnDelivered == nil {
 		o.OnDelivered = func(string, int) {}
