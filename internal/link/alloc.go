@@ -360,8 +360,7 @@ func (l *Link) sendOutbox(ctx context.Context, refusals map[string]int) (more bo
 	if err := kmsproto.Unmarshal(o.Payload, &e); err != nil {
 		return true, l.finish(ctx, o.ID, nil, 0, fmt.Errorf("link: corrupt outbox entry: %w", err))
 	}
-	ahead := l.countQueued(box)
-	if ahead.refillBehind && e.Type != kmsproto.MakeKeysInternal {
+	if l.countQueued(box) && e.Type != kmsproto.MakeKeysInternal {
 		ctx = context.WithValue(ctx, aheadOfRefill{}, true)
 	}
 	if l.PeerInactive() {
@@ -387,29 +386,25 @@ func (l *Link) sendOutbox(ctx context.Context, refusals map[string]int) (more bo
 	}
 }
 
-// queueCount is what sendOutbox learns of the outbox.
-type queueCount struct {
-	refillBehind bool // a make_keys_internal waits behind the oldest entry
-}
-
 // countQueued sets l.queued to the entries of box that are not refills
 // and reports whether a refill waits behind the oldest entry.
-func (l *Link) countQueued(box []keystore.Outbox) queueCount {
+func (l *Link) countQueued(box []keystore.Outbox) (refillBehind bool) {
 	var n int64
-	var c queueCount
 	for i, o := range box {
-		var e outboxEntry
+		var e struct { // the entry's type only
+			Type kmsproto.Type `cbor:"1,keyasint"`
+		}
 		if kmsproto.Unmarshal(o.Payload, &e) != nil {
 			continue
 		}
 		if e.Type == kmsproto.MakeKeysInternal {
-			c.refillBehind = c.refillBehind || i > 0
+			refillBehind = refillBehind || i > 0
 			continue
 		}
 		n++
 	}
 	l.queued.Store(n)
-	return c
+	return refillBehind
 }
 
 // finish completes (res == nil) or aborts an outbox entry and wakes its waiter.
