@@ -312,6 +312,15 @@ type Store interface {
 	// slot ever stored for sender on a link (next = first free number).
 	SlotBounds(ctx context.Context, link qkd.LinkID, sender qkd.NodeID) (lowest, next uint64, count int, err error)
 
+	// Sync is the durability barrier: when it returns nil, every
+	// operation that returned before it was called survives power loss,
+	// not only a process crash. One-time material (MAC slots, relay pads,
+	// delivered keys) is marked used by a committed operation; the caller
+	// calls Sync after that and before any tag, ciphertext or key made
+	// with it leaves the node. Concurrent calls share one flush (group
+	// commit); a call with nothing new to flush returns at once.
+	Sync(ctx context.Context) error
+
 	// Stats returns counts for one link.
 	Stats(ctx context.Context, link qkd.LinkID) (LinkStats, error)
 	// Zeroize destroys every record and every key-encryption key at once.

@@ -57,6 +57,7 @@ type Store struct {
 	now     func() time.Time
 	rand    io.Reader
 	log     *slog.Logger
+	durable *syncer // Sync's group commit (durable.go)
 
 	mu       sync.Mutex
 	ring     *keyring // guarded by mu
@@ -145,7 +146,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	s := &Store{db: db, path: opts.Path, kekFile: opts.KEKFile, now: opts.Now, rand: opts.Rand,
-		log:    opts.Logger.With("store", opts.Path),
+		log: opts.Logger.With("store", opts.Path), durable: newSyncer(opts.Path),
 		stmts:  make(map[string]*sql.Stmt),
 		wanted: make(map[string]bool),
 		caches: make(map[pairID]*pairCache), cachedIDs: make(map[qkd.KeyID]*pairCache),
