@@ -318,7 +318,12 @@ type Store interface {
 	// delivered keys) is marked used by a committed operation; the caller
 	// calls Sync after that and before any tag, ciphertext or key made
 	// with it leaves the node. Concurrent calls share one flush (group
-	// commit); a call with nothing new to flush returns at once.
+	// commit), but a call is only answered by a flush that started after
+	// it; a call with nothing new to flush returns at once. It does not
+	// wait for other operations, only for the flush. A flush that failed
+	// leaves the store unable to promise durability: every later Sync
+	// returns that error. After Close it returns the store's closed error,
+	// after Zeroize ErrZeroized.
 	Sync(ctx context.Context) error
 
 	// Stats returns counts for one link.

@@ -138,6 +138,7 @@ func (s *Store) popLocked(c *pairCache, r *keystore.TakeRequest) ([]keystore.Key
 		s.dropAllLocked()
 		return nil, false
 	}
+	s.durable.touch()
 	c.now = now
 	out := make([]keystore.Key, 0, r.Number)
 	was := len(s.pend)
@@ -391,6 +392,7 @@ func (s *Store) forgetApplied(n int) {
 		if err := s.jrn.applied(s.pend); err != nil {
 			s.log.Warn("delivery journal not emptied (replay skips applied deliveries)", "err", err)
 		}
+		s.durable.touch()
 	}
 	if len(s.pend) > 0 {
 		notify(s.armed)

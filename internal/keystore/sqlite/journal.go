@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/keystore/internal/rules"
@@ -96,9 +97,11 @@ func parseFrames(b []byte) ([]delivery, int) {
 }
 
 // journal is the open journal file. Its owner (Store, under cmu) serialises
-// every call.
+// every call. f is replaced and closed under fmu (the syncer's), which a
+// flush holds while it syncs f.
 type journal struct {
 	path string
+	fmu  *sync.Mutex
 	f    *os.File
 	size int64
 	sync bool
@@ -109,17 +112,21 @@ func journalPath(db string) string { return db + ".journal" }
 
 // openJournal opens (creating) the journal at path, which must be empty
 // (replayed) or absent.
-func openJournal(path string, sync bool) (*journal, error) {
+// fmu guards replacing and closing the file (nil: a mutex of its own).
+func openJournal(path string, full bool, fmu *sync.Mutex) (*journal, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("keystore/sqlite: journal: %w", err)
 	}
-	j := &journal{path: path, f: f, sync: sync}
+	if fmu == nil {
+		fmu = new(sync.Mutex)
+	}
+	j := &journal{path: path, fmu: fmu, f: f, sync: full}
 	if err := f.Truncate(0); err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("keystore/sqlite: journal: %w", err)
 	}
-	if sync {
+	if full {
 		if err := syncDir(filepath.Dir(path)); err != nil {
 			_ = f.Close()
 			return nil, err
@@ -197,8 +204,10 @@ func (j *journal) applied(rest []delivery) error {
 		// now points at an unlinked file, so stop appending.
 		return fmt.Errorf("keystore/sqlite: journal reopen: %w", err)
 	}
+	j.fmu.Lock()
 	_ = j.f.Close()
 	j.f, j.size = f, int64(len(b))
+	j.fmu.Unlock()
 	return nil
 }
 
@@ -220,7 +229,9 @@ func writeFileSync(path string, b []byte, sync bool) error {
 // close closes the file and removes it if remove is set (every delivery
 // it holds was applied).
 func (j *journal) close(remove bool) error {
+	j.fmu.Lock()
 	err := j.f.Close()
+	j.fmu.Unlock()
 	if err == nil && remove {
 		if rerr := os.Remove(j.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 			err = rerr

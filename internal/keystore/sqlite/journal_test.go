@@ -89,6 +89,7 @@ func crash(t testing.TB, s *Store) {
 	defer s.cmu.Unlock()
 	s.closed = true
 	s.fastErr = errStopped
+	s.durable.shut(ErrClosed)
 	if err := s.jrn.f.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +426,7 @@ func TestCloseAppliesJournal(t *testing.T) {
 func TestJournalApplied(t *testing.T) {
 	for _, sync := range []bool{false, true} {
 		path := filepath.Join(t.TempDir(), "j")
-		j, err := openJournal(path, sync)
+		j, err := openJournal(path, sync, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -156,6 +156,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if s.ring != nil {
 			s.ring.wipe()
 		}
+		s.durable.shut(ErrClosed)
 		if s.jrn != nil {
 			_ = s.jrn.close(false)
 		}
@@ -177,11 +178,13 @@ func (s *Store) init(ctx context.Context, sync bool) error {
 	if err := s.replayJournal(ctx); err != nil {
 		return err
 	}
-	jrn, err := openJournal(journalPath(s.path), sync)
+	jrn, err := openJournal(journalPath(s.path), sync, &s.durable.fmu)
 	if err != nil {
 		return err
 	}
 	s.jrn = jrn
+	s.durable.setJournal(jrn)
+	s.durable.openWAL()
 	ring, err := s.loadKeyring(ctx)
 	if err != nil {
 		return err
@@ -270,7 +273,9 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
 		_ = tx.Rollback()
 		return err
 	}
-	if err := tx.Commit(); err != nil {
+	err = tx.Commit()
+	s.durable.touch()
+	if err != nil {
 		return fmt.Errorf("keystore/sqlite: commit: %w", err)
 	}
 	return nil
@@ -290,6 +295,7 @@ func (s *Store) Close() error {
 		errs = append(errs, s.run(context.Background(), s.shutFast, nil))
 	}
 	s.closed = true
+	s.durable.shut(ErrClosed) // waits for a flush in progress
 	s.cmu.Lock()
 	if s.jrn != nil {
 		// A journal with unapplied deliveries, or one that failed, is left

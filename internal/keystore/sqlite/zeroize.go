@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+
+	"github.com/qkms/qkms/internal/keystore"
 )
 
 // Zeroize implements keystore.Store: it destroys the KEK file first (after
@@ -22,6 +24,7 @@ func (s *Store) Zeroize(ctx context.Context) error {
 		return nil
 	}
 	s.zeroized = true
+	s.durable.shut(keystore.ErrZeroized) // waits for a flush in progress
 	if s.closed {
 		s.log.Warn("key store zeroized (closed: files destroyed)")
 		return ZeroizeFiles(s.path, s.kekFile)
