@@ -133,6 +133,8 @@ type Keys struct {
 	MaxKeyCount     int      `yaml:"max_key_count"`
 	TTL             Duration `yaml:"ttl"`
 	Prereserve      int      `yaml:"prereserve"`        // default-size keys kept ready per local-master SAE pair
+	RelayAhead      Duration `yaml:"relay_ahead"`       // seconds of a remote pair's demand relayed ahead (0: off)
+	RelayAheadMax   int      `yaml:"relay_ahead_max"`   // cap on the keys relayed ahead per remote pair
 	BatchBlocks     int      `yaml:"batch_blocks"`      // blocks per new_key_batch
 	MaxLinkMaterial ByteSize `yaml:"max_link_material"` // cap on unused link key material per link
 }

@@ -32,6 +32,8 @@ func Default() Config {
 			MaxKeyCount:     100000,
 			TTL:             Duration(time.Hour),
 			Prereserve:      1024,
+			RelayAhead:      Duration(2 * time.Second),
+			RelayAheadMax:   4096,
 			BatchBlocks:     16,
 			MaxLinkMaterial: 64 * MiB,
 		},

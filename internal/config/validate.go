@@ -177,6 +177,12 @@ func (k Keys) validate(v *validator) {
 	if k.Prereserve < 0 {
 		v.add("keys.prereserve", "must be >= 0, got %d", k.Prereserve)
 	}
+	if k.RelayAhead < 0 {
+		v.add("keys.relay_ahead", "must be >= 0, got %s", k.RelayAhead.D())
+	}
+	if k.RelayAheadMax < 0 {
+		v.add("keys.relay_ahead_max", "must be >= 0, got %d", k.RelayAheadMax)
+	}
 	if k.BatchBlocks < 1 {
 		v.add("keys.batch_blocks", "must be >= 1, got %d", k.BatchBlocks)
 	}

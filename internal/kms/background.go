@@ -50,6 +50,7 @@ const restockEvery = 200 * time.Millisecond
 func (s *Service) Run(ctx context.Context) {
 	tick := time.NewTicker(restockEvery)
 	defer tick.Stop()
+	defer s.ahead.wg.Wait()
 	lastExpire := time.Time{}
 	for {
 		select {
@@ -70,6 +71,7 @@ func (s *Service) Run(ctx context.Context) {
 			}
 			s.restock(ctx, p)
 		}
+		s.relayAhead(ctx)
 	}
 }
 

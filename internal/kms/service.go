@@ -77,6 +77,12 @@ type Limits struct {
 	TTL           time.Duration
 	// Prereserve: default-size keys kept ready per (local master, neighbour slave) pair.
 	Prereserve int
+	// RelayAhead: how much of a remote pair's demand is kept relayed ahead
+	// of its requests (ahead.go): the pool holds the keys the pair took in
+	// that long, measured; 0 turns relaying ahead off.
+	RelayAhead time.Duration
+	// RelayAheadMax caps the keys relayed ahead per remote pair and size.
+	RelayAheadMax int
 }
 
 // Options configure the service.
@@ -111,7 +117,8 @@ type Service struct {
 	mu       sync.Mutex
 	inactive bool // guarded by mu
 
-	apps appCache // pairs announced with new_app (apps.go)
+	apps  appCache   // pairs announced with new_app (apps.go)
+	ahead aheadTable // remote pairs whose keys are relayed ahead (ahead.go)
 }
 
 // New returns a Service; Run starts its background work.
@@ -132,6 +139,7 @@ func New(o Options) (*Service, error) {
 		o.OnDelivered = func(string, int) {}
 	}
 	s := &Service{o: o, log: o.Logger, byPeer: map[qkd.NodeID]Link{}}
+	s.ahead.pairs = map[aheadKey]*aheadPair{}
 	for _, l := range o.Links {
 		if _, dup := s.byPeer[l.Peer()]; !dup {
 			s.byPeer[l.Peer()] = l
@@ -306,6 +314,9 @@ func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyR
 		if err := s.announce(ctx, l, caller, slaves, req.Size); err != nil { // apps.go
 			return nil, err
 		}
+	}
+	if remote {
+		s.ahead.note(caller, slave, req.Size, req.Number, s.o.Now())
 	}
 	keys, err := s.o.Store.TakeForPair(ctx, keystore.TakeRequest{Master: caller, Slaves: slaves, Caller: caller,
 		SizeBits: req.Size, Number: req.Number, Now: s.o.Now()})

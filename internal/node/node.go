@@ -189,6 +189,7 @@ func (n *Node) newService() error {
 		SAEs: n.directory(), Logger: n.log, Router: n.router, Relayer: relayer,
 		Limits: kms.Limits{KeySize: k.DefaultSize, MinKeySize: k.MinSize, MaxKeySize: k.MaxSize,
 			MaxKeyPerRequest: k.MaxPerRequest, MaxKeyCount: k.MaxKeyCount, TTL: k.TTL.D(), Prereserve: k.Prereserve,
+			RelayAhead: k.RelayAhead.D(), RelayAheadMax: k.RelayAheadMax,
 			MaxSAEIDCount: kms.DefaultMaxSAEIDCount},
 		OnDelivered:  func(api string, c int) { n.metrics.AddKeysDelivered(telemetry.API(api), c) },
 		HybridPolicy: func(m qkd.SAEID, sl []qkd.SAEID) bool { return n.pq != nil && n.hybPol.wants(m, sl) }})
