@@ -233,12 +233,23 @@ type Store interface {
 	// SizeBits) to Caller (who must be in Pending): all or none
 	// (qkd.ErrInsufficientKey). Keys of a key stream (Key.Stream != "")
 	// are never taken this way.
+	//
+	// Delivery is durable before keys leave (TakeForPair and TakeByID):
+	// when keys are returned, the record that they were delivered survives
+	// power loss, not only a crash of the process — the store runs the
+	// barrier (Sync) itself after marking them delivered, or serves them
+	// from material set aside durably beforehand — so a key is never
+	// delivered twice. If that fails after the keys were marked delivered
+	// they are not returned and are lost (never the other way round), and
+	// once the store cannot make anything durable any more it takes no
+	// keys at all (the error of Sync).
 	TakeForPair(ctx context.Context, r TakeRequest) ([]Key, error)
 	// TakeByID delivers the keys r.IDs to r.Caller, all or none: an unknown,
 	// expired, not Ready key, or one whose Master is not r.Master →
 	// qkd.ErrNotFound; a caller that is neither in Pending nor ever was a
 	// recipient (Master or Slaves) → qkd.ErrUnauthorized; a recipient who
-	// already had it → qkd.ErrNotFound.
+	// already had it → qkd.ErrNotFound. Durable before the keys are
+	// returned, as TakeForPair.
 	TakeByID(ctx context.Context, r TakeRequest) ([]Key, error)
 	// CountKeys counts Ready, unexpired keys of (master, slaves, sizeBits)
 	// deliverable to caller, as TakeForPair would take them (no stream keys).

@@ -350,3 +350,75 @@ func TestSyncRacesClose(t *testing.T) {
 		}
 	}
 }
+
+// TestTakesAreDurable: keys delivered in a transaction (TakeByID, the slow
+// path of TakeForPair) are returned only after a flush that started after
+// their delivery was committed; if that flush fails the keys are not
+// returned, are not delivered again, and no more keys are taken.
+func TestTakesAreDurable(t *testing.T) {
+	withLink := func(n int) keystore.TakeRequest {
+		r := pairReq(n)
+		r.Link = link
+		return r
+	}
+	tests := []struct {
+		name string
+		take func(ctx context.Context, s *Store, keys []keystore.Key) ([]keystore.Key, error)
+	}{
+		{"TakeByID", func(ctx context.Context, s *Store, keys []keystore.Key) ([]keystore.Key, error) {
+			return s.TakeByID(ctx, keystore.TakeRequest{Master: master, Caller: slave, IDs: ids(keys[:2])})
+		}},
+		{"TakeForPair with a link", func(ctx context.Context, s *Store, _ []keystore.Key) ([]keystore.Key, error) {
+			return s.TakeForPair(ctx, withLink(2))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openQuiet(t, dir)
+			ctx := t.Context()
+			keys := readyKeys(t, s, 6, nil)
+			var flushedAt []uint64 // dirty count each successful flush started at
+			s.durable.mu.Lock()
+			s.durable.onFlushed = func() { flushedAt = append(flushedAt, s.durable.clean) }
+			s.durable.mu.Unlock()
+
+			got, err := tt.take(ctx, s, keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.durable.mu.Lock()
+			clean, dirty := s.durable.clean, s.durable.dirty.Load()
+			n := len(flushedAt)
+			s.durable.mu.Unlock()
+			if n != 1 || clean != dirty {
+				t.Errorf("after the take: %d flushes, %d of %d writes durable; want 1 flush covering every write", n, clean, dirty)
+			}
+			for _, k := range got {
+				if rowsWithID(t, dir, k.ID) != 0 {
+					t.Errorf("key %s returned but still in the database", k.ID)
+				}
+			}
+
+			boom := errors.New("disk on fire")
+			s.durable.flush = func() error { return boom }
+			lost, err := tt.take(ctx, s, keys[2:])
+			if !errors.Is(err, boom) || lost != nil {
+				t.Fatalf("take with a failing flush = %d keys, %v; want none, %v", len(lost), err, boom)
+			}
+			left, err := s.CountKeys(ctx, pairReq(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if left != 2 {
+				t.Errorf("%d keys left after the failed take, want 2 (its 2 keys lost, not back)", left)
+			}
+			if _, err := tt.take(ctx, s, keys[4:]); !errors.Is(err, boom) {
+				t.Errorf("take after the failure = %v, want %v", err, boom)
+			}
+			if again, err := s.CountKeys(ctx, pairReq(0)); err != nil || again != left {
+				t.Errorf("keys after a take refused for the failed flush = %d, %v; want %d (nothing taken)", again, err, left)
+			}
+		})
+	}
+}

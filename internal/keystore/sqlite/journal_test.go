@@ -332,9 +332,7 @@ func TestJournalFailure(t *testing.T) {
 		got = append(got, ks...)
 	}
 	take(2) // fills the cache
-	s.cmu.Lock()
-	_ = s.jrn.f.Close() // every write fails from now on
-	s.cmu.Unlock()
+	breakJournal(t, s)
 	take(3) // the fast path fails, the database delivers
 	s.cmu.Lock()
 	fastErr := s.fastErr
@@ -357,6 +355,24 @@ func TestJournalFailure(t *testing.T) {
 	if diff := cmp.Diff(ids(keys), ids(append(got, rest...))); diff != "" {
 		t.Errorf("keys delivered across the failure and a reopen (-want +got):\n%s", diff)
 	}
+}
+
+// breakJournal makes every write to s's journal fail from now on (the file
+// is reopened read-only: writes fail, fsync still works).
+func breakJournal(t testing.TB, s *Store) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	ro, err := os.Open(s.jrn.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.jrn.fmu.Lock()
+	_ = s.jrn.f.Close()
+	s.jrn.f = ro
+	s.jrn.fmu.Unlock()
 }
 
 // TestZeroizeDestroysJournal: Zeroize wipes cached keys and destroys the

@@ -244,7 +244,8 @@ func (s *Store) defaultNow(r *keystore.TakeRequest) {
 // deliveries, reads the first keys of the pair and either fills the cache
 // with them and pops from it, or delivers them in the transaction (with a
 // link filter, when the first keys wait for other SAEs too, or once the
-// journal failed).
+// journal failed). Keys delivered in a transaction are returned only after
+// the barrier (Sync) made that transaction durable.
 func (s *Store) TakeForPair(ctx context.Context, r keystore.TakeRequest) ([]keystore.Key, error) {
 	if err := rules.CheckTake(&r, false); err != nil {
 		return nil, err
@@ -257,25 +258,60 @@ func (s *Store) TakeForPair(ctx context.Context, r keystore.TakeRequest) ([]keys
 	if keys, ok := s.takeCached(pid, &r); ok {
 		return keys, nil
 	}
+	keys, durable, err := s.takeLocked(ctx, pid, &r)
+	if err != nil || durable {
+		return keys, err
+	}
+	return s.durableKeys(ctx, keys)
+}
+
+// takeLocked is the slow path of TakeForPair. durable reports whether the
+// keys' delivery is durable already.
+func (s *Store) takeLocked(ctx context.Context, pid pairID, r *keystore.TakeRequest) (keys []keystore.Key, durable bool, err error) {
 	if err := s.lock(ctx); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer s.mu.Unlock()
 	// Requests that missed together queue here: the first refills the
 	// cache, the others are served from it.
-	if keys, ok := s.takeCached(pid, &r); ok {
-		return keys, nil
+	if keys, ok := s.takeCached(pid, r); ok {
+		return keys, false, nil
+	}
+	// Keys taken now could not be made durable: take none.
+	if err := s.durable.err(); err != nil {
+		return nil, false, s.syncErr(err)
 	}
 	s.cmu.Lock()
 	fast := s.fastErr == nil && r.Link == "" && len(r.Caller) <= maxCaller
 	s.cmu.Unlock()
-	keys, err := s.takeInTx(ctx, pid, &r, fast)
+	keys, err = s.takeInTx(ctx, pid, r, fast)
 	if err == nil || !errors.Is(err, errJournal) {
-		return keys, err
+		return keys, false, err
 	}
 	// The journal failed (logged; the fast path is shut): the keys are
 	// still in the database.
-	return s.takeInTx(ctx, pid, &r, false)
+	keys, err = s.takeInTx(ctx, pid, r, false)
+	return keys, false, err
+}
+
+// durableKeys returns keys once their delivery, committed, is durable. If
+// the barrier fails the keys are wiped and not returned: they are marked
+// delivered already, so they are lost rather than risk being delivered
+// again after power loss. The wait ignores ctx's cancellation: giving up
+// would lose the keys too.
+func (s *Store) durableKeys(ctx context.Context, keys []keystore.Key) ([]keystore.Key, error) {
+	if err := s.barrier(context.WithoutCancel(ctx)); err != nil {
+		return nil, s.wipeOnError(keys, err)
+	}
+	return keys, nil
+}
+
+// syncErr is barrier's wrapping of a syncer error.
+func (s *Store) syncErr(err error) error {
+	if errors.Is(err, ErrClosed) || errors.Is(err, keystore.ErrZeroized) {
+		return err
+	}
+	return fmt.Errorf("keystore/sqlite: sync: %w", err)
 }
 
 // errJournal: the delivery journal failed during a take.
@@ -374,12 +410,16 @@ func (s *Store) wipeOnError(keys []keystore.Key, err error) error {
 	return err
 }
 
-// TakeByID implements keystore.Store.
+// TakeByID implements keystore.Store. The keys are returned once the
+// transaction that delivered them is durable (the barrier).
 func (s *Store) TakeByID(ctx context.Context, r keystore.TakeRequest) ([]keystore.Key, error) {
 	if err := rules.CheckTake(&r, true); err != nil {
 		return nil, err
 	}
 	s.defaultNow(&r)
+	if err := s.durable.err(); err != nil {
+		return nil, s.syncErr(err)
+	}
 	var out []keystore.Key
 	err := s.txEvict(ctx, evictIDs(s, r.IDs), func(tx *txn) error {
 		out = nil
@@ -406,7 +446,10 @@ func (s *Store) TakeByID(ctx context.Context, r keystore.TakeRequest) ([]keystor
 		out, err = s.deliver(ctx, tx, rows, r.Caller)
 		return err
 	})
-	return out, s.wipeOnError(out, err)
+	if err != nil {
+		return nil, s.wipeOnError(out, err)
+	}
+	return s.durableKeys(ctx, out)
 }
 
 // CountKeys implements keystore.Store. It counts in SQL on the pair index:
