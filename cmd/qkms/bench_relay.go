@@ -106,7 +106,7 @@ type relayNet struct {
 	done func()
 }
 
-func upRelayNet(ctx context.Context, out io.Writer, t *topology.Topology, scale float64, keep bool) (*relayNet, error) {
+func upRelayNet(ctx context.Context, out io.Writer, t *topology.Topology, scale float64, keep bool, tune func(*config.Config)) (*relayNet, error) {
 	dir, err := os.MkdirTemp("", "qkms-bench-relay-")
 	if err != nil {
 		return nil, err
@@ -117,7 +117,7 @@ func upRelayNet(ctx context.Context, out io.Writer, t *topology.Topology, scale 
 	}
 	start := time.Now()
 	n, err := netsim.Up(ctx, netsim.Options{Topology: t, Dir: dir, Logger: log, Scale: scale,
-		Tune: func(c *config.Config) { c.Keys.Prereserve = 0 }})
+		Tune: tune})
 	if err != nil {
 		logf.Close()
 		return nil, err
@@ -155,6 +155,9 @@ func upRelayNet(ctx context.Context, out io.Writer, t *topology.Topology, scale 
 }
 
 func (rn *relayNet) close() { rn.done() }
+
+// noPools turns off every pool: each enc_keys relays or reserves on demand.
+func noPools(c *config.Config) { c.Keys.Prereserve, c.Keys.RelayAhead = 0, 0 }
 
 func (rn *relayNet) nodeOf(s qkd.SAEID) qkd.NodeID {
 	nd, _ := rn.t.NodeOf(s)
@@ -383,7 +386,7 @@ func benchRing5(ctx context.Context, out io.Writer, o relayBenchOptions) error {
 		return err
 	}
 	fmt.Fprintln(out, "\n== ring5: a pair two hops apart ==")
-	rn, err := upRelayNet(ctx, out, t, o.ringScale, o.keepDir)
+	rn, err := upRelayNet(ctx, out, t, o.ringScale, o.keepDir, noPools)
 	if err != nil {
 		return err
 	}
@@ -425,7 +428,7 @@ func benchChain(ctx context.Context, out io.Writer, o relayBenchOptions) error {
 		return err
 	}
 	fmt.Fprintf(out, "\n== %s: %s ↔ %s ==\n", t.Name, first, last)
-	rn, err := upRelayNet(ctx, out, t, o.chainScale, o.keepDir)
+	rn, err := upRelayNet(ctx, out, t, o.chainScale, o.keepDir, noPools)
 	if err != nil {
 		return err
 	}
