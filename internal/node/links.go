@@ -20,6 +20,7 @@ import (
 	"github.com/qkms/qkms/internal/link"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/secret"
+	"github.com/qkms/qkms/internal/telemetry"
 )
 
 // nodeLink is a link with its transport, device and ingest meter.
@@ -194,11 +195,17 @@ func (l *nodeLink) deliver(ctx context.Context, b device.Block) error {
 	if !l.n.svc.Active() {
 		return errInactive // ends the device session
 	}
+	l.n.metrics.AddBlocks(l.ID(), telemetry.BlocksReceived, 1)
 	if l.full.Load() {
+		l.n.metrics.AddBlocks(l.ID(), telemetry.BlocksDropped, 1)
 		return nil // the store holds max_link_material for this link: drop (the peer discards it too)
 	}
 	l.rate.add(b.Data.Len())
-	return l.Ingest(ctx, b.Index, b.Data)
+	if err := l.Ingest(ctx, b.Index, b.Data); err != nil {
+		return err
+	}
+	l.n.metrics.AddBlocks(l.ID(), telemetry.BlocksStored, 1)
+	return nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

@@ -29,14 +29,17 @@ func (o observer) Message(l qkd.LinkID, t kmsproto.Type, result string) {
 	o.m.IncPeerMessages(l, string(t), r)
 }
 
-func (o observer) Batch(l qkd.LinkID, result string, _ int) {
+func (o observer) Batch(l qkd.LinkID, result string, blocks int) {
 	switch result {
 	case kmsproto.BatchConfirmed:
 		o.m.IncBatches(l, telemetry.BatchConfirmed)
+		o.m.AddBlocks(l, telemetry.BlocksConfirmed, blocks)
 	case kmsproto.BatchMismatch:
 		o.m.IncBatches(l, telemetry.BatchMismatch)
+		o.m.AddBlocks(l, telemetry.BlocksDiscarded, blocks)
 	case kmsproto.BatchMissing:
 		o.m.IncBatches(l, telemetry.BatchMissing)
+		o.m.AddBlocks(l, telemetry.BlocksDiscarded, blocks)
 	}
 }
 

@@ -75,6 +75,7 @@ type Metrics struct {
 	macFailures      *prometheus.CounterVec
 	pskTags          *prometheus.CounterVec
 	batches          *prometheus.CounterVec
+	blocks           *prometheus.CounterVec
 	internalKeyBytes *prometheus.CounterVec
 	peerMessages     *prometheus.CounterVec
 	nodeStatus       prometheus.Gauge
@@ -113,6 +114,7 @@ func NewMetrics(node string) *Metrics {
 		macFailures:      counter("qkms_mac_failures_total", "KMS-to-KMS messages whose ITS MAC did not verify.", "link"),
 		pskTags:          counter("qkms_psk_tags_total", "Tags computed or checked with the pre-shared key (bootstrap).", "link"),
 		batches:          counter("qkms_batches_total", "new_key_batch confirmations, by result.", "link", "result"),
+		blocks:           counter("qkms_link_blocks_total", "Blocks of link key material from the QKD module, by what became of them: received (from the module), stored, dropped (the link holds max_link_material), confirmed, discarded (mismatch or lost at one end).", "link", "result"),
 		internalKeyBytes: counter("qkms_internal_key_bytes_total", "QKD key bytes this node turned into MAC keys or spent on batch checks; the link's ESKR is its SKR minus the rate of this summed over both ends.", "link"),
 		hybridKeys:       counter("qkms_hybrid_keys_total", "Post-quantum hybrid keys this node stored, as the source or the destination of a relayed key stream.", "end"),
 		peerMessages:     counter("qkms_peer_messages_total", "KMS-to-KMS messages, by type and result.", "link", "type", "result"),
@@ -160,6 +162,9 @@ func (m *Metrics) InitLink(link qkd.LinkID) {
 	for _, r := range []BatchResult{BatchConfirmed, BatchMismatch, BatchMissing} {
 		m.batches.WithLabelValues(l, string(r))
 	}
+	for _, r := range []BlockResult{BlocksReceived, BlocksStored, BlocksDropped, BlocksConfirmed, BlocksDiscarded} {
+		m.blocks.WithLabelValues(l, string(r))
+	}
 	m.skr.WithLabelValues(l)
 	m.macFailures.WithLabelValues(l)
 	m.pskTags.WithLabelValues(l)
@@ -173,7 +178,7 @@ func (m *Metrics) ForgetLink(link qkd.LinkID) {
 	}
 	match := prometheus.Labels{"link": labelValue(string(link))}
 	for _, v := range []*prometheus.MetricVec{m.skr.MetricVec, m.materialBytes.MetricVec, m.keys.MetricVec,
-		m.macSlots.MetricVec, m.macFailures.MetricVec, m.pskTags.MetricVec, m.batches.MetricVec,
+		m.macSlots.MetricVec, m.macFailures.MetricVec, m.pskTags.MetricVec, m.batches.MetricVec, m.blocks.MetricVec,
 		m.internalKeyBytes.MetricVec, m.peerMessages.MetricVec} {
 		v.DeletePartialMatch(match)
 	}
@@ -268,6 +273,26 @@ func (m *Metrics) IncBatches(link qkd.LinkID, result BatchResult) {
 		return
 	}
 	m.batches.WithLabelValues(labelValue(string(link)), labelValue(string(result))).Inc()
+}
+
+// BlockResult is what became of blocks of link key material.
+type BlockResult string
+
+// Block results.
+const (
+	BlocksReceived  BlockResult = "received"
+	BlocksStored    BlockResult = "stored"
+	BlocksDropped   BlockResult = "dropped"
+	BlocksConfirmed BlockResult = "confirmed"
+	BlocksDiscarded BlockResult = "discarded"
+)
+
+// AddBlocks counts n blocks of link with result.
+func (m *Metrics) AddBlocks(link qkd.LinkID, result BlockResult, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.blocks.WithLabelValues(labelValue(string(link)), string(result)).Add(float64(n))
 }
 
 // AddInternalKeyBytes counts n key bytes consumed internally on link.
