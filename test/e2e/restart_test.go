@@ -125,6 +125,13 @@ func (p *procNode) ready() bool {
 // node processes A and B.
 func twoProcesses(t *testing.T) (a, b *procNode, ca string, cl map[qkd.SAEID]*sae.Client) {
 	t.Helper()
+	return twoProcessesVia(t, nil)
+}
+
+// twoProcessesVia is twoProcesses where each node reaches its peer's
+// KMS↔KMS listener at via(peer, its address) (a proxy; nil: directly).
+func twoProcessesVia(t *testing.T, via func(peer qkd.NodeID, addr string) string) (a, b *procNode, ca string, cl map[qkd.SAEID]*sae.Client) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("multi-process test skipped under -short")
 	}
@@ -158,6 +165,12 @@ func twoProcesses(t *testing.T) (a, b *procNode, ca string, cl map[qkd.SAEID]*sa
 	t.Cleanup(func() { cancel(); sim.Shutdown() })
 
 	peers := map[qkd.NodeID]string{"A": freePort(t), "B": freePort(t)}
+	dial := map[qkd.NodeID]string{"A": peers["A"], "B": peers["B"]}
+	if via != nil {
+		for id, addr := range peers {
+			dial[id] = via(id, addr)
+		}
+	}
 	nodes := map[qkd.NodeID]*procNode{}
 	for i, id := range []qkd.NodeID{"A", "B"} {
 		other := qkd.NodeID("B")
@@ -174,7 +187,7 @@ func twoProcesses(t *testing.T) (a, b *procNode, ca string, cl map[qkd.SAEID]*sa
 		c.Listen = config.Listen{ETSI014: freePort(t), PeerTCP: peers[id], PeerUDP: "", Metrics: freePort(t)}
 		c.TLS = config.TLS{CAFile: p.CertFile(), CertFile: pair.CertFile, KeyFile: pair.KeyFile}
 		c.SAEs = []config.SAE{{ID: "SAE_A1", Node: "A"}, {ID: "SAE_B1", Node: "B"}}
-		c.Links = []config.Link{{ID: "A-B", Peer: other, PeerAddr: peers[other], Transport: "tcp", PSKFile: psk,
+		c.Links = []config.Link{{ID: "A-B", Peer: other, PeerAddr: dial[other], Transport: "tcp", PSKFile: psk,
 			Device: config.Device{Addr: ends[i], Transport: "tcp"}}}
 		c.Log.Level = "debug"
 		raw, err := config.Marshal(&c)
