@@ -100,13 +100,27 @@ func (s *Service) restock(ctx context.Context, p pairKey) {
 	if n < 1 || (have > 0 && n*size/8 < min(minRestockBytes, (want-have)*size/8)) {
 		return
 	}
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := p.link.Reserve(rctx, p.master, []qkd.SAEID{p.slave}, size, n, s.o.Limits.TTL); err != nil &&
-		!errors.Is(err, qkd.ErrInsufficientKey) && !errors.Is(err, qkd.ErrPeerUnavailable) {
-		s.log.Warn("restocking reserved keys failed", "master", string(p.master), "slave", string(p.slave), "err", err)
+	// In reservations of at most maxRestockKeys: a huge one would hold
+	// the store for long at both ends (requests wait behind it) and make
+	// one huge message.
+	for n > 0 && ctx.Err() == nil {
+		k := min(n, maxRestockKeys)
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := p.link.Reserve(rctx, p.master, []qkd.SAEID{p.slave}, size, k, s.o.Limits.TTL)
+		cancel()
+		if err != nil {
+			if !errors.Is(err, qkd.ErrInsufficientKey) && !errors.Is(err, qkd.ErrPeerUnavailable) {
+				s.log.Warn("restocking reserved keys failed", "master", string(p.master), "slave", string(p.slave), "err", err)
+			}
+			return
+		}
+		n -= k
 	}
 }
+
+// maxRestockKeys bounds the keys of one restocking reservation (32 KiB of
+// 256-bit keys: one 64-byte MAC slot per 32 KiB is 0.2 %).
+const maxRestockKeys = 1024
 
 // expire deletes keys whose TTL ended and tells the peer about the ones
 // this node allocated (it deletes them on its own clock too).
