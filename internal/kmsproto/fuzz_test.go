@@ -132,6 +132,29 @@ func FuzzDecodeHeader(f *testing.F) {
 	})
 }
 
+func FuzzDecodeSeqGone(f *testing.F) {
+	_, _, sealed := seedWire(f)
+	addSeeds(f, append(sealed,
+		marshalTB(f, SeqGone{Seq: 7, Type: NewKeyBatch, Hash: bytes.Repeat([]byte{0x3c}, 32)}),
+		marshalTB(f, SeqGone{Seq: 1 << 62, Type: GetStatus, Hash: make([]byte, 31)})))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		g, err := DecodeSeqGone(b)
+		if err != nil {
+			return
+		}
+		if _, err := DecodeSealed(b); err == nil {
+			t.Fatalf("%x decodes both as a seq_gone notice and as a sealed message", b)
+		}
+		again, err := DecodeSeqGone(marshalTB(t, g))
+		if err != nil {
+			t.Fatalf("DecodeSeqGone(Marshal(%+v)) = %v", g, err)
+		}
+		if diff := cmp.Diff(g, again, cmpOpts); diff != "" {
+			t.Fatalf("SeqGone round trip (-first +second):\n%s", diff)
+		}
+	})
+}
+
 func FuzzDecodeReply(f *testing.F) {
 	_, replies, _ := seedWire(f)
 	addSeeds(f, replies)

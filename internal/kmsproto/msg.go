@@ -354,6 +354,33 @@ func DecodeHeader(b []byte) (Header, error) {
 	return h, nil
 }
 
+// SeqGone is a receiver's answer to a request whose message number it
+// holds no key for any more (used, or never allocated) and whose reply it
+// has not kept (internal/link: the reply cache). It is not
+// authenticated: nothing is left to authenticate it with. It names the
+// request it answers by number, type and Hash, the SHA-256 of the sealed
+// request's Data followed by its Tag as the receiver got them, so that a
+// sender acts on it only for exactly the bytes it sent (a request
+// corrupted on the way gets a notice that names other bytes). On the wire
+// it is a CBOR map, never confused with a Sealed (an array).
+type SeqGone struct {
+	Seq  uint64 `cbor:"1,keyasint"`
+	Type Type   `cbor:"2,keyasint"`
+	Hash []byte `cbor:"3,keyasint"`
+}
+
+// DecodeSeqGone decodes and checks a SeqGone notice.
+func DecodeSeqGone(b []byte) (SeqGone, error) {
+	var g SeqGone
+	if err := Unmarshal(b, &g); err != nil {
+		return SeqGone{}, err
+	}
+	if len(g.Hash) != 32 || !g.Type.Known() {
+		return SeqGone{}, fmt.Errorf("%w: bad seq_gone notice", ErrMalformed)
+	}
+	return g, nil
+}
+
 // DecodeReply decodes a response.
 func DecodeReply(b []byte) (Reply, error) {
 	var r Reply
