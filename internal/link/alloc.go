@@ -180,6 +180,16 @@ func (l *Link) reserve(ctx context.Context, stream string, master qkd.SAEID, sla
 // the outbox send it and waits at most wait for the peer's answer. On a
 // timeout the outbox goes on by itself: it finishes the entry (keys become
 // Ready and join their pool) or aborts it.
+//
+// Admission: every queued entry needs exactly one MAC slot (a failed send
+// is retried as the identical message, exchange.go), and reserveSlots
+// must stay for the refill that brings more. An entry is queued only when
+// the slots left cover every queued entry plus that reserve; messages
+// from outside the outbox leave the queued entries' slots alone
+// (takeSendSlot). So the entries queued ahead of a refill can always be
+// sent, and the refill behind them too. Without room the refill is
+// started and the caller waits for it (within wait), then hears "not
+// now", as for key material.
 func (l *Link) queueAndWait(ctx context.Context, id string, wait time.Duration, what string, queue func() error) error {
 	done := make(chan error, 1)
 	l.mu.Lock()
@@ -190,12 +200,21 @@ func (l *Link) queueAndWait(ctx context.Context, id string, wait time.Duration, 
 		delete(l.waiters, id)
 		l.mu.Unlock()
 	}()
-	// Admission: every queued entry needs a MAC slot, and the reserve must
-	// stay for the refill that brings more. Without room the caller hears
-	// "not now" (as for key material) and the refill is started.
-	if int64(l.SlotsLeft())-l.queued.Load() <= reserveSlots {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		changed := l.slotsChanged()
+		if int64(l.SlotsLeft())-l.queued.Load() > reserveSlots {
+			break
+		}
 		poke(l.wakeSlots)
-		return fmt.Errorf("%w: %w: MAC slots are being refilled", qkd.ErrInsufficientKey, ErrNoSlots)
+		select {
+		case <-changed:
+		case <-t.C:
+			return fmt.Errorf("%w: %w: MAC slots are being refilled", qkd.ErrInsufficientKey, ErrNoSlots)
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w: MAC slots are being refilled", qkd.ErrInsufficientKey, ErrNoSlots)
+		}
 	}
 	if err := queue(); err != nil {
 		return err
@@ -203,8 +222,6 @@ func (l *Link) queueAndWait(ctx context.Context, id string, wait time.Duration, 
 	l.queued.Add(1)
 	poke(l.wakeSlots) // the refill may be due, counting this entry
 	poke(l.wakeOutbox)
-	t := time.NewTimer(wait)
-	defer t.Stop()
 	select {
 	case err := <-done:
 		return err
@@ -213,6 +230,27 @@ func (l *Link) queueAndWait(ctx context.Context, id string, wait time.Duration, 
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", qkd.ErrPeerUnavailable, ctx.Err())
 	}
+}
+
+// slotsChanged returns a channel closed when the slots left or the queued
+// entries change (a refill acknowledged, an entry finished).
+func (l *Link) slotsChanged() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.slotsCh == nil {
+		l.slotsCh = make(chan struct{})
+	}
+	return l.slotsCh
+}
+
+// noteSlotsChanged wakes the callers waiting in slotsChanged.
+func (l *Link) noteSlotsChanged() {
+	l.mu.Lock()
+	if l.slotsCh != nil {
+		close(l.slotsCh)
+		l.slotsCh = nil
+	}
+	l.mu.Unlock()
 }
 
 func (l *Link) localOf(master qkd.SAEID, slaves []qkd.SAEID) []qkd.SAEID {
@@ -349,28 +387,50 @@ func (l *Link) outboxLoop(ctx context.Context) {
 	}
 }
 
-// sendOutbox sends the oldest entry; more reports whether others wait.
+// sendOutbox sends the oldest entry; more reports that it should be called
+// again (an entry was finished: others may wait, and the count of queued
+// entries is renewed by the next call).
+// Entries of type new_key_batch are the confirm loop's (confirm.go) and
+// are skipped. A failed send leaves the entry's sealed message retained
+// (exchange.go): the next try sends the identical bytes under the same
+// number, so an entry spends one MAC slot however long the peer cannot be
+// reached. Only a verified refusal (Retry, Conflict: the exchange was
+// used) or a SeqGone answer make it go again under a new number.
 func (l *Link) sendOutbox(ctx context.Context, refusals map[string]int) (more bool, err error) {
 	box, err := l.o.Store.PendingOutbox(ctx, l.o.ID)
-	if err != nil || len(box) == 0 {
+	if err != nil {
 		return false, err
 	}
-	o := box[0]
+	head, types := -1, make([]kmsproto.Type, len(box))
+	for i, o := range box {
+		types[i] = entryType(o.Payload)
+		if head < 0 && types[i] != kmsproto.NewKeyBatch {
+			head = i
+		}
+	}
+	if head < 0 {
+		if l.queued.Swap(0) != 0 {
+			l.noteSlotsChanged()
+		}
+		return false, nil
+	}
+	o := box[head]
 	var e outboxEntry
 	if err := kmsproto.Unmarshal(o.Payload, &e); err != nil {
 		return true, l.finish(ctx, o.ID, nil, 0, fmt.Errorf("link: corrupt outbox entry: %w", err))
 	}
-	if l.countQueued(box) && e.Type != kmsproto.MakeKeysInternal {
+	ctx = context.WithValue(ctx, fromOutbox{}, true)
+	if l.countQueued(types, head, l.retained.has(keyOf(e.Type, e.Body))) && e.Type != kmsproto.MakeKeysInternal {
 		ctx = context.WithValue(ctx, aheadOfRefill{}, true)
 	}
 	if l.PeerInactive() {
 		// The peer destroyed its keys: nothing it could acknowledge is left.
-		return len(box) > 1, l.finish(ctx, o.ID, &e, kmsproto.Inactive, fmt.Errorf("%w: peer is inactive", qkd.ErrNoRoute))
+		return true, l.finish(ctx, o.ID, &e, kmsproto.Inactive, fmt.Errorf("%w: peer is inactive", qkd.ErrNoRoute))
 	}
 	err = l.callRaw(ctx, e.Type, e.Body)
 	switch code := codeOf(err); {
 	case err == nil:
-		return len(box) > 1, l.finish(ctx, o.ID, &e, 0, nil)
+		return true, l.finish(ctx, o.ID, &e, 0, nil)
 	case code == kmsproto.Retry || code == kmsproto.Conflict:
 		refusals[o.ID]++
 		if refusals[o.ID] < maxRefusals {
@@ -378,32 +438,44 @@ func (l *Link) sendOutbox(ctx context.Context, refusals map[string]int) (more bo
 		}
 		delete(refusals, o.ID)
 		l.log.Error("peer refused an allocation for good: aborted", "type", string(e.Type), "err", err)
-		return len(box) > 1, l.finish(ctx, o.ID, &e, code, err)
+		return true, l.finish(ctx, o.ID, &e, code, err)
 	case code != kmsproto.OK:
-		return len(box) > 1, l.finish(ctx, o.ID, &e, code, err)
+		return true, l.finish(ctx, o.ID, &e, code, err)
 	default:
-		return true, err // transport or MAC trouble: retry later with a new message number
+		return true, err // transport or MAC trouble: the identical message goes again later
 	}
 }
 
-// countQueued sets l.queued to the entries of box that are not refills
-// and reports whether a refill waits behind the oldest entry.
-func (l *Link) countQueued(box []keystore.Outbox) (refillBehind bool) {
-	var n int64
-	for i, o := range box {
-		var e struct { // the entry's type only
-			Type kmsproto.Type `cbor:"1,keyasint"`
-		}
-		if kmsproto.Unmarshal(o.Payload, &e) != nil {
-			continue
-		}
-		if e.Type == kmsproto.MakeKeysInternal {
-			refillBehind = refillBehind || i > 0
-			continue
-		}
-		n++
+// entryType decodes only the type of an outbox entry ("" if corrupt).
+func entryType(payload []byte) kmsproto.Type {
+	var e struct {
+		Type kmsproto.Type `cbor:"1,keyasint"`
 	}
-	l.queued.Store(n)
+	if kmsproto.Unmarshal(payload, &e) != nil {
+		return ""
+	}
+	return e.Type
+}
+
+// countQueued sets l.queued to the outbox entries that still need a MAC
+// slot: neither refills nor batches (which have their own reserve), nor
+// the head entry if its message is sealed already (headSealed). It
+// reports whether a refill waits behind the head.
+func (l *Link) countQueued(types []kmsproto.Type, head int, headSealed bool) (refillBehind bool) {
+	var n int64
+	for i, t := range types {
+		switch {
+		case t == kmsproto.NewKeyBatch:
+		case t == kmsproto.MakeKeysInternal:
+			refillBehind = refillBehind || i > head
+		case i == head && headSealed:
+		default:
+			n++
+		}
+	}
+	if l.queued.Swap(n) != n {
+		l.noteSlotsChanged()
+	}
 	return refillBehind
 }
 
@@ -455,6 +527,7 @@ func (l *Link) slotsAcked(ctx context.Context) {
 		l.usableEnd = next
 	}
 	l.mu.Unlock()
+	l.noteSlotsChanged()
 }
 
 // callRaw sends a pre-encoded body.

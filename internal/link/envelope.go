@@ -21,6 +21,10 @@ const reserveSlots = 8
 // pieces were cut): it may use the reserve but the last slot.
 type aheadOfRefill struct{}
 
+// fromOutbox marks the context of an outbox entry's message: queueAndWait
+// admitted it with a slot set aside for it.
+type fromOutbox struct{}
+
 // polyTag computes a one-time Poly1305 tag of msg under a 32-byte key (the
 // key's owner wipes it).
 func polyTag(key []byte, msg []byte) []byte {
@@ -33,16 +37,23 @@ func polyTag(key []byte, msg []byte) []byte {
 
 // The last reserveSlots slots are kept for the messages that replenish key
 // material: new_key_batch may use half of them, make_keys_internal all, so
-// that a link can always refill its MAC keys.
+// that a link can always refill its MAC keys. Messages from outside the
+// outbox also leave one slot per queued outbox entry (l.queued): admission
+// (queueAndWait) promised each entry its slot, and an entry queued ahead
+// of a refill must never find them gone, or the refill behind it could
+// never be sent.
 func (l *Link) takeSendSlot(ctx context.Context, t kmsproto.Type) (*exchangeKeys, error) {
-	reserve := uint64(reserveSlots)
+	queued := uint64(max(l.queued.Load(), 0))
+	reserve := uint64(reserveSlots) + queued
 	switch {
-	case t == kmsproto.NewKeyBatch:
-		reserve = reserveSlots / 2
 	case t == kmsproto.MakeKeysInternal, t == kmsproto.PostStatus: // refills, and the zeroisation notice
 		reserve = 0
 	case ctx.Value(aheadOfRefill{}) != nil:
 		reserve = 1 // an outbox entry queued before a refill: the refill cannot pass it
+	case ctx.Value(fromOutbox{}) != nil:
+		reserve = reserveSlots // its own slot is among the queued ones
+	case t == kmsproto.NewKeyBatch:
+		reserve = reserveSlots/2 + queued
 	}
 	for {
 		l.mu.Lock()
@@ -96,84 +107,6 @@ func (l *Link) probe(ctx context.Context) error {
 	return nil
 }
 
-// call sends one authenticated request and returns the verified reply body.
-func (l *Link) call(ctx context.Context, t kmsproto.Type, req any, resp any) error {
-	if err := l.probe(ctx); err != nil {
-		return err
-	}
-	p, err := l.prepare(ctx, t, req)
-	if err != nil {
-		return err
-	}
-	return p.send(ctx, resp)
-}
-
-// prepared is a sealed request ready to send; it holds the reply's MAC key
-// until send wipes it.
-type prepared struct {
-	l    *Link
-	t    kmsproto.Type
-	keys *exchangeKeys
-	wire []byte
-}
-
-// prepare takes a MAC slot and seals the request, without any I/O.
-func (l *Link) prepare(ctx context.Context, t kmsproto.Type, req any) (*prepared, error) {
-	body, err := kmsproto.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("link: encode %s: %w", t, err)
-	}
-	keys, err := l.takeSendSlot(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	hdr, err := kmsproto.Marshal(kmsproto.Header{V: kmsproto.Version, Type: t, Link: l.o.ID,
-		From: l.o.Self, To: l.o.Peer, Seq: keys.seq, Body: body, MAC: l.headerMAC()})
-	if err == nil {
-		var wire []byte
-		if wire, err = kmsproto.Marshal(kmsproto.Sealed{Data: hdr, Tag: keys.sum(false, hdr)}); err == nil {
-			return &prepared{l: l, t: t, keys: keys, wire: wire}, nil
-		}
-	}
-	keys.wipe()
-	return nil, err
-}
-
-// send sends a prepared request once and verifies the reply.
-func (p *prepared) send(ctx context.Context, resp any) error {
-	l, t, seq := p.l, p.t, p.keys.seq
-	defer p.keys.wipe()
-	cctx, cancel := context.WithTimeout(ctx, l.timeoutFor(t))
-	defer cancel()
-	raw, err := l.o.Transport.Call(cctx, t, p.wire)
-	if err != nil {
-		l.o.Observer.Message(l.o.ID, t, "transport_error")
-		l.notePeerError(err)
-		return fmt.Errorf("%w: %s: %w", qkd.ErrPeerUnavailable, t, err)
-	}
-	s, err := kmsproto.DecodeSealed(raw)
-	if err != nil || !p.keys.verify(true, s.Data, s.Tag) {
-		l.o.Observer.MACFailure(l.o.ID, "reply")
-		l.log.Warn("reply from peer failed authentication", "type", string(t), "seq", seq)
-		return fmt.Errorf("%w: reply to %s", ErrUnauthenticated, t)
-	}
-	rep, err := kmsproto.DecodeReply(s.Data)
-	if err != nil || rep.Seq != seq || rep.Type != t {
-		return fmt.Errorf("%w: reply to %s does not match the request", ErrUnauthenticated, t)
-	}
-	l.notePeerAlive()
-	l.o.Observer.Message(l.o.ID, t, rep.Code.String())
-	if rep.Code != kmsproto.OK {
-		return &RefusedError{Code: rep.Code, Msg: rep.Err}
-	}
-	if resp != nil && len(rep.Body) > 0 {
-		if err := kmsproto.Unmarshal(rep.Body, resp); err != nil {
-			return fmt.Errorf("link: reply to %s: %w", t, err)
-		}
-	}
-	return nil
-}
-
 // RefusedError is a peer's authenticated refusal.
 type RefusedError struct {
 	Code kmsproto.Code
@@ -208,7 +141,11 @@ func refuse(code kmsproto.Code, msg string) handlerResult {
 }
 
 // Handle verifies one sealed request from the peer (already decoded by the
-// Mux), runs it and returns the sealed reply.
+// Mux), runs it and returns the sealed reply. An identical copy of a
+// request answered before gets the same reply from the reply cache
+// (replycache.go); a request under a number this end holds neither the
+// key nor the reply of gets a kmsproto.SeqGone notice (nil error: the
+// transport carries it as an answer, not as an error code).
 func (l *Link) Handle(ctx context.Context, t kmsproto.Type, s kmsproto.Sealed, h kmsproto.Header) ([]byte, error) {
 	if h.From != l.o.Peer || h.To != l.o.Self || h.Type != t {
 		l.o.Observer.MACFailure(l.o.ID, "header")
@@ -216,6 +153,23 @@ func (l *Link) Handle(ctx context.Context, t kmsproto.Type, s kmsproto.Sealed, h
 	}
 	if err := l.checkPeerMAC(t, h); err != nil {
 		return nil, err
+	}
+	sum := requestHash(s.Data, s.Tag)
+	unlock, err := l.replies.lock(ctx, h.Seq)
+	if err != nil {
+		return nil, fmt.Errorf("link %s: %w", l.o.ID, err)
+	}
+	defer unlock()
+	if rep, known := l.replies.lookup(h.Seq, sum); rep != nil {
+		// The sender did not get the reply and sent the identical bytes
+		// again: answer as before, run nothing.
+		l.o.Observer.Message(l.o.ID, t, "retry_answered")
+		l.log.Debug("peer message answered again from the reply cache", "type", string(t), "seq", h.Seq)
+		return rep, nil
+	} else if known {
+		l.o.Observer.MACFailure(l.o.ID, "replay_or_unknown_seq")
+		l.log.Warn("peer message rejected: message number used before by other bytes", "type", string(t), "seq", h.Seq)
+		return nil, fmt.Errorf("%w: message number %d used", ErrUnauthenticated, h.Seq)
 	}
 	// The slot is used up only by a message whose tag verifies: a forged
 	// or corrupted message costs no key material.
@@ -225,7 +179,7 @@ func (l *Link) Handle(ctx context.Context, t kmsproto.Type, s kmsproto.Sealed, h
 	if errors.Is(err, qkd.ErrNotFound) {
 		l.o.Observer.MACFailure(l.o.ID, "replay_or_unknown_seq")
 		l.log.Warn("peer message rejected: message number used before or unknown", "type", string(t), "seq", h.Seq)
-		return nil, fmt.Errorf("%w: message number %d unknown or used", ErrUnauthenticated, h.Seq)
+		return kmsproto.Marshal(kmsproto.SeqGone{Seq: h.Seq, Type: t, Hash: sum[:]})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("link %s: use slot: %w", l.o.ID, err)
@@ -261,7 +215,19 @@ func (l *Link) Handle(ctx context.Context, t kmsproto.Type, s kmsproto.Sealed, h
 	if err != nil {
 		return nil, err
 	}
-	return kmsproto.Marshal(kmsproto.Sealed{Data: data, Tag: keys.sum(true, data)})
+	sealed, err := kmsproto.Marshal(kmsproto.Sealed{Data: data, Tag: keys.sum(true, data)})
+	if err != nil {
+		return nil, err
+	}
+	// Durability barrier: the slot's use and everything the request
+	// changed survive power loss before the reply's tag leaves the node
+	// (a slot back after a power cut would verify the retry again and tag
+	// a second, different reply with the same one-time key).
+	if err := l.o.Store.Sync(ctx); err != nil {
+		return nil, fmt.Errorf("link %s: sync before replying: %w", l.o.ID, err)
+	}
+	l.replies.put(h.Seq, sum, sealed)
+	return sealed, nil
 }
 
 // headerMAC is this end's scheme as the header names it: empty for the

@@ -149,6 +149,10 @@ type Link struct {
 	waiters   map[string]chan error // guarded by mu: outbox ID → completion
 	peer      PeerStatus            // guarded by mu
 	inactive  bool                  // guarded by mu: this node was zeroised
+	slotsCh   chan struct{}         // guarded by mu: closed when slots or queued entries change
+
+	retained retainedSet // sealed requests to send again identically (exchange.go)
+	replies  replyCache  // sealed replies to the peer's recent requests (replycache.go)
 
 	apps    appTable      // applications the peer announced (apps.go)
 	streams streamHandler // the node's 004 key stream service (streams.go)

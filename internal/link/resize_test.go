@@ -135,8 +135,9 @@ func TestSplitAndMerge(t *testing.T) {
 }
 
 // TestResizeRetriesHarmless: a lost reply makes the outbox send the split
-// again (a new message); the peer, which applied it already, answers OK
-// without a second change. A replayed message is refused outright.
+// again (the identical message); the peer, which applied it already,
+// answers with its first reply without a second change. A replayed
+// message gets that reply too; other bytes under its number are refused.
 func TestResizeRetriesHarmless(t *testing.T) {
 	for _, typ := range []kmsproto.Type{kmsproto.SplitKey, kmsproto.MergeKeys} {
 		t.Run(string(typ), func(t *testing.T) {
@@ -165,9 +166,14 @@ func TestResizeRetriesHarmless(t *testing.T) {
 			if err != nil {
 				t.Fatalf("resize with lost replies = %v", err)
 			}
-			// Replay the successful repeat.
-			if _, err := p.PA.To.Handle(ctx, typ, *last.Load()); !errors.Is(err, link.ErrUnauthenticated) {
-				t.Fatalf("replayed %s = %v, want link.ErrUnauthenticated", typ, err)
+			// Replay the successful repeat: its reply again, no second change.
+			if _, err := p.PA.To.Handle(ctx, typ, *last.Load()); err != nil {
+				t.Fatalf("replayed %s = %v, want its first reply", typ, err)
+			}
+			other := bytes.Clone(*last.Load())
+			other[len(other)-1] ^= 0x01
+			if _, err := p.PA.To.Handle(ctx, typ, other); !errors.Is(err, link.ErrUnauthenticated) {
+				t.Fatalf("other bytes under the number of a %s = %v, want link.ErrUnauthenticated", typ, err)
 			}
 			bits := 128
 			if typ == kmsproto.MergeKeys {

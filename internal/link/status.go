@@ -92,7 +92,15 @@ func (l *Link) PrepareAnnounce(ctx context.Context, state string) (func(context.
 	if err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context) error { return p.send(ctx, nil) }, nil
+	if err := p.sync(ctx); err != nil { // now: the store is destroyed before the send
+		p.wipe()
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		defer p.wipe()
+		_, err := p.attempt(ctx, nil)
+		return err
+	}, nil
 }
 
 // PeerInactive reports that the peer announced it is inactive (zeroised
@@ -111,6 +119,8 @@ func (l *Link) SetInactive() {
 	l.mu.Unlock()
 	l.own.wipe()
 	l.peerSlots.wipe()
+	l.retained.wipe()
+	l.replies.clear()
 }
 
 // DeleteAtPeer asks the peer to delete keys (delete_keys), e.g. expired ones.

@@ -39,6 +39,7 @@ type Pipe struct {
 	hold     map[kmsproto.Type][]*Held
 	count    map[kmsproto.Type]int // messages sent, per type
 	dupFails int                   // duplicates the peer refused
+	numbers  map[uint64]bool       // message number → answered with a sealed reply
 }
 
 // Held is a message a Pipe keeps back until Release (see HoldNext).
@@ -96,7 +97,9 @@ func (p *Pipe) Sent(t kmsproto.Type) int {
 	return p.count[t]
 }
 
-// DuplicatesRefused returns how many duplicated messages the peer refused.
+// DuplicatesRefused returns how many duplicated messages the peer did not
+// run a second time: it refused them, or answered them with the very reply
+// of the first copy (from its reply cache).
 func (p *Pipe) DuplicatesRefused() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -123,12 +126,58 @@ func (p *Pipe) DropReplies(t kmsproto.Type, n int) {
 	p.mu.Unlock()
 }
 
+// Numbers returns how many distinct message numbers went into the pipe
+// and how many of them the peer answered with a sealed reply (not with an
+// error or a kmsproto.SeqGone notice): a number sent but never answered
+// is a MAC slot the sender spent for nothing.
+func (p *Pipe) Numbers() (sent, answered int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, a := range p.numbers {
+		sent++
+		if a {
+			answered++
+		}
+	}
+	return sent, answered
+}
+
+// seqOf returns the message number of a sealed request.
+func seqOf(payload []byte) (uint64, bool) {
+	s, err := kmsproto.DecodeSealed(payload)
+	if err != nil {
+		return 0, false
+	}
+	h, err := kmsproto.DecodeHeader(s.Data)
+	if err != nil {
+		return 0, false
+	}
+	return h.Seq, true
+}
+
+// sealedReply reports whether out is a sealed reply (not a SeqGone notice).
+func sealedReply(out []byte, err error) bool {
+	if err != nil {
+		return false
+	}
+	_, derr := kmsproto.DecodeSealed(out)
+	return derr == nil
+}
+
 // Call implements link.Transport.
 func (p *Pipe) Call(ctx context.Context, t kmsproto.Type, payload []byte) ([]byte, error) {
 	if p.Down.Load() {
 		return nil, errors.New("pipe down")
 	}
+	seq, hasSeq := seqOf(payload) // as the sender sealed it, before any tampering
 	p.mu.Lock()
+	if p.numbers == nil {
+		p.numbers = map[uint64]bool{}
+	}
+	if hasSeq && !p.numbers[seq] {
+		p.numbers[seq] = false
+	}
+	to := p.To
 	if p.tamper != nil {
 		payload = p.tamper(t, payload)
 	}
@@ -158,9 +207,14 @@ func (p *Pipe) Call(ctx context.Context, t kmsproto.Type, payload []byte) ([]byt
 	if lost {
 		return nil, errors.New("pipe: request lost")
 	}
-	out, err := p.To.Handle(ctx, t, payload)
+	out, err := to.Handle(ctx, t, payload)
+	if hasSeq && sealedReply(out, err) {
+		p.mu.Lock()
+		p.numbers[seq] = true
+		p.mu.Unlock()
+	}
 	if dup {
-		if _, derr := p.To.Handle(ctx, t, payload); derr != nil {
+		if again, derr := to.Handle(ctx, t, payload); derr != nil || err == nil && bytes.Equal(again, out) {
 			p.mu.Lock()
 			p.dupFails++
 			p.mu.Unlock()
@@ -178,6 +232,13 @@ func (p *Pipe) Ping(context.Context) error {
 		return errors.New("pipe down")
 	}
 	return nil
+}
+
+// SetTo points the pipe at another Mux (a restarted peer).
+func (p *Pipe) SetTo(m *link.Mux) {
+	p.mu.Lock()
+	p.To = m
+	p.mu.Unlock()
 }
 
 // SetTamper installs a function that may change every payload sent.
@@ -208,6 +269,10 @@ type Pair struct {
 	SA, SB keystore.Store
 	PA, PB *Pipe
 	index  uint64
+
+	mk   func(self, peer qkd.NodeID, st keystore.Store, tr link.Transport) *link.Link
+	mu   sync.Mutex
+	stop map[qkd.NodeID]func() // guarded by mu: stops an end's loops
 }
 
 // Options tune NewPair; zero values take small test-friendly defaults.
@@ -223,9 +288,19 @@ type Options struct {
 	MACB     itsmac.Scheme
 	// SlotRefill overrides the test default of 16 slots per refill.
 	SlotRefill int
+	// CallTimeout is both ends' round-trip budget (zero: the link's
+	// default); Reserve waits twice as long for an answer.
+	CallTimeout time.Duration
+	// Stores makes the two ends' stores (nil: two memstores). The caller
+	// closes them, after the pair stops (register the Close cleanups
+	// before NewPair).
+	Stores func(t testing.TB) (a, b keystore.Store)
+	// Observers are the ends' link observers (by node, "A" and "B").
+	Observers map[qkd.NodeID]link.Observer
 }
 
-// NewPair starts two connected ends on memstores; they stop at test end.
+// NewPair starts two connected ends (on memstores unless o.Stores says
+// otherwise); they stop at test end.
 func NewPair(t testing.TB, o Options) *Pair {
 	t.Helper()
 	if o.PSKSlots == 0 {
@@ -233,14 +308,19 @@ func NewPair(t testing.TB, o Options) *Pair {
 	}
 	psk := make([]byte, 2*o.PSKSlots*keystore.SlotSize)
 	_, _ = rand.Read(psk)
-	p := &Pair{SA: memstore.New(memstore.Options{}), SB: memstore.New(memstore.Options{}), PA: &Pipe{}, PB: &Pipe{}}
+	p := &Pair{PA: &Pipe{}, PB: &Pipe{}, stop: map[qkd.NodeID]func(){}}
+	if o.Stores != nil {
+		p.SA, p.SB = o.Stores(t)
+	} else {
+		p.SA, p.SB = memstore.New(memstore.Options{}), memstore.New(memstore.Options{})
+	}
 	if o.SAEs == nil {
 		o.SAEs = map[qkd.SAEID]qkd.NodeID{"SAE_A1": "A", "SAE_B1": "B"}
 	}
 	if o.SlotRefill == 0 {
 		o.SlotRefill = 16
 	}
-	mk := func(self, peer qkd.NodeID, st keystore.Store, tr link.Transport) *link.Link {
+	p.mk = func(self, peer qkd.NodeID, st keystore.Store, tr link.Transport) *link.Link {
 		mac := o.MAC
 		if self == "B" && o.MACB != 0 {
 			mac = o.MACB
@@ -248,7 +328,7 @@ func NewPair(t testing.TB, o Options) *Pair {
 		l, err := link.New(link.Options{ID: "A-B", Self: self, Peer: peer, Store: st, Transport: tr,
 			PSK: secret.PSK{Bytes: secret.From(psk)}, BatchBlocks: 4, BatchDelay: 20 * time.Millisecond,
 			SlotLowWater: 8, SlotRefill: o.SlotRefill, RetryDelay: 5 * time.Millisecond, StatusInterval: time.Hour,
-			MAC: mac, MACEpoch: o.MACEpoch,
+			CallTimeout: o.CallTimeout, MAC: mac, MACEpoch: o.MACEpoch, Observer: o.Observers[self],
 			Logger: o.Logger, LocalSAE: func(s qkd.SAEID) bool { return o.SAEs[s] == self }})
 		if err != nil {
 			t.Fatal(err)
@@ -258,17 +338,55 @@ func NewPair(t testing.TB, o Options) *Pair {
 		}
 		return l
 	}
-	p.A = mk("A", "B", p.SA, p.PA)
-	p.B = mk("B", "A", p.SB, p.PB)
+	p.A = p.mk("A", "B", p.SA, p.PA)
+	p.B = p.mk("B", "A", p.SB, p.PB)
 	p.PA.To, p.PB.To = link.NewMux([]*link.Link{p.B}), link.NewMux([]*link.Link{p.A})
-	ctx, cancel := context.WithCancel(context.Background())
-	wa, wb := p.A.Start(ctx), p.B.Start(ctx)
+	p.start("A", p.A)
+	p.start("B", p.B)
 	t.Cleanup(func() {
-		cancel()
-		wa.Wait()
-		wb.Wait()
+		p.mu.Lock()
+		stops := p.stop
+		p.stop = nil
+		p.mu.Unlock()
+		for _, stop := range stops {
+			stop()
+		}
 	})
 	return p
+}
+
+// start runs an end's loops until it is restarted or the test ends.
+func (p *Pair) start(self qkd.NodeID, l *link.Link) {
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := l.Start(ctx)
+	p.mu.Lock()
+	p.stop[self] = func() {
+		cancel()
+		wg.Wait()
+	}
+	p.mu.Unlock()
+}
+
+// Restart replaces end self ("A" or "B") with a new link.Link on the same
+// store, as after a crash: its loops stop, everything it held in memory
+// (retained messages, reply cache, the batch in flight) is lost, and the
+// peer's pipe delivers to the new end. It returns the new end.
+func (p *Pair) Restart(t testing.TB, self qkd.NodeID) *link.Link {
+	t.Helper()
+	p.mu.Lock()
+	stop := p.stop[self]
+	p.mu.Unlock()
+	stop()
+	if self == "A" {
+		p.A = p.mk("A", "B", p.SA, p.PA)
+		p.PB.SetTo(link.NewMux([]*link.Link{p.A}))
+		p.start("A", p.A)
+		return p.A
+	}
+	p.B = p.mk("B", "A", p.SB, p.PB)
+	p.PA.SetTo(link.NewMux([]*link.Link{p.B}))
+	p.start("B", p.B)
+	return p.B
 }
 
 // Push gives both ends the same n random blocks of size bytes; mutate may
@@ -301,13 +419,22 @@ func (p *Pair) Push(t testing.TB, n, size int, mutate func(i int, b []byte) (ski
 // WaitFor polls cond until it holds or 10 s pass.
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	WaitWithin(t, 10*time.Second, what, cond)
+}
+
+// WaitWithin polls cond until it holds or d passes, and returns how long
+// it took.
+func WaitWithin(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(2 * time.Millisecond) // polling a condition with a deadline
 	}
+	return time.Since(start)
 }
 
 // Stats returns a store's stats of link A-B.
