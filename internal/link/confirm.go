@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"slices"
 	"time"
 
 	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/kmsproto"
+	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/secret"
 )
 
@@ -82,17 +85,66 @@ func (l *Link) confirmLoop(ctx context.Context) {
 	}
 }
 
+// fixedBatch is a new_key_batch as it was first sent. Its check tag is
+// a one-time MAC of exactly its block list under the first block's first
+// 32 bytes: sent with another list, that key would tag two messages. So a
+// batch is fixed when it is built and sent again, identical (same BatchID,
+// indices and tag), until a definite answer (confirmed, mismatch,
+// missing); more blocks that arrive meanwhile wait for the next batch.
+// It is stored as an outbox entry of type new_key_batch before it is
+// first sent, so that a restarted leader sends it again instead of
+// building another; the outbox worker leaves such entries alone.
+type fixedBatch struct {
+	req   kmsproto.NewKeyBatchReq
+	entry string // its outbox entry; "" when the store cannot hold it
+}
+
+// batchEntryPrefix starts the outbox ID of a batch (then its BatchID).
+const batchEntryPrefix = "new_key_batch:"
+
 // confirmOnce sends at most one batch. It returns how long to wait before
 // the next attempt (0: at once).
 func (l *Link) confirmOnce(ctx context.Context) (time.Duration, error) {
+	if !l.batchLoaded {
+		b, err := l.loadBatch(ctx)
+		if err != nil {
+			return 0, err
+		}
+		l.batch, l.batchLoaded = b, true
+	}
+	if l.batch == nil {
+		b, wait, err := l.buildBatch(ctx)
+		if err != nil || b == nil {
+			return wait, err
+		}
+		l.batch = b
+	}
+	var resp kmsproto.NewKeyBatchResp
+	err := l.call(ctx, kmsproto.NewKeyBatch, l.batch.req, &resp)
+	if codeOf(err) == kmsproto.BadRequest {
+		// The peer refused the batch as malformed: it changed nothing
+		// there. Its tag went out, so its blocks go here; the peer drops
+		// its copies as stale with the next batch.
+		l.log.Error("peer refused a key batch as malformed: its blocks are discarded", "err", err)
+		return l.settleBatch(ctx, l.batch.req.Indices)
+	}
+	if err != nil {
+		return 0, err // the identical batch goes again
+	}
+	return l.applyBatchResult(ctx, resp)
+}
+
+// buildBatch fixes the next batch of unconfirmed blocks and stores it; nil
+// with the time to wait if none is due.
+func (l *Link) buildBatch(ctx context.Context) (*fixedBatch, time.Duration, error) {
 	list, err := l.o.Store.ListBlocks(ctx, l.o.ID, keystore.BlockUnconfirmed, l.o.BatchBlocks)
 	if err != nil || len(list) == 0 {
-		return l.o.BatchDelay, err
+		return nil, l.o.BatchDelay, err
 	}
 	// Batches are what the link pays MAC keys for: wait for a full one, or
 	// BatchDelay, unless the link has no usable material at all yet.
 	if age := l.o.Now().Sub(list[0].Arrived); len(list) < l.o.BatchBlocks && age < l.o.BatchDelay && l.hasMaterial(ctx) {
-		return l.o.BatchDelay - age, nil
+		return nil, l.o.BatchDelay - age, nil
 	}
 	indices := make([]uint64, len(list))
 	for i, b := range list {
@@ -100,48 +152,148 @@ func (l *Link) confirmOnce(ctx context.Context) (time.Duration, error) {
 	}
 	blocks, err := l.o.Store.GetBlocks(ctx, l.o.ID, indices)
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	check, okCheck := batchCheck(blocks)
 	wipeBlocks(blocks)
 	if !okCheck || len(blocks) != len(indices) {
 		_, err := l.o.Store.DiscardBlocks(ctx, l.o.ID, ranges(indices))
-		return 0, err
+		return nil, 0, err
 	}
 	id := make([]byte, 8)
 	_, _ = readRand(l.o.Rand, id)
-	req := kmsproto.NewKeyBatchReq{BatchID: hex.EncodeToString(id), Indices: indices, Check: check}
-	var resp kmsproto.NewKeyBatchResp
-	if err := l.call(ctx, kmsproto.NewKeyBatch, req, &resp); err != nil {
-		return 0, err
+	b := &fixedBatch{req: kmsproto.NewKeyBatchReq{BatchID: hex.EncodeToString(id), Indices: indices, Check: check}}
+	if err := l.storeBatch(ctx, b); err != nil {
+		return nil, 0, err
 	}
-	return l.applyBatchResult(ctx, indices, resp)
+	return b, 0, nil
 }
 
-func (l *Link) applyBatchResult(ctx context.Context, indices []uint64, resp kmsproto.NewKeyBatchResp) (time.Duration, error) {
+// storeBatch stores b as an outbox entry of type new_key_batch, before
+// its tag first leaves the node (the send's Store.Sync makes it durable).
+// A store that takes no allocation without material (an outbox entry
+// alone is refused as keystore.ErrBadAllocation) cannot hold it: the batch
+// is then fixed in memory only, which covers every retry but not a
+// restart of the leader (it logs so once).
+func (l *Link) storeBatch(ctx context.Context, b *fixedBatch) error {
+	body, err := kmsproto.Marshal(b.req)
+	if err != nil {
+		return err
+	}
+	payload, err := kmsproto.Marshal(outboxEntry{Type: kmsproto.NewKeyBatch, Body: body})
+	if err != nil {
+		return err
+	}
+	id := batchEntryPrefix + b.req.BatchID
+	err = l.o.Store.Allocate(ctx, keystore.Allocation{Link: l.o.ID,
+		Outbox: &keystore.Outbox{ID: id, Link: l.o.ID, Payload: payload, Created: l.o.Now()}})
+	switch {
+	case err == nil:
+		b.entry = id
+		return nil
+	case errors.Is(err, keystore.ErrBadAllocation):
+		l.volatileOnce.Do(func() {
+			l.log.Warn("the key store cannot hold a key batch before it is sent: batches are fixed in memory only; a leader restarted with a batch in flight builds a new one")
+		})
+		return nil
+	}
+	return fmt.Errorf("link %s: store key batch: %w", l.o.ID, err)
+}
+
+// loadBatch returns the batch a previous run of this leader stored and did
+// not settle, to be sent again as it was (nil if none). A follower has
+// none.
+func (l *Link) loadBatch(ctx context.Context) (*fixedBatch, error) {
+	box, err := l.o.Store.PendingOutbox(ctx, l.o.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range box {
+		if entryType(o.Payload) != kmsproto.NewKeyBatch {
+			continue
+		}
+		var e outboxEntry
+		var req kmsproto.NewKeyBatchReq
+		if kmsproto.Unmarshal(o.Payload, &e) != nil || kmsproto.Unmarshal(e.Body, &req) != nil || len(req.Indices) == 0 {
+			l.log.Error("corrupt key batch in the outbox: dropped", "id", o.ID)
+			if err := l.o.Store.AbortAllocation(ctx, o.ID, nil); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		l.log.Info("sending the key batch of before the restart again", "batch", req.BatchID, "blocks", len(req.Indices))
+		return &fixedBatch{req: req, entry: o.ID}, nil
+	}
+	return nil, nil
+}
+
+// forgetBatch ends the batch in flight once its answer is applied.
+func (l *Link) forgetBatch(ctx context.Context) error {
+	if l.batch.entry != "" {
+		if err := l.o.Store.SetKeysReady(ctx, nil, l.batch.entry); err != nil {
+			return err
+		}
+	}
+	l.batch = nil
+	return nil
+}
+
+// settleBatch discards the named blocks (those of the batch that the
+// answer tells to go) and ends the batch.
+func (l *Link) settleBatch(ctx context.Context, discard []uint64) (time.Duration, error) {
+	if len(discard) > 0 {
+		if _, err := l.o.Store.DiscardBlocks(ctx, l.o.ID, ranges(discard)); err != nil {
+			return 0, err
+		}
+	}
+	return 0, l.forgetBatch(ctx)
+}
+
+// applyBatchResult applies the peer's verified answer to the batch in
+// flight. Applying it twice (a restart before the batch was forgotten, and
+// the peer's answer to the batch sent again) does the same.
+func (l *Link) applyBatchResult(ctx context.Context, resp kmsproto.NewKeyBatchResp) (time.Duration, error) {
+	indices := l.batch.req.Indices
 	l.o.Observer.Batch(l.o.ID, resp.Result, len(indices))
 	switch resp.Result {
 	case kmsproto.BatchConfirmed:
-		if err := l.o.Store.ConfirmBlocks(ctx, l.o.ID, indices, checkKeyLen); err != nil {
+		err := l.o.Store.ConfirmBlocks(ctx, l.o.ID, indices, checkKeyLen)
+		if errors.Is(err, qkd.ErrNotFound) {
+			l.log.Error("blocks of a key batch the peer confirmed are gone here: the rest is discarded", "first_index", indices[0])
+			return l.settleBatch(ctx, indices)
+		}
+		if err != nil {
 			return 0, err
 		}
 		l.o.Observer.InternalBytes(l.o.ID, checkKeyLen)
 		poke(l.wakeSlots)
-		return 0, nil
+		return 0, l.forgetBatch(ctx)
 	case kmsproto.BatchMismatch:
 		l.log.Warn("key batch mismatch between the two ends: batch discarded at both ends",
 			"first_index", indices[0], "blocks", len(indices))
-		_, err := l.o.Store.DiscardBlocks(ctx, l.o.ID, ranges(indices))
-		return 0, err
+		return l.settleBatch(ctx, indices)
 	case kmsproto.BatchMissing:
+		// The check key (the first block's first 32 bytes) tagged a list
+		// that no longer exists: the first block goes too, at both ends
+		// (handleBatch), so no later batch can use that key again.
 		lost := intersect(indices, resp.Missing)
-		l.log.Warn("blocks lost at the peer's QKD module: discarded at both ends", "blocks", len(lost))
-		_, err := l.o.Store.DiscardBlocks(ctx, l.o.ID, ranges(lost))
-		return 0, err
+		l.log.Warn("blocks lost at the peer's QKD module: discarded at both ends, with the batch's first block (its check key is spent)",
+			"blocks", len(lost))
+		return l.settleBatch(ctx, withFirst(indices[0], lost))
 	case kmsproto.BatchPending:
-		return l.o.BatchDelay / 4, nil
+		return l.o.BatchDelay / 4, nil // the same batch goes again
 	}
 	return l.o.BatchDelay, nil
+}
+
+// withFirst returns the sorted indices lost with first added.
+func withFirst(first uint64, lost []uint64) []uint64 {
+	if slices.Contains(lost, first) {
+		return lost
+	}
+	out := append([]uint64{first}, lost...)
+	slices.Sort(out)
+	return out
 }
 
 // hasMaterial reports whether this link holds any confirmed material.
@@ -215,6 +367,13 @@ func (l *Link) batchMissing(ctx context.Context, indices []uint64, blocks []keys
 		}
 	}
 	if len(lost) > 0 {
+		// The batch's check key (its first block's first 32 bytes) tagged
+		// a list that no longer exists: its block goes at both ends (the
+		// leader discards it on this answer). A batch sent again names it
+		// as missing too, so the leader does the same again.
+		if _, err := l.o.Store.DiscardBlocks(ctx, l.o.ID, []keystore.Range{{From: indices[0], To: indices[0]}}); err != nil {
+			return refuse(kmsproto.Internal, "store error"), true
+		}
 		l.o.Observer.Batch(l.o.ID, kmsproto.BatchMissing, len(lost))
 		return ok(kmsproto.NewKeyBatchResp{Result: kmsproto.BatchMissing, Missing: lost}), true
 	}

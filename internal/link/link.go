@@ -154,6 +154,13 @@ type Link struct {
 	retained retainedSet // sealed requests to send again identically (exchange.go)
 	replies  replyCache  // sealed replies to the peer's recent requests (replycache.go)
 
+	// batch is the new_key_batch in flight, fixed at its first send
+	// (confirm.go); batchLoaded: the store was searched for a persisted one.
+	// Both are used by the confirm loop only.
+	batch        *fixedBatch
+	batchLoaded  bool
+	volatileOnce sync.Once // logs once that batches are fixed in memory only
+
 	apps    appTable      // applications the peer announced (apps.go)
 	streams streamHandler // the node's 004 key stream service (streams.go)
 }
