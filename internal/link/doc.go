@@ -17,11 +17,42 @@
 // messages and each tag spends a 16-byte pad, so one slot serves two
 // messages and one slot per epoch holds the hash key (mac.go, layout).
 // Keys are deleted when used, and at the receiver only if the tag
-// verifies, so a replayed or duplicated message finds no key and is
-// rejected while a forged one costs nothing; a retry is a new message with
-// a new number, and every message is idempotent by content. Slots 0..P-1 of
-// each direction come from the link's pre-shared key, later ones from
+// verifies, so a forged or corrupted message costs nothing. Slots 0..P-1
+// of each direction come from the link's pre-shared key, later ones from
 // confirmed QKD material of the sender's parity.
+//
+// Retries (exchange.go, replycache.go). A request is sealed once, under
+// one message number. Until a verified reply comes back (or the sender
+// gives it up) the sender keeps the sealed bytes and the exchange's keys,
+// and a retry (after a transport error, a timeout, or a reply that fails
+// its tag or does not match) sends the identical bytes again under the
+// same number. Sending identical bytes under an identical one-time key
+// reveals nothing new: the tag is the same function of the same key and
+// message. The receiver keeps the sealed replies of the last 4096
+// requests per link (at most 4 MiB, in memory) with the SHA-256 of each
+// request: an identical request under a used number gets the same reply,
+// and runs nothing; other bytes under a used number are rejected. A
+// request under a number whose key and reply are both gone (the receiver
+// restarted, or evicted the reply) gets a kmsproto.SeqGone notice naming
+// its hash; only then does the sender seal the request again under a new
+// number, and every request is idempotent by content. So an outage or an
+// attack costs each request one MAC slot, however long it lasts, and the
+// link recovers by itself when it ends.
+//
+// Durability: the key store is synced (keystore.Store.Sync) after a
+// request's slot is taken and before its tag first leaves the node, and
+// after a request was handled and before its reply's tag leaves: a power
+// cut cannot bring back a slot whose key already tagged something.
+//
+// Key batches (confirm.go). A new_key_batch is fixed when it is built:
+// its block list, check tag and BatchID are stored as an outbox entry of
+// type new_key_batch before its first send, and it is sent again, the
+// same, until a definite answer; the outbox worker leaves such entries to
+// the confirm loop. Its check key (the first block's first 32 bytes) thus
+// never tags two lists. On "missing" the list is gone, so both ends
+// discard the batch's first block too. A store that cannot hold an outbox
+// entry without material keeps the batch in memory only (retries, not a
+// restart, are covered).
 //
 // Allocation never conflicts: the lower node ID of a link (the leader)
 // allocates only from blocks with even index, the other end only from odd
