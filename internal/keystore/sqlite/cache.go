@@ -12,32 +12,50 @@ import (
 	"github.com/qkms/qkms/internal/qkd"
 )
 
-// The fast path of TakeForPair.
+// The fast path of TakeForPair: keys leased in bulk.
 //
 // A pair cache holds, for one (master, slaves, size, caller), the first
 // Ready keys of the pair that only the caller is still waiting for, in seq
 // order, read and opened in one query: a prefix of what the database would
 // deliver, as of the fill (a key made Ready later with a lower seq waits for
-// the next fill). A TakeForPair without a link filter that finds enough
-// unexpired keys in its cache pops them, journals the delivery (journal.go)
-// and returns without touching the database. Keys popped but not yet
-// applied to the database are in pend. When a cache falls below half its
-// fill size, the flusher goroutine refills it in the background (under mu,
-// merging with what the cache still holds), so requests do not queue for
-// mu behind long transactions; a cache that runs dry anyway is filled with
-// twice as many keys next time, up to maxFill.
+// the next fill). Before keys enter a cache they are leased to its caller:
+// one journal frame names them all (journal.go) and is made durable (fsync,
+// through the syncer) before any of them can be popped. A TakeForPair
+// without a link filter that finds enough unexpired keys in its cache pops
+// them and returns without any I/O: the lease is the durable mark of their
+// delivery. Popped keys wait in pend until a transaction applies their
+// delivery to the database. When a cache falls below half its fill size,
+// the flusher goroutine refills it in the background (under mu, leasing the
+// new keys, merging with what the cache still holds), so requests do not
+// queue for mu behind long transactions; a cache that runs dry anyway is
+// filled with twice as many keys next time, up to maxFill.
 //
-// Invariants (cmu):
+// Invariants:
 //   - a key is in at most one cache, and a cached key is still in the
-//     database, Ready, with Pending exactly [caller];
-//   - every pend delivery is journaled, and its key is in no cache;
+//     database, Ready, with Pending exactly [caller], and leased to the
+//     caller by a durable journal frame (cmu);
+//   - a key leaves a cache either by a pop, which puts its delivery in pend,
+//     or by eviction, which queues an unlease of it (unleaseQ, cmu); an
+//     evicted key is wiped and stays in the database;
+//   - every pend delivery's key is leased in the durable journal and is in
+//     no cache (cmu);
+//   - journal frames are written only under mu, and the holder of mu writes
+//     the queued unleases before any other frame and before its
+//     transaction (run, lease), so a key's unlease always precedes its next
+//     lease in the file;
 //   - any operation other than a fast-path take first applies pend to the
 //     database in its own transaction (so it sees the exact state) and
 //     evicts the cached keys it may touch (so a key is never both cached and
-//     taken another way). Evicted keys are wiped; they stay in the database.
+//     taken another way);
+//   - a lease leaves the journal only when tidyJournal rewrites it, keeping
+//     the leases of every cached and every pend key, after a barrier made
+//     the deliveries applied so far durable; Close removes the journal only
+//     once every delivery is applied and durable.
 //
 // pend is applied by the next operation, by the flusher ~flushDelay after
-// the first unapplied delivery, or at once when flushBatch accumulate.
+// the first unapplied delivery, or at once when flushBatch accumulate. A
+// crash, or power loss, burns the keys that were leased but not popped
+// (replay applies them as delivered) and never serves a key twice.
 
 const (
 	minFill    = 256  // keys a cache is filled with, at first
@@ -91,8 +109,9 @@ func (c *pairCache) live() int { return len(c.keys) - c.head }
 var errStopped = errors.New("keystore/sqlite: fast path stopped")
 
 // takeCached serves r from its pair cache. ok is false if it cannot (no
-// cache, too few keys, a link filter, journal trouble): the caller takes the
-// slow path, which refills the cache.
+// cache, too few keys, a link filter, the fast path shut): the caller takes
+// the slow path, which refills the cache. The keys' delivery is durable
+// (their lease).
 func (s *Store) takeCached(pid pairID, r *keystore.TakeRequest) (keys []keystore.Key, ok bool) {
 	if r.Link != "" {
 		return nil, false
@@ -110,8 +129,8 @@ func (s *Store) takeCached(pid pairID, r *keystore.TakeRequest) (keys []keystore
 }
 
 // popLocked pops the first r.Number keys of c unexpired at the later of
-// r.Now and c.now (dropping expired ones met on the way) and journals their
-// delivery. Under cmu.
+// r.Now and c.now (unleasing expired ones met on the way). No I/O: the
+// keys are leased. Under cmu.
 //
 // A request whose Now is earlier than c.now (concurrent requests read the
 // clock before they queue for cmu) is served as if it came at c.now: a key
@@ -122,23 +141,15 @@ func (s *Store) popLocked(c *pairCache, r *keystore.TakeRequest) ([]keystore.Key
 	if now.Before(c.now) {
 		now = c.now
 	}
-	picked := make([]qkd.KeyID, 0, r.Number)
-	i := c.head
-	for ; i < len(c.keys) && len(picked) < r.Number; i++ {
+	n, i := 0, c.head
+	for ; i < len(c.keys) && n < r.Number; i++ {
 		if !rules.Expired(&c.keys[i], now) {
-			picked = append(picked, c.keys[i].ID)
+			n++
 		}
 	}
-	if len(picked) < r.Number {
+	if n < r.Number {
 		return nil, false
 	}
-	if err := s.jrn.append(r.Caller, picked); err != nil {
-		s.fastErr = err
-		s.log.Error("delivery journal failed; keys are delivered through the database from now on", "err", err)
-		s.dropAllLocked()
-		return nil, false
-	}
-	s.durable.touch()
 	c.now = now
 	out := make([]keystore.Key, 0, r.Number)
 	was := len(s.pend)
@@ -147,6 +158,7 @@ func (s *Store) popLocked(c *pairCache, r *keystore.TakeRequest) ([]keystore.Key
 		c.keys[j] = keystore.Key{}
 		delete(s.cachedIDs, k.ID)
 		if rules.Expired(&k, now) {
+			s.unleaseLocked(c, k.ID)
 			k.Data.Wipe()
 			continue
 		}
@@ -175,6 +187,15 @@ func (s *Store) popLocked(c *pairCache, r *keystore.TakeRequest) ([]keystore.Key
 	return out, true
 }
 
+// unleaseLocked queues the unlease of key id, which left cache c without
+// being popped. Nothing is queued once the journal failed (its leases are
+// burnt at the next Open unless Close removes it). Under cmu.
+func (s *Store) unleaseLocked(c *pairCache, id qkd.KeyID) {
+	if s.journalOK() {
+		s.unleaseQ = append(s.unleaseQ, delivery{id: id, caller: c.id.caller})
+	}
+}
+
 // fillSize returns how many keys the cache of pid is filled with. Under cmu.
 func (s *Store) fillSize(pid pairID) int {
 	if n := s.fill[pid]; n > 0 {
@@ -183,9 +204,9 @@ func (s *Store) fillSize(pid pairID) int {
 	return minFill
 }
 
-// installLocked makes keys (opened, seq order, Pending exactly [caller])
-// the cache of the pair of r. Under mu (the keys were read in the
-// transaction that just ended) and cmu; the pair has no cache.
+// installLocked makes keys (opened, seq order, Pending exactly [caller],
+// leased durably) the cache of the pair of r. Under mu (the keys were read
+// in the transaction that just ended) and cmu; the pair has no cache.
 func (s *Store) installLocked(pid pairID, r *keystore.TakeRequest, keys []keystore.Key) *pairCache {
 	req := keystore.TakeRequest{Master: r.Master, Slaves: slices.Clone(r.Slaves), SizeBits: r.SizeBits, Caller: r.Caller}
 	c := &pairCache{id: pid, req: req, keys: keys, now: r.Now}
@@ -214,9 +235,10 @@ func (s *Store) refillQueued(ctx context.Context) error {
 
 // refill re-reads the first keys of c's pair (applying the journaled
 // deliveries first) and makes them c's keys, before c runs dry: requests
-// keep being served from c meanwhile. Keys c still holds keep their bytes;
-// keys popped meanwhile are left out; new keys are opened outside cmu.
-// Under mu.
+// keep being served from c meanwhile. Keys c still holds keep their bytes
+// and their lease; keys popped meanwhile are left out; new keys are opened
+// outside cmu and leased (durably) before they join c; keys c held that
+// are not read again are unleased. Under mu.
 func (s *Store) refill(ctx context.Context, c *pairCache) {
 	s.cmu.Lock()
 	if cur := s.caches[c.id]; s.fastErr != nil || (cur != nil && cur != c) {
@@ -232,6 +254,7 @@ func (s *Store) refill(ctx context.Context, c *pairCache) {
 	req := c.req
 	req.Now = c.now
 	s.cmu.Unlock()
+	defer s.writeUnleases()
 
 	var rows []keyRow
 	err := s.run(ctx, nil, func(tx *txn) error {
@@ -244,6 +267,7 @@ func (s *Store) refill(ctx context.Context, c *pairCache) {
 		rows = rows[:only]
 		return err
 	})
+	var fresh []qkd.KeyID
 	for i := 0; err == nil && i < len(rows); i++ {
 		if known[rows[i].key.ID] {
 			continue
@@ -254,23 +278,27 @@ func (s *Store) refill(ctx context.Context, c *pairCache) {
 			break
 		}
 		rows[i].key.Data = data
+		fresh = append(fresh, rows[i].key.ID)
+	}
+	if err == nil && len(fresh) > 0 {
+		err = s.lease(ctx, req.Caller, fresh)
 	}
 
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
 	c.refilling = false
-	wipeNew := func() {
-		for i := range rows {
-			if !known[rows[i].key.ID] {
-				rows[i].key.Data.Wipe()
-			}
-		}
-	}
 	if cur := s.caches[c.id]; err != nil || s.fastErr != nil || (cur != nil && cur != c) {
 		if err != nil {
 			s.log.Warn("refilling a key cache failed", "err", err)
 		}
-		wipeNew()
+		for i := range rows {
+			if !known[rows[i].key.ID] {
+				if err == nil {
+					s.unleaseLocked(c, rows[i].key.ID)
+				}
+				rows[i].key.Data.Wipe()
+			}
+		}
 		return
 	}
 	at := make(map[qkd.KeyID]int, c.live())
@@ -293,6 +321,7 @@ func (s *Store) refill(ctx context.Context, c *pairCache) {
 	}
 	for _, j := range at { // cached but not read again (expired, or pushed out)
 		delete(s.cachedIDs, c.keys[j].ID)
+		s.unleaseLocked(c, c.keys[j].ID)
 		c.keys[j].Data.Wipe()
 	}
 	c.keys, c.head = keys, 0
@@ -307,10 +336,137 @@ func (s *Store) refill(ctx context.Context, c *pairCache) {
 	}
 }
 
-// dropLocked evicts and wipes the cache c. Under cmu.
+// lease writes the lease of ids to caller — after the queued unleases —
+// and makes it durable. Under mu. Any error shuts the fast path
+// (failJournal): the keys may be leased in the journal, and are burnt if
+// it is replayed.
+func (s *Store) lease(ctx context.Context, caller qkd.SAEID, ids []qkd.KeyID) error {
+	if err := s.writeUnleases(); err != nil {
+		return err
+	}
+	s.cmu.Lock()
+	err := s.fastErr
+	s.cmu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := s.jrn.append(frameLease, caller, ids); err != nil {
+		s.failJournal(err)
+		return err
+	}
+	s.durable.touch()
+	if err := s.durable.sync(context.WithoutCancel(ctx)); err != nil {
+		s.failJournal(err)
+		return err
+	}
+	return nil
+}
+
+// writeUnleases writes the queued unleases, one frame per run of one
+// caller, not synced (see journal.go). Under mu. A write error shuts the
+// fast path (the unwritten keys stay leased: burnt if the journal is
+// replayed) and is returned.
+func (s *Store) writeUnleases() error {
+	s.cmu.Lock()
+	q := s.unleaseQ
+	s.unleaseQ = nil
+	ok := s.journalOK()
+	s.cmu.Unlock()
+	if len(q) == 0 || !ok || s.jrn == nil {
+		return nil
+	}
+	ids := make([]qkd.KeyID, 0, len(q))
+	for i := 0; i < len(q); {
+		k := i
+		ids = ids[:0]
+		for ; k < len(q) && q[k].caller == q[i].caller; k++ {
+			ids = append(ids, q[k].id)
+		}
+		if err := s.jrn.append(frameUnlease, q[i].caller, ids); err != nil {
+			s.failJournal(err)
+			return err
+		}
+		i = k
+	}
+	s.durable.touch()
+	return nil
+}
+
+// failJournal shuts the fast path for good after a journal (or sync)
+// failure and drops the caches; their keys are still in the database.
+// Under mu.
+func (s *Store) failJournal(err error) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.fastErr == nil || s.fastErr == errStopped {
+		s.log.Error("delivery journal failed; keys are delivered through the database from now on", "err", err)
+	}
+	if s.fastErr == nil {
+		s.fastErr = err
+	}
+	s.unleaseQ = nil
+	s.dropAllLocked()
+}
+
+// tidyJournal rewrites the journal with the live leases only (the keys
+// cached and those popped but not applied) once it has grown past
+// journalTidy (s.tidyAt) and past twice their size. The deliveries applied so far
+// must be durable before their leases go: a barrier first. Under mu, after
+// run applied pend.
+func (s *Store) tidyJournal(ctx context.Context) {
+	j := s.jrn
+	if j == nil || j.size < s.tidyAt {
+		return
+	}
+	s.cmu.Lock()
+	ok := s.fastErr == nil
+	live := len(s.pend) + len(s.cachedIDs)
+	s.cmu.Unlock()
+	if !ok || j.size < 2*int64(live)*int64(idSize) {
+		return
+	}
+	if err := s.durable.sync(context.WithoutCancel(ctx)); err != nil {
+		s.log.Warn("delivery journal not tidied", "err", err)
+		return
+	}
+	s.cmu.Lock()
+	var b []byte
+	for _, c := range s.caches {
+		ids := make([]qkd.KeyID, 0, c.live())
+		for _, k := range c.keys[c.head:] {
+			ids = append(ids, k.ID)
+		}
+		if len(ids) > 0 {
+			b = appendFrame(b, frameLease, c.id.caller, ids)
+		}
+	}
+	for i := 0; i < len(s.pend); {
+		k := i
+		var ids []qkd.KeyID
+		for ; k < len(s.pend) && s.pend[k].caller == s.pend[i].caller; k++ {
+			ids = append(ids, s.pend[k].id)
+		}
+		b = appendFrame(b, frameLease, s.pend[i].caller, ids)
+		i = k
+	}
+	s.cmu.Unlock()
+	err := j.rewrite(b)
+	s.durable.touch()
+	switch {
+	case err == nil:
+	case errors.Is(err, errJournalReplaced):
+		s.failJournal(err)
+	default:
+		s.log.Warn("delivery journal not tidied", "err", err)
+	}
+}
+
+// dropLocked evicts the cache c: its keys are unleased and wiped. Under
+// cmu.
 func (s *Store) dropLocked(c *pairCache) {
 	for j := c.head; j < len(c.keys); j++ {
 		delete(s.cachedIDs, c.keys[j].ID)
+		s.unleaseLocked(c, c.keys[j].ID)
 		c.keys[j].Data.Wipe()
 	}
 	c.keys, c.head = nil, 0
@@ -345,7 +501,8 @@ func evictIDs(s *Store, ids []qkd.KeyID) func() {
 
 func evictAll(s *Store) func() { return s.dropAllLocked }
 
-// evictExpired drops the cached keys expired at now, keeping the rest.
+// evictExpired drops (unleases) the cached keys expired at now, keeping
+// the rest.
 func evictExpired(s *Store, now time.Time) func() {
 	return func() {
 		for _, c := range s.caches {
@@ -354,6 +511,7 @@ func evictExpired(s *Store, now time.Time) func() {
 				k := c.keys[j]
 				if rules.Expired(&k, now) {
 					delete(s.cachedIDs, k.ID)
+					s.unleaseLocked(c, k.ID)
 					k.Data.Wipe()
 					continue
 				}
@@ -380,20 +538,15 @@ func (s *Store) detach(evict func()) []delivery {
 	return s.pend[:len(s.pend):len(s.pend)]
 }
 
-// forgetApplied forgets the first n deliveries once a committed transaction has
-// applied them, and lets the journal shrink. The caller holds mu.
+// forgetApplied forgets the first n deliveries once a committed
+// transaction has applied them. Their leases stay in the journal until
+// tidyJournal. The caller holds mu.
 func (s *Store) forgetApplied(n int) {
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
 	m := copy(s.pend, s.pend[n:])
 	clear(s.pend[m:])
 	s.pend = s.pend[:m]
-	if s.jrn != nil && s.journalOK() {
-		if err := s.jrn.applied(s.pend); err != nil {
-			s.log.Warn("delivery journal not emptied (replay skips applied deliveries)", "err", err)
-		}
-		s.durable.touch()
-	}
 	if len(s.pend) > 0 {
 		notify(s.armed)
 	}
@@ -402,8 +555,8 @@ func (s *Store) forgetApplied(n int) {
 	}
 }
 
-// journalOK reports whether the journal file is sound (it did not fail).
-// Under cmu.
+// journalOK reports whether the journal file is sound (it did not fail;
+// the fast path may be stopped for Close). Under cmu.
 func (s *Store) journalOK() bool { return s.fastErr == nil || s.fastErr == errStopped }
 
 // notify sends on a 1-buffered channel without blocking.
@@ -415,7 +568,8 @@ func notify(c chan struct{}) {
 }
 
 // flushLoop applies pend flushDelay after the first unapplied delivery, or
-// at once when flushBatch accumulate, until stop is closed.
+// at once when flushBatch accumulate, and refills the caches popLocked
+// queued, until stop is closed.
 func (s *Store) flushLoop(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTimer(time.Hour)
@@ -448,13 +602,18 @@ func (s *Store) flushLoop(stop <-chan struct{}, done chan<- struct{}) {
 	}
 }
 
-// flush applies pend now.
+// flush applies pend now (and writes the queued unleases), then tidies
+// the journal if it grew large.
 func (s *Store) flush(ctx context.Context) error {
 	if err := s.lock(ctx); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
-	return s.run(ctx, nil, nil)
+	if err := s.run(ctx, nil, nil); err != nil {
+		return err
+	}
+	s.tidyJournal(ctx)
+	return nil
 }
 
 // stopFlusher stops flushLoop and waits for it (not under mu: it may be

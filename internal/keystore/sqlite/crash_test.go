@@ -205,9 +205,9 @@ const crashModeEnv = "QKMS_KEYSTORE_CRASH_MODE"
 
 // TestKill9Takes kills a process in the middle of taking keys through the
 // fast path at a random point and reopens the store: no key the child
-// returned is there any more (nor can it be taken again), every other key
-// is there with its bytes except at most the keys of the takes in flight
-// (journaled, not yet returned: at most one per worker).
+// returned is there any more (nor can it be taken again); the keys leased
+// to its caches and not returned may be gone (burnt by the replay), and
+// every key still there has its bytes.
 func TestKill9Takes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
@@ -274,11 +274,10 @@ func kill9Takes(t *testing.T, killAfter int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inFlight := takeCrashKeys - len(returned) - left
-	t.Logf("killed after %d keys returned; %d left; %d in flight", len(returned), left, inFlight)
-	if inFlight < 0 || inFlight > 4*2 {
-		t.Errorf("%d keys returned + %d left of %d: %d unaccounted, want 0..8 (takes in flight)",
-			len(returned), left, takeCrashKeys, inFlight)
+	burnt := takeCrashKeys - len(returned) - left
+	t.Logf("killed after %d keys returned; %d left; %d leased and burnt", len(returned), left, burnt)
+	if burnt < 0 {
+		t.Errorf("%d keys returned + %d left of %d: more keys than were stored", len(returned), left, takeCrashKeys)
 	}
 	for id := range returned {
 		if _, err := s.TakeByID(ctx, keystore.TakeRequest{Master: master, Caller: slave, IDs: []qkd.KeyID{id}}); !errors.Is(err, qkd.ErrNotFound) {

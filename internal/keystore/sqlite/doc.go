@@ -6,25 +6,48 @@
 // # Durability
 //
 // The database runs in WAL mode with secure_delete=ON, one connection and
-// one transaction (BEGIN IMMEDIATE) per operation, so a crash (kill -9,
-// power loss with synchronous=full) leaves exactly the last committed state.
-// Statements are prepared once (stmts.go).
+// one transaction (BEGIN IMMEDIATE) per operation, so a crash of the
+// process (kill -9) leaves exactly the last committed state. Statements
+// are prepared once (stmts.go).
 //
-// The exception is the fast path of TakeForPair (cache.go): keys of a pair
-// are read and opened ahead into an in-memory cache, and a take pops them
-// and appends one frame naming the keys and the caller (no key bytes) to
-// the delivery journal, Path + ".journal", with a single write(2) (and an
-// fsync with synchronous=full) before it returns: that write is the durable
-// "delivered" mark. The journaled deliveries are applied to the database
-// (the rows deleted, under secure_delete) in the transaction of the next
-// operation of any other kind, by a background flush at most ~100 ms after
-// the first of them, or when 1024 accumulate; then the journal is emptied.
-// Open replays a journal a crash left before anything else. So after kill
-// -9 at any instant a key that was returned is never returned again, and a
-// key that was not returned is still there — except the keys of a take
-// whose journal write completed but which had not returned yet, as with a
-// commit that completes just before the crash. Every other operation sees
-// the exact state, and evicts (wipes) the cached keys it may touch first.
+// Power loss is covered too, at the price of one fsync shared by
+// concurrent callers (group commit) where it matters, not one per commit:
+//   - Ordering. With synchronous=normal (the default) a commit is written
+//     to the WAL with write(2) and not synced: power loss may lose a
+//     suffix of the commits, never reorder them or keep a later one
+//     without an earlier one (WAL replay stops at the first frame whose
+//     checksum fails).
+//   - Barrier before anything leaves. Store.Sync (durable.go) fsyncs the
+//     WAL and the delivery journal; once it returns, every operation that
+//     returned before it survives power loss. One-time material is marked
+//     used by a committed operation before it is handed out: the caller
+//     (the link layer) calls Sync after TakeSlot, UseSlot or
+//     ApplyRelayStep and before any tag or ciphertext made with the
+//     material is sent, so power loss cannot bring back a MAC slot or a
+//     pad whose use left the node. TakeByID and the slow path of
+//     TakeForPair call the barrier themselves before they return keys.
+//   - Leases fsynced before pops. The fast path of TakeForPair (cache.go,
+//     journal.go) keeps the first keys of a pair opened in memory; before
+//     they enter the cache, one frame of the delivery journal
+//     (Path + ".journal") leases them all to the caller and is fsynced
+//     (through the same syncer); a take then pops keys with no I/O at
+//     all. The popped keys' deliveries are applied to the database (the
+//     rows deleted) by the next operation of any other kind, by a
+//     background flush at most ~100 ms after the first of them, or when
+//     1024 accumulate. Keys that leave a cache without being popped are
+//     unleased by a later frame. Open replays the journal in order before
+//     anything else: what is leased at the end is applied as delivered —
+//     the keys a crash or power loss caught leased but not popped are
+//     burnt (at most about a cache's fill per pair), never served twice;
+//     a lost unlease only burns its keys too. The journal is rewritten
+//     with the live leases only after a barrier made the deliveries
+//     applied so far durable, and Close removes it only once everything
+//     is applied and durable.
+//
+// With synchronous=full every commit is also durable on its own (and Sync
+// costs little more than the journal's fsync). Every other operation sees
+// the exact state: it applies the popped deliveries first and evicts
+// (unleases, wipes) the cached keys it may touch.
 //
 // # Sealing
 //

@@ -248,19 +248,23 @@ func TestSyncSharesFlushes(t *testing.T) {
 }
 
 // TestSyncClosed: Sync after Close returns ErrClosed, after Zeroize
-// ErrZeroized (also after Close then Zeroize), and a Sync whose flush was
-// under way when the store closed returns why.
+// ErrZeroized (also after Close then Zeroize). A Sync whose flush is under
+// way when the store ends: Close waits for it (and flushes once more
+// itself), so it succeeds; Zeroize does not wait, and the flush, finding
+// the files shut, returns ErrZeroized.
 func TestSyncClosed(t *testing.T) {
 	tests := []struct {
-		name string
-		end  func(s *Store) error
-		want error
+		name     string
+		end      func(s *Store) error
+		waits    bool  // end waits for the flush under way
+		inFlight error // what the Sync under way returns
+		after    error
 	}{
-		{"Close", func(s *Store) error { return s.Close() }, ErrClosed},
-		{"Zeroize", func(s *Store) error { return s.Zeroize(context.Background()) }, keystore.ErrZeroized},
+		{"Close", func(s *Store) error { return s.Close() }, true, nil, ErrClosed},
+		{"Zeroize", func(s *Store) error { return s.Zeroize(context.Background()) }, false, keystore.ErrZeroized, keystore.ErrZeroized},
 		{"Close then Zeroize", func(s *Store) error {
 			return errors.Join(s.Close(), s.Zeroize(context.Background()))
-		}, keystore.ErrZeroized},
+		}, true, nil, keystore.ErrZeroized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -277,15 +281,26 @@ func TestSyncClosed(t *testing.T) {
 			inFlight := make(chan error, 1)
 			go func() { inFlight <- s.Sync(t.Context()) }()
 			<-g.entered
-			if err := tt.end(s); err != nil {
+			ended := make(chan error, 1)
+			if tt.waits {
+				s.durable.mu.Lock()
+				joined := joins(s.durable)
+				s.durable.mu.Unlock()
+				go func() { ended <- tt.end(s) }()
+				<-joined // Close's own barrier waits behind the flush under way
+				close(g.release)
+			} else {
+				ended <- tt.end(s)
+				close(g.release)
+			}
+			if err := <-ended; err != nil {
 				t.Fatal(err)
 			}
-			g.release <- nil
-			if err := <-inFlight; !errors.Is(err, tt.want) {
-				t.Errorf("Sync under way = %v, want %v", err, tt.want)
+			if err := <-inFlight; !errors.Is(err, tt.inFlight) {
+				t.Errorf("Sync under way = %v, want %v", err, tt.inFlight)
 			}
-			if err := s.Sync(t.Context()); !errors.Is(err, tt.want) {
-				t.Errorf("Sync after = %v, want %v", err, tt.want)
+			if err := s.Sync(t.Context()); !errors.Is(err, tt.after) {
+				t.Errorf("Sync after = %v, want %v", err, tt.after)
 			}
 		})
 	}

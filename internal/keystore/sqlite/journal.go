@@ -19,45 +19,75 @@ import (
 )
 
 // The delivery journal (Options.Path + ".journal", mode 0600) makes the
-// fast path of TakeForPair durable without a database commit: before keys
-// taken from a pair cache are returned, one write(2) appends a frame that
-// names them and their caller — no key bytes — and that write is the
-// durable "delivered" mark (the page cache outlives the process; with
-// synchronous=full the file is also fsynced). A later transaction applies
-// the journaled deliveries to the database (the rows are deleted, under
-// secure_delete) and the journal is emptied; Open replays what a crash left.
+// fast path of TakeForPair durable without a database transaction per
+// take: keys are leased in bulk. Before keys enter a pair cache (cache.go)
+// one frame names them all and their caller — no key bytes — and is made
+// durable (fsync, through the syncer) before any of them can be popped; a
+// pop then does no I/O at all: the lease is the durable mark of the
+// delivery. A key that leaves a cache without being popped (another
+// operation touches it, it expired, a refill dropped it, the store closes)
+// is given back by an unlease frame, appended later (not synced: see
+// below). A later transaction applies the popped keys' deliveries to the
+// database (the rows are deleted, under secure_delete).
 //
 // Frame:
 //
-//	magic 0xA7 | count uint32 BE | caller length uint16 BE | caller | count × key ID [16] | CRC-32C of all before
+//	kind (0xA7 lease, 0xA5 unlease) | count uint32 BE | caller length uint16 BE | caller | count × key ID [16] | CRC-32C of all before
 //
-// One frame is one take, written with one write(2): replay applies a frame
-// whole or, if it is torn or corrupt, not at all (that take never
-// returned). Applying a delivery is idempotent (the caller leaves the key's
-// Pending list; the key is deleted when the list is empty; an absent key is
-// skipped), so a journal may hold deliveries that were applied already.
+// A frame is written with one write(2). Replay (Open) reads the frames in
+// order up to the first torn or corrupt one: a lease marks its keys
+// delivered to its caller, a later unlease of a key by the same caller
+// takes that back, and what is leased at the end is applied to the
+// database as delivered, in one transaction, made durable before the
+// journal is emptied. So a crash — or power loss — burns what was leased
+// but not popped, and never brings back a key that was popped:
+//   - a lease is durable before any of its keys is popped (a torn lease
+//     served nothing);
+//   - an unlease that is lost (power loss before the next fsync of the
+//     journal) leaves its keys leased: they are burnt, the safe direction;
+//   - frames are written under the store's lock, and an unlease is written
+//     before any later frame (cache.go), so replay in file order sees a
+//     key's last lease after its earlier unleases;
+//   - applying a delivery is idempotent (the caller leaves the key's
+//     Pending list, the key is deleted when the list is empty, an absent
+//     key is skipped), so the journal may keep leases of keys applied
+//     long ago; it is rewritten with the live leases only (tidyJournal)
+//     after a barrier made every delivery applied so far durable.
+//
+// Frames of earlier versions (0xA7, one per take, naming delivered keys)
+// read as leases, which is what they meant.
 
 const (
-	frameMagic  = 0xA7
-	frameHead   = 1 + 4 + 2
-	frameTail   = 4
-	maxCaller   = 1<<16 - 1
-	idSize      = len(qkd.KeyID{})
-	journalTidy = 64 << 10 // rewrite a journal that grows past this while deliveries stay unapplied
+	frameLease   = 0xA7
+	frameUnlease = 0xA5
+	frameHead    = 1 + 4 + 2
+	frameTail    = 4
+	maxCaller    = 1<<16 - 1
+	idSize       = len(qkd.KeyID{})
+	journalTidy  = 64 << 10 // rewrite a journal that grows past this (and past twice its live leases)
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// delivery is one journaled delivery of key id to caller.
+// delivery is the delivery of key id to caller: popped from a lease and
+// not yet applied to the database (pend), or replayed.
 type delivery struct {
 	id     qkd.KeyID
 	caller qkd.SAEID
 }
 
-// appendFrame appends the frame of caller taking ids.
-func appendFrame(b []byte, caller qkd.SAEID, ids []qkd.KeyID) []byte {
+// entry is one key of a journal frame.
+type entry struct {
+	id      qkd.KeyID
+	caller  qkd.SAEID
+	unlease bool
+}
+
+// appendFrame appends the frame of kind (frameLease, frameUnlease) naming
+// ids and caller.
+func appendFrame(b []byte, kind byte, caller qkd.SAEID, ids []qkd.KeyID) []byte {
 	start := len(b)
-	b = append(b, frameMagic)
+	b = append(b, kind)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(ids)))
 	b = binary.BigEndian.AppendUint16(b, uint16(len(caller)))
 	b = append(b, caller...)
@@ -67,15 +97,20 @@ func appendFrame(b []byte, caller qkd.SAEID, ids []qkd.KeyID) []byte {
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 }
 
-// parseFrames returns the deliveries of the whole, valid frames at the
-// start of b and how many bytes they cover; it stops at the first torn or
+// frameSize is the size of a frame naming n keys for caller.
+func frameSize(caller qkd.SAEID, n int) int64 {
+	return int64(frameHead + len(caller) + n*idSize + frameTail)
+}
+
+// parseFrames returns the entries of the whole, valid frames at the start
+// of b and how many bytes they cover; it stops at the first torn or
 // corrupt frame.
-func parseFrames(b []byte) ([]delivery, int) {
-	var out []delivery
+func parseFrames(b []byte) ([]entry, int) {
+	var out []entry
 	off := 0
 	for {
 		rest := b[off:]
-		if len(rest) < frameHead+frameTail || rest[0] != frameMagic {
+		if len(rest) < frameHead+frameTail || (rest[0] != frameLease && rest[0] != frameUnlease) {
 			return out, off
 		}
 		n := uint64(binary.BigEndian.Uint32(rest[1:]))
@@ -89,14 +124,43 @@ func parseFrames(b []byte) ([]delivery, int) {
 			return out, off
 		}
 		caller := qkd.SAEID(body[frameHead : frameHead+cl])
+		unlease := rest[0] == frameUnlease
 		for ids := body[frameHead+cl:]; len(ids) > 0; ids = ids[idSize:] {
-			out = append(out, delivery{id: qkd.KeyID(ids[:idSize]), caller: caller})
+			out = append(out, entry{id: qkd.KeyID(ids[:idSize]), caller: caller, unlease: unlease})
 		}
 		off += int(size)
 	}
 }
 
-// journal is the open journal file. Its owner (Store, under cmu) serialises
+// leased replays entries in order and returns the keys leased at the end,
+// as deliveries, in the order of their last lease.
+func leased(es []entry) []delivery {
+	at := make(map[qkd.KeyID]int) // index in out of a key leased now
+	var out []delivery
+	for _, e := range es {
+		i, ok := at[e.id]
+		switch {
+		case e.unlease:
+			if ok && out[i].caller == e.caller {
+				out[i].caller = "" // dropped below
+				delete(at, e.id)
+			}
+		case ok:
+			out[i].caller = ""
+			fallthrough
+		default:
+			at[e.id] = len(out)
+			out = append(out, delivery{id: e.id, caller: e.caller})
+		}
+	}
+	out = slices.DeleteFunc(out, func(d delivery) bool { return d.caller == "" })
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// journal is the open journal file. Its owner (Store, under mu) serialises
 // every call. f is replaced and closed under fmu (the syncer's), which a
 // flush holds while it syncs f.
 type journal struct {
@@ -104,16 +168,18 @@ type journal struct {
 	fmu  *sync.Mutex
 	f    *os.File
 	size int64
-	sync bool
 	buf  []byte
+	// onRewritten: test hook, called when a rewrite is durable.
+	onRewritten func()
 }
 
 func journalPath(db string) string { return db + ".journal" }
 
 // openJournal opens (creating) the journal at path, which must be empty
-// (replayed) or absent.
-// fmu guards replacing and closing the file (nil: a mutex of its own).
-func openJournal(path string, full bool, fmu *sync.Mutex) (*journal, error) {
+// (replayed) or absent, and syncs its directory, so that leases synced
+// into it survive power loss. fmu guards replacing and closing the file
+// (nil: a mutex of its own).
+func openJournal(path string, fmu *sync.Mutex) (*journal, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("keystore/sqlite: journal: %w", err)
@@ -121,30 +187,25 @@ func openJournal(path string, full bool, fmu *sync.Mutex) (*journal, error) {
 	if fmu == nil {
 		fmu = new(sync.Mutex)
 	}
-	j := &journal{path: path, fmu: fmu, f: f, sync: full}
+	j := &journal{path: path, fmu: fmu, f: f}
 	if err := f.Truncate(0); err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("keystore/sqlite: journal: %w", err)
 	}
-	if full {
-		if err := syncDir(filepath.Dir(path)); err != nil {
-			_ = f.Close()
-			return nil, err
-		}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		_ = f.Close()
+		return nil, err
 	}
 	return j, nil
 }
 
-// append writes the frame of caller taking ids with one write(2) (and an
-// fsync with synchronous=full). On error the file is cut back to where it
-// was; if even that fails the journal may end in a torn frame and must not
-// be appended to again (the caller stops using it).
-func (j *journal) append(caller qkd.SAEID, ids []qkd.KeyID) error {
-	j.buf = appendFrame(j.buf[:0], caller, ids)
+// append writes the frame of kind naming ids and caller with one
+// write(2), not synced. On error the file is cut back to where it was; if
+// even that fails the journal may end in a torn frame and must not be
+// appended to again (the caller stops using it).
+func (j *journal) append(kind byte, caller qkd.SAEID, ids []qkd.KeyID) error {
+	j.buf = appendFrame(j.buf[:0], kind, caller, ids)
 	n, err := j.f.Write(j.buf)
-	if err == nil && j.sync {
-		err = j.f.Sync()
-	}
 	if err != nil {
 		if n > 0 {
 			if terr := j.f.Truncate(j.size); terr != nil {
@@ -157,67 +218,50 @@ func (j *journal) append(caller qkd.SAEID, ids []qkd.KeyID) error {
 	return nil
 }
 
-// applied is called when every delivery the journal holds but rest has
-// reached the database: it empties the journal, or, if rest is not empty
-// and the file has grown past journalTidy, replaces it atomically by a
-// journal of rest alone. Otherwise the file keeps applied frames, which
-// replay skips.
-func (j *journal) applied(rest []delivery) error {
-	if len(rest) == 0 {
-		if j.size == 0 {
-			return nil
-		}
-		if err := j.f.Truncate(0); err != nil {
-			return fmt.Errorf("keystore/sqlite: journal: %w", err)
-		}
-		j.size = 0
-		return nil
-	}
-	if j.size < journalTidy {
-		return nil
-	}
-	var b []byte
-	for i := 0; i < len(rest); {
-		k := i
-		ids := make([]qkd.KeyID, 0, 64)
-		for ; k < len(rest) && rest[k].caller == rest[i].caller; k++ {
-			ids = append(ids, rest[k].id)
-		}
-		b = appendFrame(b, rest[i].caller, ids)
-		i = k
-	}
+// errJournalReplaced: a rewrite failed after its rename; the descriptor
+// may point at the unlinked old file, or the rename may not be durable.
+var errJournalReplaced = errors.New("keystore/sqlite: journal rewritten but not reopened")
+
+// rewrite replaces the journal atomically by frames b and keeps appending
+// to the new file: temporary file, fsync, rename, fsync of the directory.
+// An error wrapping errJournalReplaced means the journal must not be used
+// again; any other leaves the old journal in place and usable.
+func (j *journal) rewrite(b []byte) error {
 	tmp := j.path + ".tmp"
-	err := writeFileSync(tmp, b, j.sync)
+	err := writeFileSync(tmp, b)
 	if err == nil {
 		err = os.Rename(tmp, j.path)
-	}
-	if err == nil && j.sync {
-		err = syncDir(filepath.Dir(j.path))
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("keystore/sqlite: journal rewrite: %w", err)
 	}
+	derr := syncDir(filepath.Dir(j.path))
 	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
-		// The renamed file is in place and complete; the old descriptor
-		// now points at an unlinked file, so stop appending.
-		return fmt.Errorf("keystore/sqlite: journal reopen: %w", err)
+		return fmt.Errorf("%w: %w", errJournalReplaced, err)
 	}
 	j.fmu.Lock()
-	_ = j.f.Close()
+	old := j.f
 	j.f, j.size = f, int64(len(b))
 	j.fmu.Unlock()
+	_ = old.Close()
+	if derr != nil {
+		return fmt.Errorf("%w: %w", errJournalReplaced, derr)
+	}
+	if j.onRewritten != nil {
+		j.onRewritten()
+	}
 	return nil
 }
 
-func writeFileSync(path string, b []byte, sync bool) error {
+func writeFileSync(path string, b []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
 	_, err = f.Write(b)
-	if err == nil && sync {
+	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -227,7 +271,7 @@ func writeFileSync(path string, b []byte, sync bool) error {
 }
 
 // close closes the file and removes it if remove is set (every delivery
-// it holds was applied).
+// it holds is durable in the database and no lease is live).
 func (j *journal) close(remove bool) error {
 	j.fmu.Lock()
 	err := j.f.Close()
@@ -240,8 +284,8 @@ func (j *journal) close(remove bool) error {
 	return err
 }
 
-// replayJournal applies the deliveries a previous run journaled but did not
-// apply, in one transaction, before anything else reads the keys. It then
+// replayJournal applies the leases a previous run left (popped or not) as
+// deliveries, in one transaction, before anything else reads the keys. It then
 // leaves the file to openJournal, which empties it.
 func (s *Store) replayJournal(ctx context.Context) error {
 	path := journalPath(s.path)
@@ -255,18 +299,24 @@ func (s *Store) replayJournal(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("keystore/sqlite: journal: %w", err)
 	}
-	recs, used := parseFrames(raw)
+	entries, used := parseFrames(raw)
 	if used < len(raw) {
-		s.log.Warn("delivery journal ends in a torn or corrupt frame; ignored (that take never returned)",
+		s.log.Warn("delivery journal ends in a torn or corrupt frame; ignored (no key of it was served)",
 			"bytes", len(raw)-used)
 	}
+	recs := leased(entries)
 	if len(recs) == 0 {
 		return nil
 	}
 	if err := s.inTx(ctx, func(tx *txn) error { return s.applyDeliveries(ctx, tx, recs) }); err != nil {
 		return fmt.Errorf("keystore/sqlite: journal replay: %w", err)
 	}
-	s.log.Info("delivery journal replayed", "deliveries", len(recs))
+	// openJournal empties the journal next: the deliveries must be durable
+	// in the database first.
+	if err := s.durable.sync(ctx); err != nil {
+		return fmt.Errorf("keystore/sqlite: journal replay: sync: %w", err)
+	}
+	s.log.Info("delivery journal replayed (leased keys are delivered or burnt)", "keys", len(recs))
 	return nil
 }
 

@@ -79,7 +79,7 @@ func rowsWithID(t testing.TB, dir string, id qkd.KeyID) int {
 }
 
 // crash stops s as kill -9 would: no flush, no cleanup; what was written
-// (the journal, committed transactions) stays.
+// (the journal, committed transactions) stays, synced or not.
 func crash(t testing.TB, s *Store) {
 	t.Helper()
 	s.stopFlusher()
@@ -118,25 +118,28 @@ func ids(keys []keystore.Key) []qkd.KeyID {
 
 func TestParseFrames(t *testing.T) {
 	id := func(b byte) qkd.KeyID { return qkd.KeyID{0: b, 15: b} }
-	one := appendFrame(nil, "SAE_A1", []qkd.KeyID{id(1)})
-	two := appendFrame(slices.Clone(one), "SAE_B2", []qkd.KeyID{id(2), id(3)})
+	one := appendFrame(nil, frameLease, "SAE_A1", []qkd.KeyID{id(1)})
+	two := appendFrame(slices.Clone(one), frameUnlease, "SAE_B2", []qkd.KeyID{id(2), id(3)})
 	flipped := slices.Clone(two)
 	flipped[len(one)+9] ^= 1
+	badKind := slices.Clone(two)
+	badKind[len(one)] = 0x42
 	tests := []struct {
 		name string
 		in   []byte
-		want []delivery
+		want []entry
 		used int
 	}{
 		{"empty", nil, nil, 0},
-		{"one", one, []delivery{{id(1), "SAE_A1"}}, len(one)},
-		{"two", two, []delivery{{id(1), "SAE_A1"}, {id(2), "SAE_B2"}, {id(3), "SAE_B2"}}, len(two)},
-		{"torn second frame", two[:len(two)-1], []delivery{{id(1), "SAE_A1"}}, len(one)},
-		{"torn in the header", two[:len(one)+3], []delivery{{id(1), "SAE_A1"}}, len(one)},
-		{"corrupt second frame", flipped, []delivery{{id(1), "SAE_A1"}}, len(one)},
-		{"garbage after", append(slices.Clone(one), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), []delivery{{id(1), "SAE_A1"}}, len(one)},
+		{"one", one, []entry{{id(1), "SAE_A1", false}}, len(one)},
+		{"two", two, []entry{{id(1), "SAE_A1", false}, {id(2), "SAE_B2", true}, {id(3), "SAE_B2", true}}, len(two)},
+		{"torn second frame", two[:len(two)-1], []entry{{id(1), "SAE_A1", false}}, len(one)},
+		{"torn in the header", two[:len(one)+3], []entry{{id(1), "SAE_A1", false}}, len(one)},
+		{"corrupt second frame", flipped, []entry{{id(1), "SAE_A1", false}}, len(one)},
+		{"unknown kind", badKind, []entry{{id(1), "SAE_A1", false}}, len(one)},
+		{"garbage after", append(slices.Clone(one), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), []entry{{id(1), "SAE_A1", false}}, len(one)},
 		{"zeros", make([]byte, 64), nil, 0},
-		{"huge count", []byte{frameMagic, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0}, nil, 0},
+		{"huge count", []byte{frameLease, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0}, nil, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,59 +147,208 @@ func TestParseFrames(t *testing.T) {
 			if used != tt.used {
 				t.Errorf("used = %d, want %d", used, tt.used)
 			}
+			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(entry{})); diff != "" {
+				t.Errorf("entries (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestLeased: replay applies frames in order; what is leased at the end
+// is delivered.
+func TestLeased(t *testing.T) {
+	id := func(b byte) qkd.KeyID { return qkd.KeyID{0: b, 15: b} }
+	lease := func(c qkd.SAEID, ks ...byte) []entry {
+		var out []entry
+		for _, k := range ks {
+			out = append(out, entry{id: id(k), caller: c})
+		}
+		return out
+	}
+	unlease := func(c qkd.SAEID, ks ...byte) []entry {
+		out := lease(c, ks...)
+		for i := range out {
+			out[i].unlease = true
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		frames [][]entry
+		want   []delivery
+	}{
+		{"nothing", nil, nil},
+		{"lease", [][]entry{lease("A", 1, 2)}, []delivery{{id(1), "A"}, {id(2), "A"}}},
+		{"unlease part", [][]entry{lease("A", 1, 2, 3), unlease("A", 2)}, []delivery{{id(1), "A"}, {id(3), "A"}}},
+		{"unlease all", [][]entry{lease("A", 1, 2), unlease("A", 2, 1)}, nil},
+		{"leased again", [][]entry{lease("A", 1, 2), unlease("A", 1, 2), lease("A", 2)}, []delivery{{id(2), "A"}}},
+		{"unlease before its lease", [][]entry{unlease("A", 1), lease("A", 1)}, []delivery{{id(1), "A"}}},
+		{"unlease by another caller", [][]entry{lease("A", 1), unlease("B", 1)}, []delivery{{id(1), "A"}}},
+		{"two callers", [][]entry{lease("A", 1), lease("B", 2), unlease("A", 1)}, []delivery{{id(2), "B"}}},
+		{"last lease wins", [][]entry{lease("A", 1), lease("B", 1)}, []delivery{{id(1), "B"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := leased(slices.Concat(tt.frames...))
 			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(delivery{})); diff != "" {
-				t.Errorf("deliveries (-want +got):\n%s", diff)
+				t.Errorf("leased (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
 
 func FuzzParseFrames(f *testing.F) {
-	f.Add(appendFrame(nil, "SAE_A1", []qkd.KeyID{{1}, {2}}), "SAE_B1", 3)
-	f.Add([]byte{frameMagic, 0xff, 0xff, 0xff, 0xff, 0, 1}, "", 0)
-	f.Fuzz(func(t *testing.T, prefix []byte, caller string, n int) {
+	f.Add(appendFrame(nil, frameLease, "SAE_A1", []qkd.KeyID{{1}, {2}}), "SAE_B1", 3, false)
+	f.Add([]byte{frameUnlease, 0xff, 0xff, 0xff, 0xff, 0, 1}, "", 0, true)
+	f.Fuzz(func(t *testing.T, prefix []byte, caller string, n int, unlease bool) {
 		if len(caller) > maxCaller || n < 0 || n > 64 {
 			return
 		}
-		recs, used := parseFrames(prefix) // must not panic
+		es, used := parseFrames(prefix) // must not panic
 		if used > len(prefix) {
 			t.Fatalf("used %d of %d bytes", used, len(prefix))
 		}
-		// Appending a whole frame after what parses adds exactly its deliveries.
+		_ = leased(es)
+		// Appending a whole frame after what parses adds exactly its entries.
 		ids := make([]qkd.KeyID, n)
 		for i := range ids {
 			ids[i][0] = byte(i)
 		}
-		again, used2 := parseFrames(appendFrame(slices.Clone(prefix[:used]), qkd.SAEID(caller), ids))
-		if len(again) != len(recs)+n || used2 <= used {
-			t.Fatalf("frame of %d after %d deliveries parsed as %d deliveries", n, len(recs), len(again))
+		kind := byte(frameLease)
+		if unlease {
+			kind = frameUnlease
+		}
+		again, used2 := parseFrames(appendFrame(slices.Clone(prefix[:used]), kind, qkd.SAEID(caller), ids))
+		if len(again) != len(es)+n || used2 <= used {
+			t.Fatalf("frame of %d after %d entries parsed as %d entries", n, len(es), len(again))
+		}
+		for _, e := range again[len(es):] {
+			if e.unlease != unlease || e.caller != qkd.SAEID(caller) {
+				t.Fatalf("entry %+v, want caller %q unlease %v", e, caller, unlease)
+			}
 		}
 	})
 }
 
-// TestJournalReplay takes keys through the fast path, "crashes" before the
-// deliveries reach the database, damages or keeps the journal as each case
-// says, and reopens: the journaled deliveries are gone, everything else is
-// there with its bytes.
+// journalSize returns the size of s's journal file.
+func journalSize(t testing.TB, dir string) int64 {
+	t.Helper()
+	fi, err := os.Stat(journalPath(filepath.Join(dir, "keys.db")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// TestPopNoIO: once a cache is filled (and leased), popping from it writes
+// nothing: no journal frame, no commit.
+func TestPopNoIO(t *testing.T) {
+	dir := t.TempDir()
+	s := openQuiet(t, dir)
+	readyKeys(t, s, 40, nil)
+	ctx := t.Context()
+	if _, err := s.TakeForPair(ctx, pairReq(1)); err != nil { // fills, leases, pops
+		t.Fatal(err)
+	}
+	size, dirty := journalSize(t, dir), s.durable.dirty.Load()
+	if size == 0 {
+		t.Fatal("no lease in the journal after a fill")
+	}
+	for range 10 {
+		if _, err := s.TakeForPair(ctx, pairReq(2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := journalSize(t, dir); got != size {
+		t.Errorf("journal grew from %d to %d bytes over 10 fast-path takes", size, got)
+	}
+	if got := s.durable.dirty.Load(); got != dirty {
+		t.Errorf("%d writes over 10 fast-path takes, want none", got-dirty)
+	}
+}
+
+// TestJournalReplay takes keys through the fast path (and other ways),
+// "crashes" (as kill -9: what was written stays), damages or keeps the
+// journal as each case says, and reopens: the keys that were leased and
+// not given back are gone — popped or not — and exactly the others are
+// there, in order, with their bytes. No key that was returned is there.
 func TestJournalReplay(t *testing.T) {
-	tests := []struct {
-		name string
-		// damage changes the journal after the crash; it returns how many
-		// of the last takes it undid (those keys must be back).
-		damage func(t *testing.T, path string) int
-	}{
-		{"intact", func(*testing.T, string) int { return 0 }},
-		{"torn last frame", func(t *testing.T, path string) int {
+	type result struct {
+		returned []keystore.Key
+		gone     int // keys[:gone] are gone, also those not returned
+		also     []qkd.KeyID
+	}
+	take := func(t *testing.T, s *Store, n int) []keystore.Key {
+		t.Helper()
+		got, err := s.TakeForPair(t.Context(), pairReq(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	byID := func(t *testing.T, s *Store, k keystore.Key) []keystore.Key {
+		t.Helper()
+		got, err := s.TakeByID(t.Context(), keystore.TakeRequest{Master: master, Caller: slave, IDs: []qkd.KeyID{k.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	cut := func(n int64) func(t *testing.T, path string) {
+		return func(t *testing.T, path string) {
 			fi, err := os.Stat(path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Truncate(path, fi.Size()-5); err != nil {
+			if err := os.Truncate(path, fi.Size()-n); err != nil {
 				t.Fatal(err)
 			}
-			return 1
-		}},
-		{"garbage after", func(t *testing.T, path string) int {
+		}
+	}
+	tests := []struct {
+		name string
+		// run works on a store whose caches take 8 keys; keys are 40.
+		run    func(t *testing.T, s *Store, keys []keystore.Key) result
+		damage func(t *testing.T, path string)
+	}{
+		{"leased", func(t *testing.T, s *Store, keys []keystore.Key) result {
+			got := append(take(t, s, 1), take(t, s, 3)...)
+			return result{returned: got, gone: 8}
+		}, nil},
+		{"evicted", func(t *testing.T, s *Store, keys []keystore.Key) result {
+			got := take(t, s, 3)
+			got = append(got, byID(t, s, keys[5])...) // evicts the cache: 3, 4, 6, 7 unleased
+			return result{returned: got, gone: 3, also: []qkd.KeyID{keys[5].ID}}
+		}, nil},
+		{"evicted, unlease torn", func(t *testing.T, s *Store, keys []keystore.Key) result {
+			got := take(t, s, 3)
+			got = append(got, byID(t, s, keys[5])...)
+			return result{returned: got, gone: 8} // the unlease is lost: burnt
+		}, cut(5)},
+		{"leased again", func(t *testing.T, s *Store, keys []keystore.Key) result {
+			got := take(t, s, 3)
+			got = append(got, byID(t, s, keys[5])...)
+			got = append(got, take(t, s, 2)...) // leases 3, 4, 6..11
+			return result{returned: got, gone: 12}
+		}, nil},
+		{"refilled", func(t *testing.T, s *Store, keys []keystore.Key) result {
+			got := append(take(t, s, 1), take(t, s, 4)...) // 3 of 8 left: a refill is queued
+			if err := s.refillQueued(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, take(t, s, 1)...)
+			return result{returned: got, gone: 16} // 5..7 kept, 8..15 leased
+		}, nil},
+		{"expired", func(t *testing.T, s *Store, keys []keystore.Key) result {
+			got := take(t, s, 1)
+			if _, err := s.ExpireKeys(t.Context(), time.Now()); err != nil { // no key expires: nothing evicted
+				t.Fatal(err)
+			}
+			return result{returned: got, gone: 8}
+		}, nil},
+		{"garbage after", func(t *testing.T, s *Store, keys []keystore.Key) result {
+			return result{returned: take(t, s, 2), gone: 8}
+		}, func(t *testing.T, path string) {
 			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 			if err != nil {
 				t.Fatal(err)
@@ -205,14 +357,14 @@ func TestJournalReplay(t *testing.T) {
 			if _, err := f.Write([]byte("\xa7garbage")); err != nil {
 				t.Fatal(err)
 			}
-			return 0
 		}},
-		{"left-over rewrite", func(t *testing.T, path string) int {
+		{"left-over rewrite", func(t *testing.T, s *Store, keys []keystore.Key) result {
+			return result{returned: take(t, s, 2), gone: 8}
+		}, func(t *testing.T, path string) {
 			// A rewrite interrupted before its rename: a partial copy.
-			if err := os.WriteFile(path+".tmp", []byte{frameMagic, 1}, 0o600); err != nil {
+			if err := os.WriteFile(path+".tmp", []byte{frameLease, 1}, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			return 0
 		}},
 	}
 	for _, tt := range tests {
@@ -220,51 +372,39 @@ func TestJournalReplay(t *testing.T) {
 			dir := t.TempDir()
 			s := openQuiet(t, dir)
 			keys := readyKeys(t, s, 40, nil)
-			ctx := t.Context()
-			var taken [][]keystore.Key
-			for _, n := range []int{1, 3, 1, 2} {
-				got, err := s.TakeForPair(ctx, pairReq(n))
-				if err != nil {
-					t.Fatal(err)
-				}
-				taken = append(taken, got)
-			}
-			if rowsWithID(t, dir, taken[0][0].ID) != 1 || rowsWithID(t, dir, taken[3][0].ID) != 1 {
-				t.Fatal("deliveries reached the database before the crash; the test needs them journaled only")
-			}
+			setFill(s, pairReq(1), 8)
+			res := tt.run(t, s, keys)
 			crash(t, s)
-			undone := tt.damage(t, journalPath(filepath.Join(dir, "keys.db")))
+			if tt.damage != nil {
+				tt.damage(t, journalPath(filepath.Join(dir, "keys.db")))
+			}
 
 			s = openQuiet(t, dir)
+			ctx := t.Context()
 			if _, err := os.Stat(journalPath(filepath.Join(dir, "keys.db")) + ".tmp"); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("left-over journal rewrite not removed: %v", err)
 			}
-			gone := taken[:len(taken)-undone]
-			nGone := 0
-			for _, ks := range gone {
-				for _, k := range ks {
-					nGone++
-					if n := rowsWithID(t, dir, k.ID); n != 0 {
-						t.Errorf("key %s was returned before the crash but is in the database after it", k.ID)
-					}
-					if _, err := s.TakeByID(ctx, keystore.TakeRequest{Master: master, Caller: slave, IDs: []qkd.KeyID{k.ID}}); !errors.Is(err, qkd.ErrNotFound) {
-						t.Errorf("TakeByID(returned key %s) after replay = %v, want ErrNotFound", k.ID, err)
-					}
+			for _, k := range res.returned {
+				if n := rowsWithID(t, dir, k.ID); n != 0 {
+					t.Errorf("key %s was returned before the crash but is in the database after it", k.ID)
+				}
+				if _, err := s.TakeByID(ctx, keystore.TakeRequest{Master: master, Caller: slave, IDs: []qkd.KeyID{k.ID}}); !errors.Is(err, qkd.ErrNotFound) {
+					t.Errorf("TakeByID(returned key %s) after replay = %v, want ErrNotFound", k.ID, err)
+				}
+			}
+			var want []keystore.Key
+			for _, k := range keys[res.gone:] {
+				if !slices.Contains(res.also, k.ID) {
+					want = append(want, k)
 				}
 			}
 			n, err := s.CountKeys(ctx, pairReq(0))
-			if err != nil || n != len(keys)-nGone {
-				t.Fatalf("CountKeys after replay = %d, %v; want %d", n, err, len(keys)-nGone)
+			if err != nil || n != len(want) {
+				t.Fatalf("CountKeys after replay = %d, %v; want %d", n, err, len(want))
 			}
-			// Everything not journaled (including the keys of undone
-			// takes) is there, in order, with its bytes.
 			rest, err := s.TakeForPair(ctx, pairReq(n))
 			if err != nil {
 				t.Fatal(err)
-			}
-			want := keys[nGone:]
-			if len(rest) != len(want) {
-				t.Fatalf("took %d keys after replay, want %d", len(rest), len(want))
 			}
 			for i := range want {
 				if rest[i].ID != want[i].ID || !bytes.Equal(rest[i].Data.Expose(), want[i].Data.Expose()) {
@@ -275,33 +415,26 @@ func TestJournalReplay(t *testing.T) {
 	}
 }
 
-// TestJournalReplayIdempotent: a journal whose deliveries were applied
-// already (the flush committed, the crash came before the journal was
-// emptied) is replayed without harm.
+// TestJournalReplayIdempotent: a journal whose leases were all applied
+// already (the keys were popped and the flush committed; the journal was
+// not tidied) is replayed without harm.
 func TestJournalReplayIdempotent(t *testing.T) {
 	dir := t.TempDir()
-	path := journalPath(filepath.Join(dir, "keys.db"))
 	s := openQuiet(t, dir)
 	keys := readyKeys(t, s, 10, nil)
-	for range 4 {
-		if _, err := s.TakeForPair(t.Context(), pairReq(1)); err != nil {
+	setFill(s, pairReq(1), 4)
+	for _, n := range []int{1, 3} { // the cache of 4 runs dry
+		if _, err := s.TakeForPair(t.Context(), pairReq(n)); err != nil {
 			t.Fatal(err)
 		}
-	}
-	journaled, err := os.ReadFile(path)
-	if err != nil || len(journaled) == 0 {
-		t.Fatalf("journal after 4 takes: %d bytes, %v", len(journaled), err)
 	}
 	if err := s.flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if fi, _ := os.Stat(path); fi.Size() != 0 {
-		t.Fatalf("journal holds %d bytes after a flush, want 0", fi.Size())
+	if journalSize(t, dir) == 0 {
+		t.Fatal("journal empty after the flush; the test needs the applied lease in it")
 	}
 	crash(t, s)
-	if err := os.WriteFile(path, journaled, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	s = openQuiet(t, dir)
 	if n, err := s.CountKeys(t.Context(), pairReq(0)); n != 6 || err != nil {
 		t.Fatalf("CountKeys after replaying applied deliveries = %d, %v; want 6", n, err)
@@ -315,8 +448,10 @@ func TestJournalReplayIdempotent(t *testing.T) {
 	}
 }
 
-// TestJournalFailure: when the journal cannot be written, takes go through
-// the database (as before the fast path) and nothing is delivered twice.
+// TestJournalFailure: when the journal cannot be written, the keys leased
+// already are still served, the fast path shuts at the first frame that
+// fails (here an unlease), takes go through the database (as before the
+// fast path), and nothing is delivered twice, also across a reopen.
 func TestJournalFailure(t *testing.T) {
 	dir := t.TempDir()
 	s := openQuiet(t, dir)
@@ -331,28 +466,40 @@ func TestJournalFailure(t *testing.T) {
 		}
 		got = append(got, ks...)
 	}
-	take(2) // fills the cache
+	take(2) // fills the cache: every key leased
 	breakJournal(t, s)
-	take(3) // the fast path fails, the database delivers
+	take(3) // leased: served without writing
 	s.cmu.Lock()
 	fastErr := s.fastErr
 	s.cmu.Unlock()
-	if fastErr == nil || fastErr == errStopped {
-		t.Fatalf("fast path not shut after a journal failure (fastErr %v)", fastErr)
+	if fastErr != nil {
+		t.Fatalf("fast path shut (%v) before anything was written", fastErr)
 	}
-	take(1)
-	if n := rowsWithID(t, dir, got[4].ID); n != 0 {
+	byID, err := s.TakeByID(ctx, keystore.TakeRequest{Master: master, Caller: slave, IDs: ids(keys[10:11])})
+	if err != nil { // the eviction's unlease fails; the take does not
+		t.Fatal(err)
+	}
+	s.cmu.Lock()
+	fastErr = s.fastErr
+	cached := len(s.cachedIDs)
+	s.cmu.Unlock()
+	if fastErr == nil || fastErr == errStopped || cached != 0 {
+		t.Fatalf("after a failed journal write: fastErr %v, %d keys cached; want the fast path shut, none", fastErr, cached)
+	}
+	take(1) // through the database
+	if n := rowsWithID(t, dir, got[5].ID); n != 0 {
 		t.Errorf("key delivered through the database still has %d rows", n)
 	}
 	if err := s.Close(); err != nil {
-		t.Logf("Close after a journal failure = %v", err)
+		t.Fatalf("Close after a journal failure = %v", err)
 	}
 	s = openQuiet(t, dir)
-	rest, err := s.TakeForPair(ctx, pairReq(len(keys)-len(got)))
+	rest, err := s.TakeForPair(ctx, pairReq(len(keys)-len(got)-1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(ids(keys), ids(append(got, rest...))); diff != "" {
+	want := slices.Concat(ids(keys[:5]), ids(keys[10:11]), ids(keys[5:10]), ids(keys[11:]))
+	if diff := cmp.Diff(want, ids(slices.Concat(got[:5], byID, got[5:], rest))); diff != "" {
 		t.Errorf("keys delivered across the failure and a reopen (-want +got):\n%s", diff)
 	}
 }
@@ -410,7 +557,8 @@ func TestZeroizeDestroysJournal(t *testing.T) {
 }
 
 // TestCloseAppliesJournal: Close applies the journaled deliveries and
-// removes the journal; the next Open has nothing to replay.
+// removes the journal; the next Open has nothing to replay, and the keys
+// leased but not taken are there.
 func TestCloseAppliesJournal(t *testing.T) {
 	dir := t.TempDir()
 	s := openQuiet(t, dir)
@@ -433,67 +581,114 @@ func TestCloseAppliesJournal(t *testing.T) {
 	if _, err := s.TakeForPair(t.Context(), pairReq(1)); !errors.Is(err, ErrClosed) {
 		t.Errorf("TakeForPair after Close = %v, want ErrClosed", err)
 	}
+	// The keys leased but not taken are back.
+	s = openQuiet(t, dir)
+	if n, err := s.CountKeys(t.Context(), pairReq(0)); n != 7 || err != nil {
+		t.Errorf("CountKeys after Close and Open = %d, %v; want 7", n, err)
+	}
 }
 
-// TestJournalApplied: once deliveries are applied the journal is emptied;
-// if some are not, it is left alone until it grows past journalTidy, then
-// replaced by a journal of the unapplied ones only. It is never readable
-// by others.
-func TestJournalApplied(t *testing.T) {
-	for _, sync := range []bool{false, true} {
-		path := filepath.Join(t.TempDir(), "j")
-		j, err := openJournal(path, sync, nil)
+// TestJournalRewrite: rewrite replaces the journal by the frames given and
+// appends go to the new file; the file is never readable by others and no
+// temporary file is left.
+func TestJournalRewrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, err := openJournal(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; j.size < journalTidy; i++ {
+		id := qkd.KeyID{0: byte(i), 1: byte(i >> 8), 15: 1}
+		if err := j.append(frameLease, qkd.SAEID([]string{"SAE_A1", "SAE_B1"}[i%2]), []qkd.KeyID{id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func() []entry {
+		t.Helper()
+		raw, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var all []delivery
-		for i := 0; j.size < journalTidy; i++ {
-			id := qkd.KeyID{0: byte(i), 1: byte(i >> 8), 15: 1}
-			caller := qkd.SAEID([]string{"SAE_A1", "SAE_B1"}[i%2])
-			if err := j.append(caller, []qkd.KeyID{id}); err != nil {
-				t.Fatal(err)
-			}
-			all = append(all, delivery{id: id, caller: caller})
+		es, used := parseFrames(raw)
+		if used != len(raw) {
+			t.Fatalf("journal has %d bytes past its frames", len(raw)-used)
 		}
-		read := func() []delivery {
-			t.Helper()
-			raw, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			recs, used := parseFrames(raw)
-			if used != len(raw) {
-				t.Fatalf("journal has %d bytes past its frames", len(raw)-used)
-			}
-			return recs
+		return es
+	}
+	live := appendFrame(nil, frameLease, "SAE_A1", []qkd.KeyID{{7}, {8}})
+	if err := j.rewrite(live); err != nil {
+		t.Fatal(err)
+	}
+	want := []entry{{qkd.KeyID{7}, "SAE_A1", false}, {qkd.KeyID{8}, "SAE_A1", false}}
+	if diff := cmp.Diff(want, read(), cmp.AllowUnexported(entry{})); diff != "" {
+		t.Errorf("journal after a rewrite (-want +got):\n%s", diff)
+	}
+	if err := j.append(frameUnlease, "SAE_A1", []qkd.KeyID{{8}}); err != nil { // still appends
+		t.Fatal(err)
+	}
+	want = append(want, entry{qkd.KeyID{8}, "SAE_A1", true})
+	if diff := cmp.Diff(want, read(), cmp.AllowUnexported(entry{})); diff != "" {
+		t.Errorf("journal after a rewrite and an append (-want +got):\n%s", diff)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != j.size {
+		t.Errorf("journal: %v, %v; want mode 0600 and %d bytes", fi, err, j.size)
+	}
+	if err := j.close(true); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + ".tmp"} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s after close(true): %v", p, err)
 		}
-		if err := j.applied(all[1:]); err != nil { // large: rewritten
+	}
+}
+
+// TestTidyJournal: the journal grows by a lease per fill; once it is past
+// journalTidy a flush rewrites it with the live leases only, and a crash
+// after that burns exactly the keys that were leased and not taken.
+func TestTidyJournal(t *testing.T) {
+	dir := t.TempDir()
+	s := openQuiet(t, dir)
+	ctx := t.Context()
+	const fill = 512
+	n := int(journalTidy/(fill*idSize)+2) * fill
+	keys := readyKeys(t, s, n+100, nil)
+	setFill(s, pairReq(1), fill)
+	var got []keystore.Key
+	for len(got) < n-fill/2 {
+		ks, err := s.TakeForPair(ctx, pairReq(fill/4))
+		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(all[1:], read(), cmp.AllowUnexported(delivery{})); diff != "" {
-			t.Errorf("journal after a rewrite (-want +got):\n%s", diff)
-		}
-		if err := j.append("SAE_C1", []qkd.KeyID{{9}}); err != nil { // still appends
-			t.Fatal(err)
-		}
-		if got := read(); len(got) != len(all) || got[len(got)-1].caller != "SAE_C1" {
-			t.Errorf("append after a rewrite: %d deliveries, want %d", len(got), len(all))
-		}
-		if err := j.applied(nil); err != nil {
-			t.Fatal(err)
-		}
-		if got := read(); len(got) != 0 {
-			t.Errorf("journal after everything was applied holds %d deliveries", len(got))
-		}
-		fi, err := os.Stat(path)
-		if err != nil || fi.Mode().Perm() != 0o600 {
-			t.Errorf("journal mode = %v, %v; want 0600", fi.Mode().Perm(), err)
-		}
-		if err := j.close(true); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := os.Stat(path + ".tmp"); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("rewrite left %s.tmp: %v", path, err)
+		got = append(got, ks...)
+	}
+	before := journalSize(t, dir)
+	if before < journalTidy {
+		t.Fatalf("journal of %d bytes after %d keys; the test needs more than %d", before, len(got), journalTidy)
+	}
+	if err := s.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.cmu.Lock()
+	live := len(s.cachedIDs)
+	s.cmu.Unlock()
+	after := journalSize(t, dir)
+	if after >= before || after > frameSize(slave, live) {
+		t.Errorf("journal of %d bytes tidied to %d, want at most one lease of the %d cached keys (%d)",
+			before, after, live, frameSize(slave, live))
+	}
+	crash(t, s)
+	s = openQuiet(t, dir)
+	left, err := s.CountKeys(ctx, pairReq(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(keys) - len(got) - live; left != want {
+		t.Errorf("%d keys after the crash, want %d (%d taken, %d leased burnt)", left, want, len(got), live)
+	}
+	for _, k := range got[len(got)-3:] {
+		if _, err := s.TakeByID(ctx, keystore.TakeRequest{Master: master, Caller: slave, IDs: []qkd.KeyID{k.ID}}); !errors.Is(err, qkd.ErrNotFound) {
+			t.Errorf("TakeByID(taken key) after the crash = %v, want ErrNotFound", err)
 		}
 	}
 }

@@ -275,7 +275,7 @@ func (s *Store) takeLocked(ctx context.Context, pid pairID, r *keystore.TakeRequ
 	// Requests that missed together queue here: the first refills the
 	// cache, the others are served from it.
 	if keys, ok := s.takeCached(pid, r); ok {
-		return keys, false, nil
+		return keys, true, nil
 	}
 	// Keys taken now could not be made durable: take none.
 	if err := s.durable.err(); err != nil {
@@ -284,14 +284,16 @@ func (s *Store) takeLocked(ctx context.Context, pid pairID, r *keystore.TakeRequ
 	s.cmu.Lock()
 	fast := s.fastErr == nil && r.Link == "" && len(r.Caller) <= maxCaller
 	s.cmu.Unlock()
-	keys, err = s.takeInTx(ctx, pid, r, fast)
+	keys, durable, err = s.takeInTx(ctx, pid, r, fast)
 	if err == nil || !errors.Is(err, errJournal) {
-		return keys, false, err
+		return keys, durable, err
 	}
 	// The journal failed (logged; the fast path is shut): the keys are
-	// still in the database.
-	keys, err = s.takeInTx(ctx, pid, r, false)
-	return keys, false, err
+	// still in the database — unless nothing can be made durable.
+	if err := s.durable.err(); err != nil {
+		return nil, false, s.syncErr(err)
+	}
+	return s.takeInTx(ctx, pid, r, false)
 }
 
 // durableKeys returns keys once their delivery, committed, is durable. If
@@ -318,10 +320,11 @@ func (s *Store) syncErr(err error) error {
 var errJournal = errors.New("keystore/sqlite: delivery journal failed")
 
 // takeInTx is the slow path of TakeForPair, under mu. With fast set it may
-// fill the pair's cache and pop from it.
-func (s *Store) takeInTx(ctx context.Context, pid pairID, r *keystore.TakeRequest, fast bool) ([]keystore.Key, error) {
+// fill the pair's cache — leasing the keys durably — and pop from it
+// (leased true); otherwise the keys are delivered in the transaction.
+func (s *Store) takeInTx(ctx context.Context, pid pairID, r *keystore.TakeRequest, fast bool) (keys []keystore.Key, leased bool, err error) {
 	var out, fill []keystore.Key
-	err := s.run(ctx, evictPair(s, pid), func(tx *txn) error {
+	err = s.run(ctx, evictPair(s, pid), func(tx *txn) error {
 		out, fill = nil, nil
 		if !fast {
 			rows, err := pairKeys(ctx, tx, r, r.Number)
@@ -356,24 +359,27 @@ func (s *Store) takeInTx(ctx context.Context, pid pairID, r *keystore.TakeReques
 		return err
 	})
 	if err != nil || fill == nil {
-		return out, s.wipeOnError(out, err)
+		return out, false, s.wipeOnError(out, err)
 	}
 	// Still under mu: nothing else read or changed these keys since the
-	// transaction, and pid has no cache (evicted, and only this path fills).
+	// transaction, and pid has no cache (evicted, and only this path
+	// fills). The lease is durable before any of them can be popped.
+	ids := make([]qkd.KeyID, len(fill))
+	for i := range fill {
+		ids[i] = fill[i].ID
+	}
+	if err := s.lease(ctx, r.Caller, ids); err != nil {
+		wipeKeys(fill)
+		return nil, false, errJournal
+	}
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
-	if s.fastErr == nil {
-		c := s.installLocked(pid, r, fill)
-		if keys, ok := s.popLocked(c, r); ok {
-			return keys, nil
-		}
-		s.dropLocked(c)
-		return nil, errJournal
+	c := s.installLocked(pid, r, fill)
+	if keys, ok := s.popLocked(c, r); ok {
+		return keys, true, nil
 	}
-	for i := range fill {
-		fill[i].Data.Wipe()
-	}
-	return nil, errJournal
+	s.dropLocked(c) // not reached: the first r.Number keys are unexpired at r.Now
+	return nil, false, errJournal
 }
 
 func insufficient(have, want int) error {

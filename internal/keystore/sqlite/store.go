@@ -37,8 +37,9 @@ type Options struct {
 	Path string
 	// KEKFile is the key-encryption key file; Path + ".kek" if empty.
 	KEKFile string
-	// Synchronous is "normal" (default: a commit survives a process crash)
-	// or "full" (a commit also survives power loss).
+	// Synchronous is "normal" (default: a commit survives a process crash;
+	// Sync makes everything so far survive power loss) or "full" (every
+	// commit also survives power loss).
 	Synchronous string
 	// Now is the clock for defaults (Arrived, Created, TakeRequest.Now);
 	// time.Now if nil.
@@ -73,8 +74,9 @@ type Store struct {
 	cmu        sync.Mutex
 	caches     map[pairID]*pairCache    // guarded by cmu
 	cachedIDs  map[qkd.KeyID]*pairCache // guarded by cmu
-	pend       []delivery               // guarded by cmu
-	jrn        *journal                 // guarded by cmu
+	pend       []delivery               // guarded by cmu: popped, not applied
+	unleaseQ   []delivery               // guarded by cmu: evicted, unlease not written
+	jrn        *journal                 // guarded by mu: every frame is written under mu
 	fastErr    error                    // guarded by cmu: set, the fast path is shut
 	onApplied  func(n int)              // test hook, called under cmu
 	armed      chan struct{}            // first unapplied delivery
@@ -82,6 +84,7 @@ type Store struct {
 	fill       map[pairID]int           // guarded by cmu: fill sizes (absent: minFill)
 	refillQ    map[pairID]*pairCache    // guarded by cmu: caches to refill
 	refillKick chan struct{}
+	tidyAt     int64 // journalTidy (tests lower it); read under mu
 	stop       chan struct{}
 	loopDone   chan struct{}
 	stopOnce   sync.Once
@@ -151,8 +154,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		wanted: make(map[string]bool),
 		caches: make(map[pairID]*pairCache), cachedIDs: make(map[qkd.KeyID]*pairCache),
 		fill: make(map[pairID]int), refillQ: make(map[pairID]*pairCache),
-		armed: make(chan struct{}, 1), full: make(chan struct{}, 1), refillKick: make(chan struct{}, 1)}
-	if err := s.init(ctx, opts.Synchronous == "full"); err != nil {
+		armed: make(chan struct{}, 1), full: make(chan struct{}, 1), refillKick: make(chan struct{}, 1),
+		tidyAt: journalTidy}
+	if err := s.init(ctx); err != nil {
 		if s.ring != nil {
 			s.ring.wipe()
 		}
@@ -169,7 +173,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
-func (s *Store) init(ctx context.Context, sync bool) error {
+func (s *Store) init(ctx context.Context) error {
 	if err := createSchema(ctx, s.db); err != nil {
 		return err
 	}
@@ -178,7 +182,7 @@ func (s *Store) init(ctx context.Context, sync bool) error {
 	if err := s.replayJournal(ctx); err != nil {
 		return err
 	}
-	jrn, err := openJournal(journalPath(s.path), sync, &s.durable.fmu)
+	jrn, err := openJournal(journalPath(s.path), &s.durable.fmu)
 	if err != nil {
 		return err
 	}
@@ -234,6 +238,9 @@ func (s *Store) txEvict(ctx context.Context, evict func(), fn func(tx *txn) erro
 // ctx was checked when mu was taken, and every operation is short.
 func (s *Store) run(ctx context.Context, evict func(), fn func(tx *txn) error) error {
 	recs := s.detach(evict)
+	// The unleases of what was evicted go before anything else is written
+	// (a failure is logged and shuts the fast path; the operation goes on).
+	_ = s.writeUnleases()
 	if fn == nil && len(recs) == 0 {
 		return nil
 	}
@@ -282,7 +289,10 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
 }
 
 // Close applies the journaled deliveries, wipes the cached keys and the
-// KEKs in memory and closes the database. Closing twice is not an error.
+// KEKs in memory and closes the database. The journal is removed once
+// every delivery it records is applied and durable (a barrier); otherwise
+// it is left to the replay of the next Open. Closing twice is not an
+// error.
 func (s *Store) Close() error {
 	s.stopFlusher()
 	s.mu.Lock()
@@ -291,20 +301,27 @@ func (s *Store) Close() error {
 		return nil
 	}
 	var errs []error
+	remove := false
 	if !s.zeroized {
-		errs = append(errs, s.run(context.Background(), s.shutFast, nil))
+		err := s.run(context.Background(), s.shutFast, nil)
+		serr := s.durable.sync(context.Background())
+		if serr != nil {
+			serr = s.syncErr(serr)
+		}
+		errs = append(errs, err, serr)
+		s.cmu.Lock()
+		remove = err == nil && serr == nil && len(s.pend) == 0
+		s.cmu.Unlock()
 	}
 	s.closed = true
 	s.durable.shut(ErrClosed) // waits for a flush in progress
 	s.cmu.Lock()
+	s.pend, s.unleaseQ = nil, nil
+	s.cmu.Unlock()
 	if s.jrn != nil {
-		// A journal with unapplied deliveries, or one that failed, is left
-		// to the replay of the next Open.
-		errs = append(errs, s.jrn.close(len(s.pend) == 0 && s.journalOK()))
+		errs = append(errs, s.jrn.close(remove))
 		s.jrn = nil
 	}
-	s.pend = nil
-	s.cmu.Unlock()
 	if s.ring != nil {
 		s.ring.wipe()
 	}
@@ -313,8 +330,9 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
-// shutFast shuts the fast path and wipes the caches (under cmu). A journal
-// failure recorded before stays the reason.
+// shutFast shuts the fast path and drops the caches (under cmu), queueing
+// the unleases of their keys. A journal failure recorded before stays the
+// reason.
 func (s *Store) shutFast() {
 	if s.fastErr == nil {
 		s.fastErr = errStopped

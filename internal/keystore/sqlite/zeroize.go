@@ -33,10 +33,10 @@ func (s *Store) Zeroize(ctx context.Context) error {
 	// the journal goes with the rows it names.
 	s.cmu.Lock()
 	s.shutFast()
-	s.pend = nil
+	s.pend, s.unleaseQ = nil, nil
+	s.cmu.Unlock()
 	jrn := s.jrn
 	s.jrn = nil
-	s.cmu.Unlock()
 	errKEK := destroyFile(s.kekFile)
 	s.ring.wipe()
 	var errJrn error
