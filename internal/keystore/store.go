@@ -337,7 +337,9 @@ type Store interface {
 	// after Zeroize ErrZeroized.
 	Sync(ctx context.Context) error
 
-	// Stats returns counts for one link.
+	// Stats returns counts for one link. It is asked for every link on
+	// every housekeeping tick and status request: it must be cheap (the
+	// sqlite store keeps the counts in memory and reads no table).
 	Stats(ctx context.Context, link qkd.LinkID) (LinkStats, error)
 	// Zeroize destroys every record and every key-encryption key at once.
 	Zeroize(ctx context.Context) error

@@ -38,6 +38,7 @@ func (s *Store) AddBlock(ctx context.Context, b keystore.Block) error {
 		if err != nil {
 			return fmt.Errorf("keystore/sqlite: add block: %w", err)
 		}
+		tx.blockAdded(b.Link, b.Index, b.Data.Len())
 		return set.add(ctx, tx, b.Index, b.Index)
 	})
 }
@@ -122,7 +123,7 @@ func (s *Store) GetBlocks(ctx context.Context, l qkd.LinkID, indices []uint64) (
 // consume advances block idx of l by n bytes: re-seals the rest at the new
 // offset, or deletes the block when nothing is left. b is the block as read
 // by getBlock; its Data is wiped.
-func (s *Store) consume(ctx context.Context, q querier, b keystore.Block, n int) error {
+func (s *Store) consume(ctx context.Context, q *txn, b keystore.Block, n int) error {
 	defer b.Data.Wipe()
 	off := b.Offset + n
 	if n == b.Remaining {
@@ -130,6 +131,7 @@ func (s *Store) consume(ctx context.Context, q querier, b keystore.Block, n int)
 		if err != nil {
 			return fmt.Errorf("keystore/sqlite: consume block: %w", err)
 		}
+		q.blockGone(b.Link, b.Index, b.State, n)
 		return nil
 	}
 	data, err := s.ring.seal(s.rand, s.ring.current, b.Data.Expose()[n:], adBlock(b.Link, b.Index, off))
@@ -140,6 +142,7 @@ func (s *Store) consume(ctx context.Context, q querier, b keystore.Block, n int)
 	if err != nil {
 		return fmt.Errorf("keystore/sqlite: consume block: %w", err)
 	}
+	q.blockBytes(b.Link, b.Index, b.State, -n)
 	return nil
 }
 
@@ -151,8 +154,8 @@ func (s *Store) ConfirmBlocks(ctx context.Context, l qkd.LinkID, indices []uint6
 	return s.tx(ctx, func(tx *txn) error {
 		for n, i := range indices {
 			var state keystore.BlockState
-			var size int
-			err := tx.QueryRowContext(ctx, "SELECT state, size FROM blocks WHERE link = ? AND idx = ?", string(l), enc(i)).Scan(&state, &size)
+			var size, off int
+			err := tx.QueryRowContext(ctx, "SELECT state, size, off FROM blocks WHERE link = ? AND idx = ?", string(l), enc(i)).Scan(&state, &size, &off)
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("keystore: confirm block %d of link %s: %w", i, l, qkd.ErrNotFound)
 			}
@@ -168,6 +171,7 @@ func (s *Store) ConfirmBlocks(ctx context.Context, l qkd.LinkID, indices []uint6
 			if _, err := tx.ExecContext(ctx, "UPDATE blocks SET state = ? WHERE link = ? AND idx = ?", keystore.BlockConfirmed, string(l), enc(i)); err != nil {
 				return fmt.Errorf("keystore/sqlite: confirm: %w", err)
 			}
+			tx.blockConfirmed(l, i, size-off)
 			if n == 0 && skip > 0 {
 				if err := s.skip(ctx, tx, l, i, skip); err != nil {
 					return err
@@ -178,7 +182,7 @@ func (s *Store) ConfirmBlocks(ctx context.Context, l qkd.LinkID, indices []uint6
 	})
 }
 
-func (s *Store) skip(ctx context.Context, q querier, l qkd.LinkID, idx uint64, n int) error {
+func (s *Store) skip(ctx context.Context, q *txn, l qkd.LinkID, idx uint64, n int) error {
 	b, _, err := s.getBlock(ctx, q, l, idx)
 	if err != nil {
 		return err
@@ -192,13 +196,20 @@ func (s *Store) DiscardBlocks(ctx context.Context, l qkd.LinkID, ranges []keysto
 	err := s.tx(ctx, func(tx *txn) error {
 		n = 0
 		for _, r := range ranges {
-			res, err := tx.ExecContext(ctx, "DELETE FROM blocks WHERE link = ? AND state = ? AND idx BETWEEN ? AND ?",
+			k, err := eachRow(ctx, tx, func(rows *sql.Rows) error {
+				var idx int64
+				var rest int
+				if err := rows.Scan(&idx, &rest); err != nil {
+					return err
+				}
+				tx.blockGone(l, dec(idx), keystore.BlockUnconfirmed, rest)
+				return nil
+			}, "DELETE FROM blocks WHERE link = ? AND state = ? AND idx BETWEEN ? AND ? RETURNING idx, size - off",
 				string(l), keystore.BlockUnconfirmed, enc(r.From), enc(r.To))
 			if err != nil {
 				return fmt.Errorf("keystore/sqlite: discard: %w", err)
 			}
-			k, _ := res.RowsAffected()
-			n += int(k)
+			n += k
 		}
 		return nil
 	})

@@ -164,7 +164,8 @@ func (s *Store) popLocked(c *pairCache, r *keystore.TakeRequest) ([]keystore.Key
 		}
 		rules.Served(&k, r.Caller)
 		out = append(out, k)
-		s.pend = append(s.pend, delivery{id: k.ID, caller: r.Caller})
+		s.pend = append(s.pend, delivery{id: k.ID, caller: r.Caller, link: k.Link})
+		s.pendLinks[k.Link]++
 	}
 	c.head = i
 	if c.head == len(c.keys) {
@@ -538,12 +539,15 @@ func (s *Store) detach(evict func()) []delivery {
 	return s.pend[:len(s.pend):len(s.pend)]
 }
 
-// forgetApplied forgets the first n deliveries once a committed
+// forgetAppliedLocked forgets the first n deliveries once a committed
 // transaction has applied them. Their leases stay in the journal until
-// tidyJournal. The caller holds mu.
-func (s *Store) forgetApplied(n int) {
-	s.cmu.Lock()
-	defer s.cmu.Unlock()
+// tidyJournal. The caller holds mu and cmu.
+func (s *Store) forgetAppliedLocked(n int) {
+	for _, d := range s.pend[:n] {
+		if s.pendLinks[d.link]--; s.pendLinks[d.link] == 0 {
+			delete(s.pendLinks, d.link)
+		}
+	}
 	m := copy(s.pend, s.pend[n:])
 	clear(s.pend[m:])
 	s.pend = s.pend[:m]

@@ -49,6 +49,13 @@
 // the exact state: it applies the popped deliveries first and evicts
 // (unleases, wipes) the cached keys it may touch.
 //
+// # Statistics
+//
+// Stats reads no table (stats.go): per-link counters are loaded by one
+// scan at Open and changed by each transaction's delta once it commits (a
+// rollback discards it); keys popped by the fast path and not yet applied
+// are discounted. Stats does not wait for the store's lock.
+//
 // # Sealing
 //
 // Every column that holds key bytes — the unconsumed rest of a block, a

@@ -74,6 +74,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type delivery struct {
 	id     qkd.KeyID
 	caller qkd.SAEID
+	link   qkd.LinkID // the key's link, for Stats (pend only; not journaled)
 }
 
 // entry is one key of a journal frame.
@@ -308,7 +309,7 @@ func (s *Store) replayJournal(ctx context.Context) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	if err := s.inTx(ctx, func(tx *txn) error { return s.applyDeliveries(ctx, tx, recs) }); err != nil {
+	if err := s.inTx(ctx, 0, func(tx *txn) error { return s.applyDeliveries(ctx, tx, recs) }); err != nil {
 		return fmt.Errorf("keystore/sqlite: journal replay: %w", err)
 	}
 	// openJournal empties the journal next: the deliveries must be durable
@@ -336,12 +337,20 @@ func (s *Store) applyDeliveries(ctx context.Context, tx *txn, recs []delivery) e
 		for ; k < len(recs) && recs[k].caller == caller; k++ {
 			ids = append(ids, recs[k].id)
 		}
-		res, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE "+inIDs+" AND pending = ?",
+		n, err := eachRow(ctx, tx, func(rows *sql.Rows) error {
+			var link string
+			var state keystore.KeyState
+			if err := rows.Scan(&link, &state); err != nil {
+				return err
+			}
+			tx.keys(qkd.LinkID(link), state, -1)
+			return nil
+		}, "DELETE FROM keys WHERE "+inIDs+" AND pending = ? RETURNING link, state",
 			idsJSON(ids), encSAEs([]qkd.SAEID{caller}))
 		if err != nil {
 			return fmt.Errorf("keystore/sqlite: apply deliveries: %w", err)
 		}
-		if n, err := res.RowsAffected(); err != nil || int(n) != k-i {
+		if n != k-i {
 			for _, d := range recs[i:k] {
 				if err := applyDelivery(ctx, tx, d); err != nil {
 					return err
@@ -356,8 +365,9 @@ func (s *Store) applyDeliveries(ctx context.Context, tx *txn, recs []delivery) e
 // applyDelivery records one delivery the general way.
 func applyDelivery(ctx context.Context, tx *txn, d delivery) error {
 	var seq int64
-	var pending string
-	err := tx.QueryRowContext(ctx, "SELECT seq, pending FROM keys WHERE id = ?", d.id[:]).Scan(&seq, &pending)
+	var pending, link string
+	var state keystore.KeyState
+	err := tx.QueryRowContext(ctx, "SELECT seq, pending, link, state FROM keys WHERE id = ?", d.id[:]).Scan(&seq, &pending, &link, &state)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil
 	}
@@ -374,6 +384,7 @@ func applyDelivery(ctx context.Context, tx *txn, d delivery) error {
 	k := keystore.Key{Pending: list}
 	if rules.Served(&k, d.caller) {
 		_, err = tx.ExecContext(ctx, "DELETE FROM keys WHERE seq = ?", seq)
+		tx.keys(qkd.LinkID(link), state, -1)
 	} else {
 		_, err = tx.ExecContext(ctx, "UPDATE keys SET pending = ? WHERE seq = ?", encSAEs(k.Pending), seq)
 	}

@@ -178,14 +178,14 @@ func TestLeased(t *testing.T) {
 		want   []delivery
 	}{
 		{"nothing", nil, nil},
-		{"lease", [][]entry{lease("A", 1, 2)}, []delivery{{id(1), "A"}, {id(2), "A"}}},
-		{"unlease part", [][]entry{lease("A", 1, 2, 3), unlease("A", 2)}, []delivery{{id(1), "A"}, {id(3), "A"}}},
+		{"lease", [][]entry{lease("A", 1, 2)}, []delivery{{id: id(1), caller: "A"}, {id: id(2), caller: "A"}}},
+		{"unlease part", [][]entry{lease("A", 1, 2, 3), unlease("A", 2)}, []delivery{{id: id(1), caller: "A"}, {id: id(3), caller: "A"}}},
 		{"unlease all", [][]entry{lease("A", 1, 2), unlease("A", 2, 1)}, nil},
-		{"leased again", [][]entry{lease("A", 1, 2), unlease("A", 1, 2), lease("A", 2)}, []delivery{{id(2), "A"}}},
-		{"unlease before its lease", [][]entry{unlease("A", 1), lease("A", 1)}, []delivery{{id(1), "A"}}},
-		{"unlease by another caller", [][]entry{lease("A", 1), unlease("B", 1)}, []delivery{{id(1), "A"}}},
-		{"two callers", [][]entry{lease("A", 1), lease("B", 2), unlease("A", 1)}, []delivery{{id(2), "B"}}},
-		{"last lease wins", [][]entry{lease("A", 1), lease("B", 1)}, []delivery{{id(1), "B"}}},
+		{"leased again", [][]entry{lease("A", 1, 2), unlease("A", 1, 2), lease("A", 2)}, []delivery{{id: id(2), caller: "A"}}},
+		{"unlease before its lease", [][]entry{unlease("A", 1), lease("A", 1)}, []delivery{{id: id(1), caller: "A"}}},
+		{"unlease by another caller", [][]entry{lease("A", 1), unlease("B", 1)}, []delivery{{id: id(1), caller: "A"}}},
+		{"two callers", [][]entry{lease("A", 1), lease("B", 2), unlease("A", 1)}, []delivery{{id: id(2), caller: "B"}}},
+		{"last lease wins", [][]entry{lease("A", 1), lease("B", 1)}, []delivery{{id: id(1), caller: "B"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

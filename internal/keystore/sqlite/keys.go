@@ -75,6 +75,9 @@ func (s *Store) insertKeys(ctx context.Context, tx *txn, keys []keystore.Key) er
 		if _, err := tx.ExecContext(ctx, insertKeyQueries[n], args...); err != nil {
 			return fmt.Errorf("keystore/sqlite: insert key: %w", err)
 		}
+		for i := range keys[:n] {
+			tx.keys(keys[i].Link, keys[i].State, 1)
+		}
 		keys = keys[n:]
 	}
 	return nil
@@ -223,6 +226,7 @@ func (s *Store) deliver(ctx context.Context, tx *txn, rows []keyRow, caller qkd.
 		out = append(out, k)
 		if rules.Served(&out[len(out)-1], caller) {
 			_, err = tx.ExecContext(ctx, "DELETE FROM keys WHERE seq = ?", r.seq)
+			tx.keys(k.Link, k.State, -1)
 		} else {
 			_, err = tx.ExecContext(ctx, "UPDATE keys SET pending = ? WHERE seq = ?", encSAEs(out[len(out)-1].Pending), r.seq)
 		}
@@ -476,18 +480,31 @@ func (s *Store) CountKeys(ctx context.Context, r keystore.TakeRequest) (int, err
 	return n, err
 }
 
+// scanGone counts a key deleted by a statement that returns its link and
+// state.
+func scanGone(tx *txn) func(*sql.Rows) error {
+	return func(rows *sql.Rows) error {
+		var link string
+		var state keystore.KeyState
+		if err := rows.Scan(&link, &state); err != nil {
+			return err
+		}
+		tx.keys(qkd.LinkID(link), state, -1)
+		return nil
+	}
+}
+
 // DeleteKeys implements keystore.Store.
 func (s *Store) DeleteKeys(ctx context.Context, ids []qkd.KeyID) (int, error) {
 	n := 0
 	err := s.txEvict(ctx, evictIDs(s, ids), func(tx *txn) error {
 		n = 0
 		for _, id := range ids {
-			res, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE id = ?", id[:])
+			k, err := eachRow(ctx, tx, scanGone(tx), "DELETE FROM keys WHERE id = ? RETURNING link, state", id[:])
 			if err != nil {
 				return fmt.Errorf("keystore/sqlite: delete keys: %w", err)
 			}
-			k, _ := res.RowsAffected()
-			n += int(k)
+			n += k
 		}
 		return nil
 	})
@@ -508,6 +525,7 @@ func (s *Store) ExpireKeys(ctx context.Context, now time.Time) ([]keystore.Key, 
 			if _, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE seq = ?", r.seq); err != nil {
 				return fmt.Errorf("keystore/sqlite: expire: %w", err)
 			}
+			tx.keys(r.key.Link, r.key.State, -1)
 			out = append(out, r.key)
 		}
 		if err := expireResizes(ctx, tx, now); err != nil {
@@ -522,7 +540,15 @@ func (s *Store) ExpireKeys(ctx context.Context, now time.Time) ([]keystore.Key, 
 func (s *Store) SetKeysReady(ctx context.Context, ids []qkd.KeyID, outboxID string) error {
 	return s.tx(ctx, func(tx *txn) error {
 		if len(ids) > 0 {
-			if _, err := tx.ExecContext(ctx, "UPDATE keys SET state = ? WHERE "+inIDs+" AND state = ?",
+			if _, err := eachRow(ctx, tx, func(rows *sql.Rows) error {
+				var link string
+				if err := rows.Scan(&link); err != nil {
+					return err
+				}
+				tx.keys(qkd.LinkID(link), keystore.KeyPending, -1)
+				tx.keys(qkd.LinkID(link), keystore.KeyReady, 1)
+				return nil
+			}, "UPDATE keys SET state = ? WHERE "+inIDs+" AND state = ? RETURNING link",
 				keystore.KeyReady, idsJSON(ids), keystore.KeyPending); err != nil {
 				return fmt.Errorf("keystore/sqlite: set ready: %w", err)
 			}
@@ -573,7 +599,8 @@ func (s *Store) PendingOutbox(ctx context.Context, l qkd.LinkID) ([]keystore.Out
 func (s *Store) AbortAllocation(ctx context.Context, outboxID string, ids []qkd.KeyID) error {
 	return s.tx(ctx, func(tx *txn) error {
 		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE id = ? AND state = ?", id[:], keystore.KeyPending); err != nil {
+			if _, err := eachRow(ctx, tx, scanGone(tx), "DELETE FROM keys WHERE id = ? AND state = ? RETURNING link, state",
+				id[:], keystore.KeyPending); err != nil {
 				return fmt.Errorf("keystore/sqlite: abort: %w", err)
 			}
 		}

@@ -87,6 +87,7 @@ func (s *Store) storeResize(ctx context.Context, tx *txn, r *keystore.Resize, ro
 		if _, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE seq = ?", rows[i].seq); err != nil {
 			return fmt.Errorf("keystore/sqlite: resize: %w", err)
 		}
+		tx.keys(rows[i].key.Link, rows[i].key.State, -1)
 	}
 	if err := s.insertKeys(ctx, tx, keys); err != nil {
 		return err

@@ -29,6 +29,7 @@ func (s *Store) insertSlots(ctx context.Context, tx *txn, l qkd.LinkID, r keysto
 			return fmt.Errorf("keystore/sqlite: insert slot: %w", err)
 		}
 	}
+	tx.slotsOf(l, r.Sender, len(slots))
 	return slotSet(l, r.Sender).add(ctx, tx, r.First, r.First+uint64(r.Count)-1)
 }
 
@@ -102,6 +103,7 @@ func (s *Store) TakeSlot(ctx context.Context, l qkd.LinkID, sender qkd.NodeID, s
 			out.Wipe()
 			return fmt.Errorf("keystore/sqlite: take slot: %w", err)
 		}
+		tx.slotsOf(l, sender, -1)
 		return nil
 	})
 	if err != nil {
@@ -137,6 +139,7 @@ func (s *Store) UseSlot(ctx context.Context, l qkd.LinkID, sender qkd.NodeID, se
 			string(l), string(sender), enc(seq)); err != nil {
 			return fmt.Errorf("keystore/sqlite: use slot: %w", err)
 		}
+		tx.slotsOf(l, sender, -1)
 		return nil
 	})
 	if err != nil {

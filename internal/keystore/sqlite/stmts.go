@@ -26,6 +26,7 @@ type txn struct {
 	s     *Store
 	ctx   context.Context
 	local map[string]*sql.Stmt // tx-bound statements, by query
+	delta counts               // changes of the statistics (stats.go), added on commit
 }
 
 // stmt returns the statement of query bound to t, or nil if query is not

@@ -85,9 +85,14 @@ type Store struct {
 	refillQ    map[pairID]*pairCache    // guarded by cmu: caches to refill
 	refillKick chan struct{}
 	tidyAt     int64 // journalTidy (tests lower it); read under mu
-	stop       chan struct{}
-	loopDone   chan struct{}
-	stopOnce   sync.Once
+
+	// Statistics (stats.go).
+	counts    counts             // guarded by cmu
+	pendLinks map[qkd.LinkID]int // guarded by cmu: pend deliveries by key link
+	gone      error              // guarded by cmu: ErrClosed or ErrZeroized once the store is
+	stop      chan struct{}
+	loopDone  chan struct{}
+	stopOnce  sync.Once
 }
 
 var _ keystore.Store = (*Store)(nil)
@@ -155,7 +160,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		caches: make(map[pairID]*pairCache), cachedIDs: make(map[qkd.KeyID]*pairCache),
 		fill: make(map[pairID]int), refillQ: make(map[pairID]*pairCache),
 		armed: make(chan struct{}, 1), full: make(chan struct{}, 1), refillKick: make(chan struct{}, 1),
-		tidyAt: journalTidy}
+		tidyAt: journalTidy, counts: make(counts), pendLinks: make(map[qkd.LinkID]int)}
 	if err := s.init(ctx); err != nil {
 		if s.ring != nil {
 			s.ring.wipe()
@@ -194,7 +199,10 @@ func (s *Store) init(ctx context.Context) error {
 		return err
 	}
 	s.ring = ring
-	return s.rotate(ctx)
+	if err := s.rotate(ctx); err != nil {
+		return err
+	}
+	return s.loadCounts(ctx)
 }
 
 // lock takes mu and reports whether the store may be used; on error mu is
@@ -246,7 +254,7 @@ func (s *Store) run(ctx context.Context, evict func(), fn func(tx *txn) error) e
 	}
 	ctx = context.WithoutCancel(ctx)
 	s.prepareWanted(ctx)
-	err := s.inTx(ctx, func(tx *txn) error {
+	err := s.inTx(ctx, len(recs), func(tx *txn) error {
 		if err := s.applyDeliveries(ctx, tx, recs); err != nil {
 			return err
 		}
@@ -255,14 +263,8 @@ func (s *Store) run(ctx context.Context, evict func(), fn func(tx *txn) error) e
 		}
 		return fn(tx)
 	})
-	switch {
-	case len(recs) == 0:
-	case err == nil:
-		s.forgetApplied(len(recs))
-	case fn != nil:
-		if ferr := s.inTx(ctx, func(tx *txn) error { return s.applyDeliveries(ctx, tx, recs) }); ferr == nil {
-			s.forgetApplied(len(recs))
-		} else {
+	if err != nil && len(recs) > 0 && fn != nil {
+		if ferr := s.inTx(ctx, len(recs), func(tx *txn) error { return s.applyDeliveries(ctx, tx, recs) }); ferr != nil {
 			notify(s.armed) // the flusher retries
 		}
 	}
@@ -270,13 +272,15 @@ func (s *Store) run(ctx context.Context, evict func(), fn func(tx *txn) error) e
 }
 
 // inTx runs fn in one transaction; the caller holds mu (or owns s during
-// Open).
-func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
+// Open). Once it commits, the statistics take its delta and the first
+// applied deliveries of pend (which it applied) are forgotten, together.
+func (s *Store) inTx(ctx context.Context, applied int, fn func(tx *txn) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("keystore/sqlite: begin: %w", err)
 	}
-	if err := fn(&txn{tx: tx, s: s, ctx: ctx}); err != nil {
+	t := &txn{tx: tx, s: s, ctx: ctx}
+	if err := fn(t); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -285,6 +289,12 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
 	if err != nil {
 		return fmt.Errorf("keystore/sqlite: commit: %w", err)
 	}
+	s.cmu.Lock()
+	s.counts.add(t.delta)
+	if applied > 0 {
+		s.forgetAppliedLocked(applied)
+	}
+	s.cmu.Unlock()
 	return nil
 }
 
@@ -317,6 +327,10 @@ func (s *Store) Close() error {
 	s.durable.shut(ErrClosed) // waits for a flush in progress
 	s.cmu.Lock()
 	s.pend, s.unleaseQ = nil, nil
+	clear(s.pendLinks)
+	if s.gone == nil {
+		s.gone = ErrClosed
+	}
 	s.cmu.Unlock()
 	if s.jrn != nil {
 		errs = append(errs, s.jrn.close(remove))

@@ -25,6 +25,11 @@ func (s *Store) Zeroize(ctx context.Context) error {
 	}
 	s.zeroized = true
 	s.durable.shut(keystore.ErrZeroized) // waits for a flush in progress
+	s.cmu.Lock()
+	s.gone = keystore.ErrZeroized
+	s.counts = make(counts)
+	clear(s.pendLinks)
+	s.cmu.Unlock()
 	if s.closed {
 		s.log.Warn("key store zeroized (closed: files destroyed)")
 		return ZeroizeFiles(s.path, s.kekFile)
@@ -46,7 +51,7 @@ func (s *Store) Zeroize(ctx context.Context) error {
 	// The rows are unreadable already; removing them must not depend on the
 	// caller's context, which may be the one being cancelled.
 	ctx = context.WithoutCancel(ctx)
-	errRows := s.inTx(ctx, func(tx *txn) error {
+	errRows := s.inTx(ctx, 0, func(tx *txn) error {
 		for _, t := range tables {
 			if _, err := tx.ExecContext(ctx, "DELETE FROM "+t); err != nil {
 				return fmt.Errorf("keystore/sqlite: zeroize %s: %w", t, err)
