@@ -85,14 +85,14 @@ type Store struct {
 	refillQ    map[pairID]*pairCache    // guarded by cmu: caches to refill
 	refillKick chan struct{}
 	tidyAt     int64 // journalTidy (tests lower it); read under mu
+	stop       chan struct{}
+	loopDone   chan struct{}
+	stopOnce   sync.Once
 
 	// Statistics (stats.go).
 	counts    counts             // guarded by cmu
 	pendLinks map[qkd.LinkID]int // guarded by cmu: pend deliveries by key link
 	gone      error              // guarded by cmu: ErrClosed or ErrZeroized once the store is
-	stop      chan struct{}
-	loopDone  chan struct{}
-	stopOnce  sync.Once
 }
 
 var _ keystore.Store = (*Store)(nil)
