@@ -57,6 +57,7 @@ func testZeroize(t *testing.T, s keystore.Store) {
 		}},
 		{"RelayRecord", func() error { _, err := s.RelayRecord(ctx, "step"); return err }},
 		{"Stats", func() error { _, err := s.Stats(ctx, linkAB); return err }},
+		{"Sync", func() error { return s.Sync(ctx) }},
 	}
 	for _, c := range calls {
 		if err := c.call(); !errors.Is(err, keystore.ErrZeroized) {
