@@ -10,11 +10,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/crypto/poly1305"
 
 	"github.com/qkms/qkms/internal/config"
+	"github.com/qkms/qkms/internal/itsmac"
 	"github.com/qkms/qkms/internal/netsim"
 	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/secret"
 	"github.com/qkms/qkms/internal/telemetry"
 	"github.com/qkms/qkms/internal/topology"
 )
@@ -148,14 +149,13 @@ func rawCost(n int) time.Duration {
 	a, b, dst := make([]byte, piece), make([]byte, piece), make([]byte, piece)
 	_, _ = rand.Read(a)
 	_, _ = rand.Read(b)
-	var key [32]byte
-	_, _ = rand.Read(key[:])
+	var raw [itsmac.KeySize]byte
+	_, _ = rand.Read(raw[:])
+	key := secret.MACKey{Bytes: secret.Adopt(raw[:])}
 	start := time.Now()
 	for done := 0; done < n; done += piece {
 		subtle.XORBytes(dst, a, b)
-		m := poly1305.New(&key)
-		_, _ = m.Write(dst)
-		_ = m.Sum(nil)
+		_, _ = itsmac.Sum(key, dst)
 	}
 	return time.Since(start)
 }
