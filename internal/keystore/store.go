@@ -223,7 +223,10 @@ type Store interface {
 	// Allocate applies an allocation atomically. Each piece must start at its
 	// block's current Offset. If the allocation was already applied (its
 	// first key ID or first slot exists) it returns nil and changes nothing;
-	// otherwise conflicting material → ErrConflict.
+	// otherwise conflicting material → ErrConflict. An allocation with
+	// neither keys, slots nor pieces but an outbox entry stores the entry
+	// alone (a message fixed before it is first sent, such as a
+	// new_key_batch); its ID existing → ErrConflict.
 	Allocate(ctx context.Context, a Allocation) error
 
 	// SetKeysReady moves Pending keys to Ready and deletes the outbox entry

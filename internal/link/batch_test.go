@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,89 +21,42 @@ import (
 	"github.com/qkms/qkms/internal/secret"
 )
 
-// outboxStore is a store that also holds outbox entries without any
-// material (keystore.Allocation with only an Outbox), which the stores
-// refuse today (keystore.ErrBadAllocation): the store change a leader
-// needs to keep its batch in flight across a restart. failForget makes
-// that many deletions of such entries fail, as a crash right after the
-// batch's answer was applied would.
+// outboxStore is the real store with a fault: failForget makes that many
+// deletions of a stored key batch (outbox entries of type new_key_batch)
+// fail, as a crash right after the batch's answer was applied would.
 type outboxStore struct {
 	keystore.Store
 	failForget atomic.Int32
-
-	mu      sync.Mutex
-	entries []keystore.Outbox // guarded by mu
 }
 
-func onlyOutbox(a keystore.Allocation) bool {
-	return a.Outbox != nil && len(a.Pieces) == 0 && len(a.Keys) == 0 && a.Slots == nil
-}
-
-func (s *outboxStore) Allocate(ctx context.Context, a keystore.Allocation) error {
-	if !onlyOutbox(a) {
-		return s.Store.Allocate(ctx, a)
+// failing reports whether a deletion of entry id is to fail.
+func (s *outboxStore) failing(id string) bool {
+	if !strings.HasPrefix(id, "new_key_batch:") {
+		return false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, e := range s.entries {
-		if e.ID == a.Outbox.ID {
-			return keystore.ErrConflict
+	for {
+		n := s.failForget.Load()
+		if n <= 0 {
+			return false
+		}
+		if s.failForget.CompareAndSwap(n, n-1) {
+			return true
 		}
 	}
-	e := *a.Outbox
-	e.Payload = slices.Clone(e.Payload)
-	s.entries = append(s.entries, e)
-	return nil
 }
 
-func (s *outboxStore) PendingOutbox(ctx context.Context, l qkd.LinkID) ([]keystore.Outbox, error) {
-	box, err := s.Store.PendingOutbox(ctx, l)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, e := range s.entries {
-		if e.Link == l {
-			box = append(box, e)
-		}
-	}
-	slices.SortStableFunc(box, func(a, b keystore.Outbox) int { return a.Created.Compare(b.Created) })
-	return box, nil
-}
-
-// forget deletes entry id; false if it is not one of s's.
-func (s *outboxStore) forget(id string) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	i := slices.IndexFunc(s.entries, func(e keystore.Outbox) bool { return e.ID == id })
-	if i < 0 {
-		return false, nil
-	}
-	if s.failForget.Load() > 0 {
-		s.failForget.Add(-1)
-		return true, errors.New("outboxStore: crashed before the entry was deleted")
-	}
-	s.entries = slices.Delete(s.entries, i, i+1)
-	return true, nil
-}
+var errCrashed = errors.New("outboxStore: crashed before the entry was deleted")
 
 func (s *outboxStore) SetKeysReady(ctx context.Context, ids []qkd.KeyID, outboxID string) error {
-	if mine, err := s.forget(outboxID); mine {
-		if err != nil || len(ids) == 0 {
-			return err
-		}
-		return s.Store.SetKeysReady(ctx, ids, "")
+	if s.failing(outboxID) {
+		return errCrashed
 	}
 	return s.Store.SetKeysReady(ctx, ids, outboxID)
 }
 
 func (s *outboxStore) AbortAllocation(ctx context.Context, outboxID string, ids []qkd.KeyID) error {
-	if mine, err := s.forget(outboxID); mine {
-		if err != nil || len(ids) == 0 {
-			return err
-		}
-		return s.Store.AbortAllocation(ctx, "", ids)
+	if s.failing(outboxID) {
+		return errCrashed
 	}
 	return s.Store.AbortAllocation(ctx, outboxID, ids)
 }

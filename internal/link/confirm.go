@@ -96,7 +96,7 @@ func (l *Link) confirmLoop(ctx context.Context) {
 // building another; the outbox worker leaves such entries alone.
 type fixedBatch struct {
 	req   kmsproto.NewKeyBatchReq
-	entry string // its outbox entry; "" when the store cannot hold it
+	entry string // its outbox entry
 }
 
 // batchEntryPrefix starts the outbox ID of a batch (then its BatchID).
@@ -170,11 +170,9 @@ func (l *Link) buildBatch(ctx context.Context) (*fixedBatch, time.Duration, erro
 }
 
 // storeBatch stores b as an outbox entry of type new_key_batch, before
-// its tag first leaves the node (the send's Store.Sync makes it durable).
-// A store that takes no allocation without material (an outbox entry
-// alone is refused as keystore.ErrBadAllocation) cannot hold it: the batch
-// is then fixed in memory only, which covers every retry but not a
-// restart of the leader (it logs so once).
+// its tag first leaves the node (the send's Store.Sync makes it durable):
+// a restarted leader sends it again, identical, instead of building
+// another batch whose check key would tag a second block list.
 func (l *Link) storeBatch(ctx context.Context, b *fixedBatch) error {
 	body, err := kmsproto.Marshal(b.req)
 	if err != nil {
@@ -187,17 +185,11 @@ func (l *Link) storeBatch(ctx context.Context, b *fixedBatch) error {
 	id := batchEntryPrefix + b.req.BatchID
 	err = l.o.Store.Allocate(ctx, keystore.Allocation{Link: l.o.ID,
 		Outbox: &keystore.Outbox{ID: id, Link: l.o.ID, Payload: payload, Created: l.o.Now()}})
-	switch {
-	case err == nil:
-		b.entry = id
-		return nil
-	case errors.Is(err, keystore.ErrBadAllocation):
-		l.volatileOnce.Do(func() {
-			l.log.Warn("the key store cannot hold a key batch before it is sent: batches are fixed in memory only; a leader restarted with a batch in flight builds a new one")
-		})
-		return nil
+	if err != nil {
+		return fmt.Errorf("link %s: store key batch: %w", l.o.ID, err)
 	}
-	return fmt.Errorf("link %s: store key batch: %w", l.o.ID, err)
+	b.entry = id
+	return nil
 }
 
 // loadBatch returns the batch a previous run of this leader stored and did
@@ -254,7 +246,6 @@ func (l *Link) settleBatch(ctx context.Context, discard []uint64) (time.Duration
 // the peer's answer to the batch sent again) does the same.
 func (l *Link) applyBatchResult(ctx context.Context, resp kmsproto.NewKeyBatchResp) (time.Duration, error) {
 	indices := l.batch.req.Indices
-	l.o.Observer.Batch(l.o.ID, resp.Result, len(indices))
 	switch resp.Result {
 	case kmsproto.BatchConfirmed:
 		err := l.o.Store.ConfirmBlocks(ctx, l.o.ID, indices, checkKeyLen)
@@ -265,12 +256,14 @@ func (l *Link) applyBatchResult(ctx context.Context, resp kmsproto.NewKeyBatchRe
 		if err != nil {
 			return 0, err
 		}
+		l.o.Observer.Batch(l.o.ID, resp.Result, len(indices))
 		l.o.Observer.InternalBytes(l.o.ID, checkKeyLen)
 		poke(l.wakeSlots)
 		return 0, l.forgetBatch(ctx)
 	case kmsproto.BatchMismatch:
 		l.log.Warn("key batch mismatch between the two ends: batch discarded at both ends",
 			"first_index", indices[0], "blocks", len(indices))
+		l.o.Observer.Batch(l.o.ID, resp.Result, len(indices))
 		return l.settleBatch(ctx, indices)
 	case kmsproto.BatchMissing:
 		// The check key (the first block's first 32 bytes) tagged a list
@@ -279,7 +272,9 @@ func (l *Link) applyBatchResult(ctx context.Context, resp kmsproto.NewKeyBatchRe
 		lost := intersect(indices, resp.Missing)
 		l.log.Warn("blocks lost at the peer's QKD module: discarded at both ends, with the batch's first block (its check key is spent)",
 			"blocks", len(lost))
-		return l.settleBatch(ctx, withFirst(indices[0], lost))
+		gone := withFirst(indices[0], lost)
+		l.o.Observer.Batch(l.o.ID, resp.Result, len(gone))
+		return l.settleBatch(ctx, gone)
 	case kmsproto.BatchPending:
 		return l.o.BatchDelay / 4, nil // the same batch goes again
 	}

@@ -50,9 +50,8 @@
 // same, until a definite answer; the outbox worker leaves such entries to
 // the confirm loop. Its check key (the first block's first 32 bytes) thus
 // never tags two lists. On "missing" the list is gone, so both ends
-// discard the batch's first block too. A store that cannot hold an outbox
-// entry without material keeps the batch in memory only (retries, not a
-// restart, are covered).
+// discard the batch's first block too. A leader restarted with a batch in
+// flight sends the stored one again.
 //
 // Allocation never conflicts: the lower node ID of a link (the leader)
 // allocates only from blocks with even index, the other end only from odd

@@ -29,6 +29,9 @@ type Transport interface {
 type Observer interface {
 	MACFailure(link qkd.LinkID, reason string)
 	Message(link qkd.LinkID, t kmsproto.Type, result string)
+	// Batch reports a batch's definite answer and how many of its blocks
+	// it confirmed (confirmed) or discarded (mismatch, missing); blocks
+	// a "missing" answer leaves unconfirmed are not counted.
 	Batch(link qkd.LinkID, result string, blocks int)
 	InternalBytes(link qkd.LinkID, n int)
 	PSKTag(link qkd.LinkID)
@@ -159,7 +162,6 @@ type Link struct {
 	// Both are used by the confirm loop only.
 	batch        *fixedBatch
 	batchLoaded  bool
-	volatileOnce sync.Once // logs once that batches are fixed in memory only
 
 	apps    appTable      // applications the peer announced (apps.go)
 	streams streamHandler // the node's 004 key stream service (streams.go)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -213,6 +214,31 @@ func testAllocateConflict(t *testing.T, s keystore.Store) {
 	})
 }
 
+// testAllocateOutboxOnly: an outbox entry without material (a message
+// fixed before its first send) is stored alone, listed, refused a second
+// time under its ID, and removed by SetKeysReady with no keys.
+func testAllocateOutboxOnly(t *testing.T, s keystore.Store) {
+	ctx := t.Context()
+	addConfirmed(t, s, linkAB, 64, 2)
+	before := snap(t, s, linkAB)
+	o := &keystore.Outbox{ID: "new_key_batch:1", Link: linkAB, Payload: []byte("batch"), Created: time.Unix(1000, 0)}
+	if err := s.Allocate(ctx, keystore.Allocation{Link: linkAB, Outbox: o}); err != nil {
+		t.Fatalf("Allocate(outbox entry alone) = %v", err)
+	}
+	box, err := s.PendingOutbox(ctx, linkAB)
+	if err != nil || len(box) != 1 || box[0].ID != o.ID || string(box[0].Payload) != "batch" {
+		t.Fatalf("PendingOutbox = %+v, %v; want the entry", box, err)
+	}
+	wantErr(t, "Allocate(the same entry again)", s.Allocate(ctx, keystore.Allocation{Link: linkAB, Outbox: o}), keystore.ErrConflict)
+	if err := s.SetKeysReady(ctx, nil, o.ID); err != nil {
+		t.Fatalf("SetKeysReady(no keys, entry) = %v", err)
+	}
+	if box, err := s.PendingOutbox(ctx, linkAB); len(box) != 0 || err != nil {
+		t.Fatalf("PendingOutbox after SetKeysReady = %d entries, %v; want none", len(box), err)
+	}
+	sameSnapshot(t, "an outbox entry stored and removed", before, snap(t, s, linkAB))
+}
+
 func testAllocateMalformed(t *testing.T, s keystore.Store) {
 	ctx := t.Context()
 	addConfirmed(t, s, linkAB, 64, 2)
@@ -232,6 +258,9 @@ func testAllocateMalformed(t *testing.T, s keystore.Store) {
 		{"zero key ID", mod(func(a *keystore.Allocation) { a.Keys[0].ID = qkd.KeyID{} })},
 		{"pending stranger", mod(func(a *keystore.Allocation) { a.Keys[0].Pending = []qkd.SAEID{stranger} })},
 		{"empty slot range", mod(func(a *keystore.Allocation) { a.Slots = &keystore.SlotRange{Sender: nodeA} })},
+		{"outbox entry with pieces but no keys", mod(func(a *keystore.Allocation) { a.Keys = nil; a.Outbox = &keystore.Outbox{ID: "o", Link: linkAB} })},
+		{"outbox entry alone without ID", keystore.Allocation{Link: linkAB, Outbox: &keystore.Outbox{Link: linkAB, Payload: []byte{1}}}},
+		{"nothing at all", keystore.Allocation{Link: linkAB}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) keystore.Store) {
 		{"Allocate/Idempotent", testAllocateIdempotent},
 		{"Allocate/Conflict", testAllocateConflict},
 		{"Allocate/Malformed", testAllocateMalformed},
+		{"Allocate/OutboxOnly", testAllocateOutboxOnly},
 		{"TakeForPair", testTakeForPair},
 		{"TakeForPair/LastRecipient", testLastRecipient},
 		{"TakeByID", testTakeByID},
