@@ -160,8 +160,8 @@ type Link struct {
 	// batch is the new_key_batch in flight, fixed at its first send
 	// (confirm.go); batchLoaded: the store was searched for a persisted one.
 	// Both are used by the confirm loop only.
-	batch        *fixedBatch
-	batchLoaded  bool
+	batch       *fixedBatch
+	batchLoaded bool
 
 	apps    appTable      // applications the peer announced (apps.go)
 	streams streamHandler // the node's 004 key stream service (streams.go)
