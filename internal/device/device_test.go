@@ -127,7 +127,7 @@ func TestReconnectAfterEndRestart(t *testing.T) {
 	for _, nw := range networks {
 		t.Run(nw, func(t *testing.T) {
 			s := newSim(t, nw, qkdsim.Options{BlockSize: 64, Heartbeat: 100 * time.Millisecond})
-			a := s.kms(context.Background(), "a", "kms://A", func(o *device.Options) { o.Silence = 400 * time.Millisecond })
+			a := s.kms(context.Background(), "a", "kms://A", func(o *device.Options) { o.Silence = 2 * time.Second }) // 20 heartbeats
 			s.produce(3)
 			a.waitFor(t, "blocks 0..2", upTo(2))
 			s.link.End("a").Shutdown()

@@ -91,10 +91,12 @@ func (s *sim) kms(ctx context.Context, end, source string, mod func(*device.Opti
 		Addr:        s.addr[end],
 		Source:      source,
 		Destination: "kms://peer-of-" + end,
-		Silence:     time.Second,
-		MinBackoff:  10 * time.Millisecond,
-		MaxBackoff:  100 * time.Millisecond,
-		Logger:      testLogger(s.t).With("kms", source),
+		// Long enough for a 1 MiB block on a loaded machine under -race:
+		// only the tests of silence detection shorten it.
+		Silence:    30 * time.Second,
+		MinBackoff: 10 * time.Millisecond,
+		MaxBackoff: 100 * time.Millisecond,
+		Logger:     testLogger(s.t).With("kms", source),
 	}
 	if mod != nil {
 		mod(&opts)
