@@ -7,17 +7,36 @@ import (
 	"time"
 
 	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/kmsproto"
 	"github.com/qkms/qkms/internal/qkd"
 )
 
-// pairKey names a (local master, neighbour slave) pair kept stocked.
+// pairKey names a pair on a neighbour link kept stocked by this node:
+// local master and neighbour slave (caller is the master), or — the pair
+// used in one direction — neighbour master and local slave (caller is the
+// slave).
 type pairKey struct {
 	master, slave qkd.SAEID
+	caller        qkd.SAEID // the pair's SAE on this node: whose keys are counted
 	link          Link
 }
 
+// announcedLink is what stocking needs to learn the pairs a neighbour
+// serves towards this node (link.Link: the pairs it announced by new_app).
+type announcedLink interface {
+	Apps() []kmsproto.NewAppReq
+}
+
 // pairs lists the pairs whose keys this node allocates: each local SAE as
-// master with every SAE on a neighbour node as slave.
+// master with every SAE on a neighbour node as slave; and each pair a
+// neighbour announced (new_app) with its master there and one slave here.
+//
+// Both ends of a link stock a pair they share, each from its own block
+// parity, so that a pair used in one direction draws on the whole link,
+// not half of it. The slave's node counts the keys its slave has not
+// fetched yet: they are the master's node's ready keys plus those the
+// slave lags behind, so it restocks only while keys flow (the slave
+// fetches them) and the two ends together keep about Prereserve keys.
 func (s *Service) pairs() []pairKey {
 	var out []pairKey
 	for sae, node := range s.o.SAEs {
@@ -26,8 +45,21 @@ func (s *Service) pairs() []pairKey {
 		}
 		for slave, sn := range s.o.SAEs {
 			if l := s.byPeer[sn]; l != nil && sn != s.o.Node {
-				out = append(out, pairKey{master: sae, slave: slave, link: l})
+				out = append(out, pairKey{master: sae, slave: slave, caller: sae, link: l})
 			}
+		}
+	}
+	for _, l := range s.o.Links {
+		al, ok := l.(announcedLink)
+		if !ok {
+			continue
+		}
+		for _, a := range al.Apps() {
+			if a.Stream != "" || a.Etsi004 != nil || len(a.Slaves) != 1 ||
+				s.o.SAEs[a.Master] != l.Peer() || s.o.SAEs[a.Slaves[0]] != s.o.Node {
+				continue
+			}
+			out = append(out, pairKey{master: a.Master, slave: a.Slaves[0], caller: a.Slaves[0], link: l})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -84,7 +116,7 @@ func (s *Service) restock(ctx context.Context, p pairKey) {
 	}
 	size := s.o.Limits.KeySize
 	have, err := s.o.Store.CountKeys(ctx, keystore.TakeRequest{Master: p.master, Slaves: []qkd.SAEID{p.slave},
-		Caller: p.master, SizeBits: size, Now: s.o.Now()})
+		Caller: p.caller, SizeBits: size, Now: s.o.Now()})
 	if err != nil || have > want/2 {
 		return
 	}

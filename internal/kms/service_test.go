@@ -9,6 +9,7 @@ import (
 
 	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/kms"
+	"github.com/qkms/qkms/internal/kmsproto"
 	"github.com/qkms/qkms/internal/link/linktest"
 	"github.com/qkms/qkms/internal/qkd"
 )
@@ -178,4 +179,90 @@ func TestZeroize(t *testing.T) {
 	if st, err := n.p.SA.Stats(ctx, "A-B"); err == nil && st.ConfirmedBytes[0]+st.ConfirmedBytes[1] > 0 {
 		t.Fatalf("store still holds material after zeroize: %+v", st)
 	}
+}
+
+// reservations records the make_keys_external requests one end sends.
+type reservations struct {
+	mu   sync.Mutex
+	reqs []kmsproto.MakeKeysExternalReq // guarded by mu
+}
+
+func (r *reservations) tamper(tp kmsproto.Type, payload []byte) []byte {
+	if tp != kmsproto.MakeKeysExternal {
+		return payload
+	}
+	s, err := kmsproto.DecodeSealed(payload)
+	if err != nil {
+		return payload
+	}
+	h, err := kmsproto.DecodeHeader(s.Data)
+	if err != nil {
+		return payload
+	}
+	var req kmsproto.MakeKeysExternalReq
+	if kmsproto.Unmarshal(h.Body, &req) == nil {
+		r.mu.Lock()
+		r.reqs = append(r.reqs, req)
+		r.mu.Unlock()
+	}
+	return payload
+}
+
+// ids returns the key IDs reserved for (master, slave).
+func (r *reservations) ids(master, slave qkd.SAEID) map[qkd.KeyID]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[qkd.KeyID]bool{}
+	for _, q := range r.reqs {
+		if q.Master == master && len(q.Slaves) == 1 && q.Slaves[0] == slave {
+			for _, id := range q.IDs {
+				out[id] = true
+			}
+		}
+	}
+	return out
+}
+
+// TestBothEndsStockAPairUsedOneWay: the slave's node stocks a pair from
+// its own block parity once the master's node announced it, so that keys
+// it reserved reach the master through enc_keys; before the announcement
+// it reserves nothing for the pair. Every key is the same at both ends.
+func TestBothEndsStockAPairUsedOneWay(t *testing.T) {
+	n := newNet(t, 8)
+	ctx := context.Background()
+	fromB := &reservations{}
+	n.p.PB.SetTamper(fromB.tamper)
+	linktest.WaitFor(t, "A's pool for SAE_A1→SAE_B1", func() bool {
+		c, err := n.p.SA.CountKeys(ctx, keystore.TakeRequest{Master: "SAE_A1", Slaves: []qkd.SAEID{"SAE_B1"}, Caller: "SAE_A1", SizeBits: 256, Now: time.Now()})
+		return err == nil && c >= 4
+	})
+	if got := fromB.ids("SAE_A1", "SAE_B1"); len(got) != 0 {
+		t.Fatalf("B reserved %d keys for a pair not yet announced", len(got))
+	}
+	served := 0
+	linktest.WaitFor(t, "a key B reserved delivered to SAE_A1", func() bool {
+		keys, err := n.a.EncKeys(ctx, "SAE_A1", "SAE_B1", kms.KeyRequest{Number: 3})
+		if err != nil {
+			return false // the pool may be empty for a moment
+		}
+		ids := make([]qkd.KeyID, len(keys))
+		for i, k := range keys {
+			ids[i] = k.ID
+		}
+		got, err := n.b.DecKeys(ctx, "SAE_B1", "SAE_A1", ids)
+		if err != nil {
+			t.Fatalf("DecKeys = %v", err)
+		}
+		byB := fromB.ids("SAE_A1", "SAE_B1")
+		found := false
+		for i := range keys {
+			if got[i].ID != keys[i].ID || !got[i].Bytes.Equal(keys[i].Bytes) {
+				t.Fatalf("key %s differs between master and slave", keys[i].ID)
+			}
+			found = found || byB[keys[i].ID]
+		}
+		served += len(keys)
+		return found
+	})
+	t.Logf("%d keys served before one of B's", served)
 }
