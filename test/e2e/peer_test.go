@@ -26,7 +26,8 @@ import (
 type tap struct {
 	c      *peer.Client
 	mu     sync.Mutex
-	last   []byte
+	last   []byte // the last request sent
+	reply  []byte // and its reply
 	tamper func([]byte) []byte
 }
 
@@ -38,7 +39,11 @@ func (t *tap) Call(ctx context.Context, mt kmsproto.Type, p []byte) ([]byte, err
 	}
 	t.last = bytes.Clone(p)
 	t.mu.Unlock()
-	return t.c.Call(ctx, mt, p)
+	out, err := t.c.Call(ctx, mt, p)
+	t.mu.Lock()
+	t.reply = bytes.Clone(out)
+	t.mu.Unlock()
+	return out, err
 }
 
 func (t *tap) Ping(ctx context.Context) error { return t.c.Ping(ctx) }
@@ -217,15 +222,29 @@ func TestPeerMessagesOverCoAP(t *testing.T) {
 				t.Fatalf("B lost a reserved key to a tampered delete_keys: %v", err)
 			}
 
-			// 2. A replayed (authentic) message: rejected.
+			// 2. A replayed (authentic) message: detected and harmless. It
+			// is answered from B's reply cache with the very bytes of the
+			// first reply (what a sender that lost that reply needs), and
+			// changes nothing; other bytes under the used number are
+			// rejected.
 			if _, err := e.a.DeleteAtPeer(ctx, ids[1:2], "honest"); err != nil {
 				t.Fatalf("honest delete_keys = %v", err)
 			}
 			e.ta.mu.Lock()
-			replay := e.ta.last
+			replay, first := e.ta.last, e.ta.reply
 			e.ta.mu.Unlock()
-			if _, err := e.ta.c.Call(ctx, kmsproto.DeleteKeys, replay); !errors.Is(err, peer.ErrUnauthenticated) {
-				t.Fatalf("replayed delete_keys = %v, want 4.01 Unauthorized", err)
+			before = e.stats(t, e.sb)
+			again, err := e.ta.c.Call(ctx, kmsproto.DeleteKeys, replay)
+			if err != nil || !bytes.Equal(again, first) {
+				t.Fatalf("replayed delete_keys = %x, %v; want the first reply %x", again, err, first)
+			}
+			if after := e.stats(t, e.sb); after.KeysReady != before.KeysReady || confirmedBytes(after) != confirmedBytes(before) {
+				t.Fatalf("a replayed message changed B: %+v → %+v", before, after)
+			}
+			altered := bytes.Clone(replay)
+			altered[len(altered)-20] ^= 0x10
+			if _, err := e.ta.c.Call(ctx, kmsproto.DeleteKeys, altered); !errors.Is(err, peer.ErrUnauthenticated) {
+				t.Fatalf("other bytes under a used number = %v, want 4.01 Unauthorized", err)
 			}
 
 			// 3. A block mismatch: that batch is discarded at both ends.
