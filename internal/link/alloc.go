@@ -21,6 +21,9 @@ type outboxEntry struct {
 	Body  []byte        `cbor:"2,keyasint"`
 	IDs   []qkd.KeyID   `cbor:"3,keyasint,omitempty"`
 	First uint64        `cbor:"4,keyasint,omitempty"` // make_keys_internal: first slot
+	// ReadyHere: the keys were stored Ready at once (keys for a master on
+	// the peer's side, reserve): an abort deletes them.
+	ReadyHere bool `cbor:"5,keyasint,omitempty"`
 }
 
 // maxRefusals: how many Retry/Conflict answers an allocation gets before it
@@ -158,9 +161,23 @@ const maxStreamID = 256
 func (l *Link) reserve(ctx context.Context, stream string, master qkd.SAEID, slaves []qkd.SAEID, sizeBits int, ids []qkd.KeyID, ttl time.Duration) error {
 	n := len(ids)
 	now := l.o.Now()
+	// Keys are Pending at the reserving end until the peer has them, so
+	// that nothing is delivered here that the other end cannot match. One
+	// exception: keys of a pair whose master is on the peer's side (both
+	// ends stock a shared pair). Here they are only ever delivered by ID,
+	// to a slave, and only the master's node can have told anyone those
+	// random IDs — after it stored the keys. So they are Ready at once:
+	// a slave that asks right after its master got them never finds them
+	// pending for want of the acknowledgement still on its way. If the
+	// peer refuses them, finish deletes them. Key stream chunks have IDs
+	// both ends derive, and stay Pending.
+	state, readyHere := keystore.KeyPending, false
+	if stream == "" && !l.o.LocalSAE(master) {
+		state, readyHere = keystore.KeyReady, true
+	}
 	keys := make([]keystore.Key, n)
 	for i, id := range ids {
-		keys[i] = keystore.Key{ID: id, Link: l.o.ID, State: keystore.KeyPending, Master: master,
+		keys[i] = keystore.Key{ID: id, Link: l.o.ID, State: state, Master: master,
 			Slaves: slaves, Pending: l.localOf(master, slaves), SizeBits: sizeBits, Created: now, Expires: now.Add(ttl),
 			Stream: stream}
 	}
@@ -171,7 +188,7 @@ func (l *Link) reserve(ctx context.Context, stream string, master qkd.SAEID, sla
 				IDs: ids, Pieces: wirePieces(ps), Created: now.UnixMilli(), Expires: now.Add(ttl).UnixMilli(), Stream: stream}
 			body, err := kmsproto.Marshal(req)
 			return keystore.Allocation{Link: l.o.ID, Pieces: ps, Keys: keys},
-				outboxEntry{Type: kmsproto.MakeKeysExternal, Body: body, IDs: ids}, err
+				outboxEntry{Type: kmsproto.MakeKeysExternal, Body: body, IDs: ids, ReadyHere: readyHere}, err
 		}, id)
 	})
 }
@@ -493,7 +510,14 @@ func (l *Link) finish(ctx context.Context, id string, e *outboxEntry, _ kmsproto
 		if e != nil {
 			ids = e.IDs
 		}
-		err = l.o.Store.AbortAllocation(ctx, id, ids)
+		if e != nil && e.ReadyHere && len(ids) > 0 {
+			// Ready here, refused there: delete them before the entry
+			// goes (a crash in between sends the entry again).
+			_, err = l.o.Store.DeleteKeys(ctx, ids)
+		}
+		if err == nil {
+			err = l.o.Store.AbortAllocation(ctx, id, ids)
+		}
 		if res == nil {
 			res = errors.New("link: allocation aborted")
 		}

@@ -115,3 +115,66 @@ func TestAnnounceStream(t *testing.T) {
 		t.Errorf("handler got %d announcements, want 2", len(f.got))
 	}
 }
+
+// TestReserveForPeersMaster: keys the slave's node reserves for a pair
+// whose master is on the peer's side are Ready there at once (they are
+// delivered only by ID, and only the master's node hands IDs out, after
+// it stored them), so a slave that asks right after its master never
+// meets keys pending for an acknowledgement still on its way. Both ends
+// deliver the same bytes.
+func TestReserveForPeersMaster(t *testing.T) {
+	p := readyPair(t)
+	ctx := context.Background()
+	count := func(st keystore.Store, caller qkd.SAEID) int {
+		t.Helper()
+		n, err := st.CountKeys(ctx, keystore.TakeRequest{Master: masterA, Slaves: slavesB, Caller: caller, SizeBits: 256, Now: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	h := p.PB.HoldNext(kmsproto.MakeKeysExternal)
+	type result struct {
+		ids []qkd.KeyID
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ids, err := p.B.Reserve(ctx, masterA, slavesB, 256, 2, time.Hour)
+		done <- result{ids, err}
+	}()
+	select {
+	case <-h.Arrived():
+	case <-time.After(10 * time.Second):
+		t.Fatal("make_keys_external from B never sent")
+	}
+	if got := count(p.SB, slavesB[0]); got != 2 {
+		t.Errorf("B holds %d Ready keys for its slave before A answered, want 2", got)
+	}
+	if got := count(p.SA, masterA); got != 0 {
+		t.Errorf("A holds %d keys before the message arrived", got)
+	}
+	h.Release()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Reserve did not return")
+	}
+	if r.err != nil {
+		t.Fatalf("Reserve at B = %v", r.err)
+	}
+	ka, err := p.SA.TakeByID(ctx, keystore.TakeRequest{IDs: r.ids, Master: masterA, Caller: masterA})
+	if err != nil {
+		t.Fatalf("TakeByID at the master's node: %v", err)
+	}
+	kb, err := p.SB.TakeByID(ctx, keystore.TakeRequest{IDs: r.ids, Master: masterA, Caller: slavesB[0]})
+	if err != nil {
+		t.Fatalf("TakeByID at the slave's node: %v", err)
+	}
+	for i := range r.ids {
+		if !ka[i].Data.Equal(kb[i].Data) {
+			t.Errorf("key %d differs between the ends", i)
+		}
+	}
+}
