@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"sync/atomic"
+	"time"
 )
 
 // Checked counts the keys a verifying load fetched at both ends.
@@ -18,6 +19,9 @@ type Checked struct {
 	// FirstMiss is the first dec_keys failure (an error), if any.
 	FirstMiss atomic.Value
 }
+
+// decTimeout bounds the dec_keys that checks the keys of one enc_keys.
+const decTimeout = 30 * time.Second
 
 type keyJSON struct {
 	ID  string `json:"key_ID"`
@@ -45,7 +49,11 @@ func EncDec(enc *http.Client, encURL string, dec *http.Client, decURL string, ch
 		var back struct {
 			Keys []keyJSON `json:"keys"`
 		}
-		if err := doJSON(ctx, dec, http.MethodPost, decURL, body, &back); err != nil {
+		// Keys taken at A are fetched at B even if the window ends
+		// meanwhile: cut off, they would count as missing.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), decTimeout)
+		defer cancel()
+		if err := doJSON(dctx, dec, http.MethodPost, decURL, body, &back); err != nil {
 			chk.Missing.Add(int64(len(got.Keys)))
 			err = fmt.Errorf("dec_keys: %w", err)
 			chk.FirstMiss.CompareAndSwap(nil, err)

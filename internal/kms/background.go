@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/qkms/qkms/internal/keystore"
@@ -78,6 +79,51 @@ const minRestockBytes = 16 << 10
 // restockEvery is how often the reserved pools are looked at.
 const restockEvery = 200 * time.Millisecond
 
+// restockDue holds the pairs whose pool a request just drew on: Run
+// restocks them at once instead of at its next tick, so that a pool a
+// saturating application drains is refilled as fast as the link's
+// material allows, not five times a second.
+type restockDue struct {
+	mu    sync.Mutex
+	pairs map[pairKey]bool // guarded by mu
+	wake  chan struct{}    // capacity 1: Run has pairs to look at
+}
+
+// drewOn notes that a request took keys of p's pool (or found it empty).
+func (s *Service) drewOn(p pairKey) {
+	if s.o.Limits.Prereserve <= 0 {
+		return
+	}
+	s.due.mu.Lock()
+	if s.due.pairs == nil {
+		s.due.pairs = map[pairKey]bool{}
+	}
+	s.due.pairs[p] = true
+	s.due.mu.Unlock()
+	select {
+	case s.due.wake <- struct{}{}:
+	default:
+	}
+}
+
+// takeDue returns the pairs noted since the last call, in a fixed order.
+func (s *Service) takeDue() []pairKey {
+	s.due.mu.Lock()
+	defer s.due.mu.Unlock()
+	out := make([]pairKey, 0, len(s.due.pairs))
+	for p := range s.due.pairs {
+		out = append(out, p)
+	}
+	clear(s.due.pairs)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].master != out[j].master {
+			return out[i].master < out[j].master
+		}
+		return out[i].slave < out[j].slave
+	})
+	return out
+}
+
 // Run keeps the reserved pools stocked and deletes expired keys until ctx ends.
 func (s *Service) Run(ctx context.Context) {
 	tick := time.NewTicker(restockEvery)
@@ -88,6 +134,13 @@ func (s *Service) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.due.wake:
+			if s.Active() {
+				for _, p := range s.takeDue() {
+					s.restock(ctx, p)
+				}
+			}
+			continue
 		case <-tick.C:
 		}
 		if !s.Active() {

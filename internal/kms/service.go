@@ -119,6 +119,7 @@ type Service struct {
 
 	apps  appCache   // pairs announced with new_app (apps.go)
 	ahead aheadTable // remote pairs whose keys are relayed ahead (ahead.go)
+	due   restockDue // pairs whose pool a request just drew on (background.go)
 }
 
 // New returns a Service; Run starts its background work.
@@ -139,6 +140,7 @@ func New(o Options) (*Service, error) {
 		o.OnDelivered = func(string, int) {}
 	}
 	s := &Service{o: o, log: o.Logger, byPeer: map[qkd.NodeID]Link{}}
+	s.due.wake = make(chan struct{}, 1)
 	s.ahead.pairs = map[aheadKey]*aheadPair{}
 	for _, l := range o.Links {
 		if _, dup := s.byPeer[l.Peer()]; !dup {
@@ -320,6 +322,9 @@ func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyR
 	}
 	keys, err := s.o.Store.TakeForPair(ctx, keystore.TakeRequest{Master: caller, Slaves: slaves, Caller: caller,
 		SizeBits: req.Size, Number: req.Number, Now: s.o.Now()})
+	if !remote {
+		s.drewOn(pairKey{master: caller, slave: slave, caller: caller, link: l})
+	}
 	if errors.Is(err, qkd.ErrInsufficientKey) && !remote {
 		keys, err = s.resizeAndTake(ctx, l, caller, slaves, req) // resize.go
 	}
@@ -407,6 +412,13 @@ func (s *Service) DecKeys(ctx context.Context, caller, master qkd.SAEID, ids []q
 	keys, err := s.o.Store.TakeByID(ctx, keystore.TakeRequest{IDs: ids, Master: master, Caller: caller, Now: s.o.Now()})
 	if err != nil {
 		return nil, err
+	}
+	if len(keys) > 0 && len(keys[0].Slaves) == 1 && keys[0].Slaves[0] == caller && keys[0].Stream == "" {
+		// Keys of a pair whose master is on the neighbour at the end
+		// of the key's link: this end stocks that pair too.
+		if l := s.byPeer[s.o.SAEs[master]]; l != nil && l.ID() == keys[0].Link {
+			s.drewOn(pairKey{master: master, slave: caller, caller: caller, link: l})
+		}
 	}
 	s.o.OnDelivered("etsi014", len(keys))
 	return toKeys(keys), nil
