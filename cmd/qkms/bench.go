@@ -29,7 +29,7 @@ func benchCmd() *cobra.Command {
 		Short: "Measure ETSI 014 enc_keys on a local two-node network beside a bare TLS handler, in the same run",
 		Long: "Starts the built-in two-node network (links scaled up so that key supply is not the limit), fills the\n" +
 			"ready pool, then alternates loads against a bare Go TLS handler that returns one random 32-byte key\n" +
-			"(the baseline of PERFORMANCE.md) and against enc_keys, and prints medians and their ratios.",
+			"(the baseline of docs/performance.md) and against enc_keys, and prints medians and their ratios.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := os.MkdirTemp("", "qkms-bench-")

@@ -39,7 +39,7 @@ func benchIngestCmd() *cobra.Command {
 			"the blocks the simulated QKD module produced against the blocks both KMSes confirmed (new_key_batch)\n" +
 			"and stored, and the blocks the modules had to drop because a KMS did not take them in time. The\n" +
 			"baseline, measured in the same run, is the CPU time raw XOR + Poly1305 take over the same bytes.\n" +
-			"Target (PERFORMANCE.md): ≥ 0.95 of what the module pushed is confirmed and stored.",
+			"Target (docs/performance.md): ≥ 0.95 of what the module pushed is confirmed and stored.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runIngestBench(cmd.Context(), cmd.OutOrStdout(), o)

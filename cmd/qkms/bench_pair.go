@@ -32,7 +32,7 @@ func benchPairCmd() *cobra.Command {
 		Long: "Starts the built-in two-node network (line2, link rate × --scale), spends the ready pool in a warm-up,\n" +
 			"then saturates SAE_A1→SAE_B1 with enc_keys at A and fetches every key again with dec_keys at B,\n" +
 			"comparing the bytes. The baseline, over the same window, is the link's ESKR = SKR − IKR (both ends)\n" +
-			"from QUICKS link/performance. Target (PERFORMANCE.md): delivered ≥ 0.9 × ESKR, 0 mismatches.",
+			"from QUICKS link/performance. Target (docs/performance.md): delivered ≥ 0.9 × ESKR, 0 mismatches.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runPairBench(cmd.Context(), cmd.OutOrStdout(), o)

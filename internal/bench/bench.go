@@ -1,5 +1,5 @@
 // Package bench measures request throughput and latency against a baseline
-// in the same run (PERFORMANCE.md: ratios, not absolute times). It is used
+// in the same run (docs/performance.md: ratios, not absolute times). It is used
 // by `qkms bench` and by the end-to-end benchmarks.
 package bench
 
@@ -96,7 +96,7 @@ func GetOK(c *http.Client, url string) func(context.Context) error {
 	}
 }
 
-// BareServer is the baseline of PERFORMANCE.md: a Go TLS server (the same
+// BareServer is the baseline of docs/performance.md: a Go TLS server (the same
 // TLS configuration as the node, client certificates required) whose
 // handler returns one random 32-byte key as ETSI 014 JSON.
 type BareServer struct {

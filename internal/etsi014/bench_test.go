@@ -1,6 +1,6 @@
 package etsi014_test
 
-// Benchmarks of PERFORMANCE.md's first target: enc_keys with one 256-bit key
+// Benchmarks of docs/performance.md's first target: enc_keys with one 256-bit key
 // over mTLS 1.3 keep-alive on loopback, against a bare Go TLS handler that
 // returns a random 32-byte key as JSON. Run both in one go and compare:
 //
@@ -184,7 +184,7 @@ func BenchmarkEncKeysPOST(b *testing.B) {
 }
 
 // BenchmarkEncKeys128 asks for 128 keys of 256 bits per request (the
-// PERFORMANCE.md key-bytes/s target: ≥ 100 × the single-key case).
+// docs/performance.md key-bytes/s target: ≥ 100 × the single-key case).
 func BenchmarkEncKeys128(b *testing.B) {
 	ts, c := benchServer(b, etsi014.New(etsi014.Options{KMS: benchKMS{}}).Handler())
 	load(b, c, "GET", ts.URL+"/api/v1/keys/SAE_B/enc_keys?number=128&size=256", "")

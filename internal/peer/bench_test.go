@@ -13,7 +13,7 @@ import (
 )
 
 // Run with -benchtime=3s or more: go-coap's UDP server slows down as its
-// response cache fills (PERFORMANCE.md). calls/s counts round trips; MB/s
+// response cache fills (docs/performance.md). calls/s counts round trips; MB/s
 // counts request payload bytes (the echo sends as many back).
 
 func BenchmarkCallUDP(b *testing.B) { benchCall(b, "udp", ClientOptions{}, false, 64, 16<<10) }

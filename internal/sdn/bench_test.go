@@ -62,7 +62,7 @@ func BenchmarkRouteEuroQCIGroup(b *testing.B) {
 }
 
 // BenchmarkMaxFlowEuroQCI: the max-flow between two capitals at nominal
-// rates (the PERFORMANCE.md baseline), graph construction included.
+// rates (the docs/performance.md baseline), graph construction included.
 func BenchmarkMaxFlowEuroQCI(b *testing.B) {
 	c, pairs := capitalPairs(b)
 	topo := c.Topology()

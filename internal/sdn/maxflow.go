@@ -128,7 +128,7 @@ func (g *graph) decompose(s, t int, f flow) []flowPath {
 // MaxFlow returns the maximum end-to-end key rate, bit/s, between two nodes
 // of t at the links' nominal rates: the min-cut of the network, where
 // parallel links add up. It bounds what multipath relay can deliver
-// (PERFORMANCE.md) and matches the `reference_results` max_flow_bps of the
+// (docs/performance.md) and matches the `reference_results` max_flow_bps of the
 // shared topology files.
 func MaxFlow(t *topology.Topology, from, to qkd.NodeID) (float64, error) {
 	g := newGraph(t)
@@ -142,7 +142,7 @@ func MaxFlow(t *topology.Topology, from, to qkd.NodeID) (float64, error) {
 
 // WidestPath returns the route between two nodes of t with the largest
 // bottleneck at nominal rates (parallel links add up), fewest hops and
-// lowest node IDs breaking ties: the single-path bound PERFORMANCE.md
+// lowest node IDs breaking ties: the single-path bound docs/performance.md
 // compares delivered rates with (`widest_single_path_bps`). Its Capacity is
 // the bottleneck; its Rate is 0.
 func WidestPath(t *topology.Topology, from, to qkd.NodeID) (Path, error) {

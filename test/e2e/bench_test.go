@@ -59,7 +59,7 @@ func run(b *testing.B, c *http.Client, url string, clients int) bench.Result {
 
 // BenchmarkEncKeys measures ETSI 014 enc_keys (1 × 256-bit key, mTLS
 // keep-alive, loopback) on a real node beside the bare TLS baseline of
-// PERFORMANCE.md, in the same run: compare req/s and p99 of the
+// docs/performance.md, in the same run: compare req/s and p99 of the
 // sub-benchmarks. `qkms bench` prints the ratios directly.
 func BenchmarkEncKeys(b *testing.B) {
 	n := benchNet(b)
