@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/fxamacker/cbor/v2"
 
@@ -191,6 +192,13 @@ func (l *Link) Handle(ctx context.Context, t kmsproto.Type, s kmsproto.Sealed, h
 		return nil, fmt.Errorf("%w: bad tag", ErrUnauthenticated)
 	}
 	defer keys.wipe()
+	// The slot is used: from here the request runs to its reply whether
+	// or not the sender still waits (its transport may time out and
+	// cancel ctx). Cut short, the request would leave its changes made
+	// and no reply cached, and the sender's identical retry would meet a
+	// number with neither key nor reply (seq_gone: one more slot).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handleBudget)
+	defer cancel()
 	slot, _ := l.lay.slotOf(h.Seq)
 	l.mu.Lock()
 	psk := slot < l.pskEnd // both directions get the same number of PSK slots
@@ -229,6 +237,10 @@ func (l *Link) Handle(ctx context.Context, t kmsproto.Type, s kmsproto.Sealed, h
 	l.replies.put(h.Seq, sum, sealed)
 	return sealed, nil
 }
+
+// handleBudget bounds the handling of a verified request once its sender
+// stopped waiting for it.
+const handleBudget = time.Minute
 
 // headerMAC is this end's scheme as the header names it: empty for the
 // default, Poly1305.
