@@ -21,6 +21,10 @@ const checkKeyLen = 32
 // maxBatch bounds the indices a peer may name in one new_key_batch.
 const maxBatch = 4096
 
+// backlogBatches: a leader with a backlog of unconfirmed blocks puts up to
+// this many batches' worth (Options.BatchBlocks each) in one new_key_batch.
+const backlogBatches = 8
+
 // batchCheck is the consistency tag of a batch: a one-time Poly1305 tag over
 // the batch's material after its first 32 bytes, keyed with those 32 bytes.
 // It reveals nothing about the material (the s half of the key is a fresh
@@ -137,7 +141,11 @@ func (l *Link) confirmOnce(ctx context.Context) (time.Duration, error) {
 // buildBatch fixes the next batch of unconfirmed blocks and stores it; nil
 // with the time to wait if none is due.
 func (l *Link) buildBatch(ctx context.Context) (*fixedBatch, time.Duration, error) {
-	list, err := l.o.Store.ListBlocks(ctx, l.o.ID, keystore.BlockUnconfirmed, l.o.BatchBlocks)
+	// A backlog (blocks arrive faster than one batch per round trip
+	// confirms them) goes in bigger batches, up to backlogBatches times
+	// BatchBlocks: one batch is in flight at a time, so its size is
+	// what keeps confirmation up with the module.
+	list, err := l.o.Store.ListBlocks(ctx, l.o.ID, keystore.BlockUnconfirmed, min(backlogBatches*l.o.BatchBlocks, maxBatch))
 	if err != nil || len(list) == 0 {
 		return nil, l.o.BatchDelay, err
 	}
