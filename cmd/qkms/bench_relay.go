@@ -39,6 +39,7 @@ type relayBenchOptions struct {
 	latencyN   int
 	latencyMax time.Duration
 	keepDir    bool
+	ahead      time.Duration // keys.relay_ahead of the ring5 network
 }
 
 func benchRelayCmd() *cobra.Command {
@@ -52,7 +53,8 @@ func benchRelayCmd() *cobra.Command {
 			"  chain: the same over the 31 hops of the Beijing–Shanghai backbone, then the latency of one\n" +
 			"         256-bit key over 31 hops against one hop (on-demand reservation with a neighbour) and a\n" +
 			"         bare TLS handler. IKR/SKR per link is reported for the loaded route and for the idle network.\n" +
-			"Key pools are not pre-filled (keys.prereserve 0 on every node): every enc_keys relays or reserves.",
+			"Neighbour pools are not pre-filled (keys.prereserve 0). ring5 relays ahead as deployed (--relay-ahead); the chain\n" +
+				"relays every enc_keys on demand.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runRelayBench(cmd.Context(), cmd.OutOrStdout(), o)
@@ -63,6 +65,7 @@ func benchRelayCmd() *cobra.Command {
 	f.StringVar(&o.chainFile, "chain-topology", "../shared/topologies/cn-beijing-shanghai-backbone.json", "the Beijing–Shanghai backbone topology file")
 	f.Float64Var(&o.ringScale, "ring-scale", 4, "multiply ring5's link rates by this")
 	f.Float64Var(&o.chainScale, "chain-scale", 4, "multiply the backbone's link rates by this")
+	f.DurationVar(&o.ahead, "relay-ahead", 2*time.Second, "keys.relay_ahead of the ring5 network's nodes (the default; 0: every enc_keys relays on demand); the chain always relays on demand")
 	f.DurationVar(&o.idle, "idle", 8*time.Second, "idle window before the load (IKR/SKR of an idle network)")
 	f.DurationVar(&o.warmup, "warmup", 30*time.Second, "warm-up under load before the window (spends the key the route stored before)")
 	f.DurationVar(&o.duration, "duration", 30*time.Second, "measured window under load")
@@ -386,7 +389,10 @@ func benchRing5(ctx context.Context, out io.Writer, o relayBenchOptions) error {
 		return err
 	}
 	fmt.Fprintln(out, "\n== ring5: a pair two hops apart ==")
-	rn, err := upRelayNet(ctx, out, t, o.ringScale, o.keepDir, noPools)
+	rn, err := upRelayNet(ctx, out, t, o.ringScale, o.keepDir, func(c *config.Config) {
+		noPools(c)
+		c.Keys.RelayAhead = config.Duration(o.ahead)
+	})
 	if err != nil {
 		return err
 	}
