@@ -79,6 +79,10 @@ const minRestockBytes = 16 << 10
 // restockEvery is how often the reserved pools are looked at.
 const restockEvery = 200 * time.Millisecond
 
+// restockGap is the least time between two restocking passes a request
+// started (drewOn).
+const restockGap = 20 * time.Millisecond
+
 // restockDue holds the pairs whose pool a request just drew on: Run
 // restocks them at once instead of at its next tick, so that a pool a
 // saturating application drains is refilled as fast as the link's
@@ -139,6 +143,16 @@ func (s *Service) Run(ctx context.Context) {
 				for _, p := range s.takeDue() {
 					s.restock(ctx, p)
 				}
+			}
+			// At most one such pass per restockGap: a pass counts the
+			// pool (a store transaction) even when it is full, and a
+			// busy pair pokes on every request.
+			gap := time.NewTimer(restockGap)
+			select {
+			case <-ctx.Done():
+				gap.Stop()
+				return
+			case <-gap.C:
 			}
 			continue
 		case <-tick.C:
