@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/keystore/memstore"
 	"github.com/qkms/qkms/internal/kmsproto"
+	"github.com/qkms/qkms/internal/link/linktest"
 	"github.com/qkms/qkms/internal/qkd"
 )
 
@@ -176,5 +179,46 @@ func TestReserveForPeersMaster(t *testing.T) {
 		if !ka[i].Data.Equal(kb[i].Data) {
 			t.Errorf("key %d differs between the ends", i)
 		}
+	}
+}
+
+// refusingStore refuses every allocation of keys while refuse is set (the
+// peer then answers bad_request: the reservation is refused for good).
+type refusingStore struct {
+	keystore.Store
+	refuse atomic.Bool
+}
+
+func (s *refusingStore) Allocate(ctx context.Context, a keystore.Allocation) error {
+	if s.refuse.Load() && len(a.Keys) > 0 {
+		return keystore.ErrBadAllocation
+	}
+	return s.Store.Allocate(ctx, a)
+}
+
+// TestReserveForPeersMasterRefused: keys Ready at once at the slave's node
+// are deleted there when the master's node refuses them.
+func TestReserveForPeersMasterRefused(t *testing.T) {
+	sa := &refusingStore{Store: memstore.New(memstore.Options{})}
+	p := linktest.NewPair(t, linktest.Options{Logger: testLogger(t), Stores: func(testing.TB) (keystore.Store, keystore.Store) {
+		return sa, memstore.New(memstore.Options{})
+	}})
+	p.Push(t, 16, 1024, nil)
+	linktest.WaitFor(t, "confirmation", func() bool {
+		return linktest.Stats(t, p.SA).UnconfirmedBlocks == 0 && linktest.Stats(t, p.SB).UnconfirmedBlocks == 0 &&
+			linktest.Stats(t, p.SB).ConfirmedBytes[1] > 1024
+	})
+	ctx := context.Background()
+	sa.refuse.Store(true)
+	if ids, err := p.B.Reserve(ctx, masterA, slavesB, 256, 2, time.Hour); err == nil {
+		t.Fatalf("Reserve refused by A = %v, nil", ids)
+	}
+	for end, st := range map[string]keystore.Store{"A": p.SA, "B": p.SB} {
+		if s := linktest.Stats(t, st); s.KeysReady+s.KeysPending != 0 {
+			t.Errorf("%s keeps %d ready and %d pending keys of a refused reservation", end, s.KeysReady, s.KeysPending)
+		}
+	}
+	if box, err := p.SB.PendingOutbox(ctx, p.B.ID()); err != nil || len(box) != 0 {
+		t.Errorf("B's outbox after the refusal: %d entries, %v", len(box), err)
 	}
 }
