@@ -52,7 +52,7 @@ func benchRelayCmd() *cobra.Command {
 			"         256-bit key over 31 hops against one hop (on-demand reservation with a neighbour) and a\n" +
 			"         bare TLS handler. IKR/SKR per link is reported for the loaded route and for the idle network.\n" +
 			"Neighbour pools are not pre-filled (keys.prereserve 0). ring5 relays ahead as deployed (--relay-ahead); the chain\n" +
-				"relays every enc_keys on demand.",
+			"relays every enc_keys on demand.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runRelayBench(cmd.Context(), cmd.OutOrStdout(), o)
@@ -521,4 +521,3 @@ func latency(ctx context.Context, out io.Writer, rn *relayNet, o relayBenchOptio
 	}
 	return nil
 }
-
