@@ -33,6 +33,7 @@ var rules = []rule{
 	{mod + "internal/qkd", []string{mod, "github.com/", "golang.org/"}, "vocabulary: stdlib only"},
 	{mod + "internal/secret", []string{mod, "github.com/", "golang.org/"}, "secret buffers: stdlib only"},
 	{mod + "internal/httpsx", []string{mod, "github.com/", "golang.org/"}, "shared HTTPS life cycle: stdlib only"},
+	{mod + "internal/keystore/sealing", append([]string{mod}, transports...), "sealing is crypto: qkd and secret at most from the module, no store, no transport"},
 	{mod + "internal/itsmac", append([]string{mod + "internal/keystore", mod + "internal/link", mod + "internal/kms"}, transports...), "crypto is pure"},
 	{mod + "internal/hybrid", append([]string{mod + "internal/keystore", mod + "internal/link", mod + "internal/kms", mod + "internal/relay", mod + "internal/kmsproto", mod + "internal/pki", "github.com/plgd-dev/", "modernc.org/"}, transports...), "crypto is pure"},
 	{mod + "internal/kmsproto", transports, "wire vocabulary has no I/O"},

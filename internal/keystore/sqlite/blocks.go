@@ -28,7 +28,7 @@ func (s *Store) AddBlock(ctx context.Context, b keystore.Block) error {
 		if had, err := set.overlaps(ctx, tx, b.Index, b.Index); had || err != nil {
 			return err
 		}
-		data, err := s.ring.seal(s.rand, s.ring.current, b.Data.Expose(), adBlock(b.Link, b.Index, 0))
+		data, err := s.ring.Seal(s.rand, s.ring.Current(), b.Data.Expose(), adBlock(b.Link, b.Index, 0))
 		if err != nil {
 			return err
 		}
@@ -88,7 +88,7 @@ func (s *Store) getBlock(ctx context.Context, q querier, l qkd.LinkID, idx uint6
 	if err != nil {
 		return keystore.Block{}, false, fmt.Errorf("keystore/sqlite: get block: %w", err)
 	}
-	pt, err := s.ring.open(sealed, adBlock(l, idx, b.Offset))
+	pt, err := s.ring.Open(sealed, adBlock(l, idx, b.Offset))
 	if err != nil {
 		return keystore.Block{}, false, fmt.Errorf("keystore/sqlite: block %d of %s: %w", idx, l, err)
 	}
@@ -134,7 +134,7 @@ func (s *Store) consume(ctx context.Context, q *txn, b keystore.Block, n int) er
 		q.blockGone(b.Link, b.Index, b.State, n)
 		return nil
 	}
-	data, err := s.ring.seal(s.rand, s.ring.current, b.Data.Expose()[n:], adBlock(b.Link, b.Index, off))
+	data, err := s.ring.Seal(s.rand, s.ring.Current(), b.Data.Expose()[n:], adBlock(b.Link, b.Index, off))
 	if err != nil {
 		return err
 	}

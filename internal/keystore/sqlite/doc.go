@@ -58,6 +58,10 @@
 //
 // # Sealing
 //
+// The sealing layer — the sealed format, the keyring of KEK epochs and
+// the KEK file — is package internal/keystore/sealing; this package
+// chooses what to seal and binds each row's identity (seal.go).
+//
 // Every column that holds key bytes — the unconsumed rest of a block, a
 // key, a MAC slot — is stored as
 //
@@ -85,7 +89,7 @@
 //	"QKMSKEK\x00" | version 1 | count uint16 BE | count × (epoch uint32 BE | key [32]) | SHA-256 of all before
 //
 // It is replaced atomically (temporary file, fsync, rename, fsync of the
-// directory). RotateKEK adds a new epoch, re-seals every live row under it
+// directory; sealing.WriteFile). RotateKEK adds a new epoch, re-seals every live row under it
 // in one transaction, then rewrites the file without the old epochs and
 // wipes them in memory: from then on a copy of the database taken earlier,
 // and every row deleted before, cannot be opened even with the current KEK

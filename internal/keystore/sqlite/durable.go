@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/keystore/sealing"
 )
 
 // The durability barrier (keystore.Store.Sync).
@@ -231,7 +232,7 @@ func (y *syncer) syncWAL() error {
 			return fmt.Errorf("WAL: %w", err)
 		}
 		y.wal = f
-		if err := syncDir(y.dir); err != nil {
+		if err := sealing.SyncDir(y.dir); err != nil {
 			return err
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/qkms/qkms/internal/keystore"
 	"github.com/qkms/qkms/internal/keystore/internal/rules"
+	"github.com/qkms/qkms/internal/keystore/sealing"
 	"github.com/qkms/qkms/internal/qkd"
 )
 
@@ -193,7 +194,7 @@ func openJournal(path string, fmu *sync.Mutex) (*journal, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("keystore/sqlite: journal: %w", err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := sealing.SyncDir(filepath.Dir(path)); err != nil {
 		_ = f.Close()
 		return nil, err
 	}
@@ -237,7 +238,7 @@ func (j *journal) rewrite(b []byte) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("keystore/sqlite: journal rewrite: %w", err)
 	}
-	derr := syncDir(filepath.Dir(j.path))
+	derr := sealing.SyncDir(filepath.Dir(j.path))
 	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errJournalReplaced, err)

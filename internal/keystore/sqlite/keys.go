@@ -65,7 +65,7 @@ func (s *Store) insertKeys(ctx context.Context, tx *txn, keys []keystore.Key) er
 		for i := range keys[:n] {
 			k := &keys[i]
 			slaves := encSAEs(k.Slaves)
-			data, err := s.ring.seal(s.rand, s.ring.current, k.Data.Expose(), adKey(k.ID, k.Link, k.Master, slaves, k.SizeBits))
+			data, err := s.ring.Seal(s.rand, s.ring.Current(), k.Data.Expose(), adKey(k.ID, k.Link, k.Master, slaves, k.SizeBits))
 			if err != nil {
 				return err
 			}
@@ -199,7 +199,7 @@ func (s *Store) openKey(ctx context.Context, q querier, r *keyRow) (secret.Bytes
 		}
 	}
 	k := &r.key
-	pt, err := s.ring.open(sealed, adKey(k.ID, k.Link, k.Master, r.slaves, k.SizeBits))
+	pt, err := s.ring.Open(sealed, adKey(k.ID, k.Link, k.Master, r.slaves, k.SizeBits))
 	if err != nil {
 		return secret.Bytes{}, fmt.Errorf("keystore/sqlite: key %s: %w", k.ID, err)
 	}

@@ -70,7 +70,7 @@ func (s *Store) ApplyRelayStep(ctx context.Context, st keystore.RelayStep, build
 			return err
 		}
 		expires := encTime(st.Expires)
-		data, err := s.ring.seal(s.rand, s.ring.current, res.Record, adRelay(st.ID, expires))
+		data, err := s.ring.Seal(s.rand, s.ring.Current(), res.Record, adRelay(st.ID, expires))
 		if err != nil {
 			return err
 		}
@@ -95,7 +95,7 @@ func (s *Store) RelayRecord(ctx context.Context, id string) ([]byte, error) {
 		if err != nil {
 			return fmt.Errorf("keystore/sqlite: relay: %w", err)
 		}
-		if out, err = s.ring.open(sealed, adRelay(id, expires)); err != nil {
+		if out, err = s.ring.Open(sealed, adRelay(id, expires)); err != nil {
 			return fmt.Errorf("keystore/sqlite: relay record %q: %w", id, err)
 		}
 		return nil

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 
+	"github.com/qkms/qkms/internal/keystore/sealing"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/secret"
 )
@@ -24,19 +25,19 @@ func (s *Store) RotateKEK(ctx context.Context) error {
 
 // rotate is RotateKEK for callers that hold mu (or own s during Open).
 func (s *Store) rotate(ctx context.Context) error {
-	epoch := s.ring.latest() + 1
+	epoch := s.ring.Latest() + 1
 	if epoch == 0 {
 		return fmt.Errorf("keystore/sqlite: KEK epochs exhausted")
 	}
-	kek, err := secret.Random(s.rand, kekSize)
+	kek, err := secret.Random(s.rand, sealing.KEKSize)
 	if err != nil {
 		return err
 	}
-	if err := s.ring.add(epoch, secret.KEK{Bytes: kek}); err != nil {
+	if err := s.ring.Add(epoch, secret.KEK{Bytes: kek}); err != nil {
 		return err
 	}
 	// The new epoch is on disk before any row uses it.
-	if err := writeKEKFile(s.kekFile, s.ring); err != nil {
+	if err := sealing.WriteFile(s.kekFile, s.ring); err != nil {
 		return err
 	}
 	n := 0
@@ -52,9 +53,9 @@ func (s *Store) rotate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.ring.current = epoch
-	s.ring.keepOnly(epoch)
-	if err := writeKEKFile(s.kekFile, s.ring); err != nil {
+	s.ring.SetCurrent(epoch)
+	s.ring.KeepOnly(epoch)
+	if err := sealing.WriteFile(s.kekFile, s.ring); err != nil {
 		return err
 	}
 	s.checkpoint(ctx)
@@ -157,11 +158,11 @@ func (s *Store) resealBatch(ctx context.Context, tx *txn, r resealer, after int6
 		if err != nil {
 			return nil, 0, err
 		}
-		pt, err := s.ring.open(data, ad)
+		pt, err := s.ring.Open(data, ad)
 		if err != nil {
 			return nil, 0, fmt.Errorf("row %d: %w", rowid, err)
 		}
-		out[rowid], err = s.ring.seal(s.rand, epoch, pt, ad)
+		out[rowid], err = s.ring.Seal(s.rand, epoch, pt, ad)
 		secret.Wipe(pt)
 		if err != nil {
 			return nil, 0, err

@@ -3,17 +3,16 @@ package sqlite
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"encoding/binary"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/keystore/sealing"
 	"github.com/qkms/qkms/internal/keystore/storetest"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/secret"
@@ -242,14 +241,14 @@ func TestRotationDestroysOldEpochs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ring, err := parseKEK(raw)
+	ring, err := sealing.Parse(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ring.epochs) != 1 || ring.current < 3 {
-		t.Errorf("KEK file after rotations holds epochs %v (current %d); want only the newest", len(ring.epochs), ring.current)
+	if len(ring.Epochs()) != 1 || ring.Current() < 3 {
+		t.Errorf("KEK file after rotations holds epochs %v (current %d); want only the newest", ring.Epochs(), ring.Current())
 	}
-	ring.wipe()
+	ring.Wipe()
 
 	copyPath := filepath.Join(old, "keys.db")
 	if _, err := Open(t.Context(), Options{Path: copyPath, KEKFile: kek}); !errors.Is(err, ErrSealed) {
@@ -260,68 +259,6 @@ func TestRotationDestroysOldEpochs(t *testing.T) {
 		t.Fatalf("Open(old copy, old KEK file) = %v; the copy itself must be sound", err)
 	}
 	_ = then.Close()
-}
-
-func kekOf(b byte) secret.KEK {
-	k := make([]byte, kekSize)
-	for i := range k {
-		k[i] = b
-	}
-	return secret.KEK{Bytes: secret.Adopt(k)}
-}
-
-func TestSealFormat(t *testing.T) {
-	ring := newKeyring()
-	defer ring.wipe()
-	if err := ring.add(3, kekOf(1)); err != nil {
-		t.Fatal(err)
-	}
-	pt := []byte("sixteen byte key")
-	sealed, err := ring.seal(rand.Reader, 3, pt, adSlot("L", "A", 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sealed[0] != sealVersion || binary.BigEndian.Uint32(sealed[1:5]) != 3 || len(sealed) != headerSize+len(pt)+16 {
-		t.Fatalf("seal() = version %d epoch %d length %d; want 1, 3, %d", sealed[0], binary.BigEndian.Uint32(sealed[1:5]), len(sealed), headerSize+len(pt)+16)
-	}
-	got, err := ring.open(sealed, adSlot("L", "A", 1))
-	if err != nil || !bytes.Equal(got, pt) {
-		t.Fatalf("open(seal(x)) = %q, %v", got, err)
-	}
-	tests := []struct {
-		name   string
-		sealed func() []byte
-		ad     []byte
-	}{
-		{"other row", func() []byte { return sealed }, adSlot("L", "A", 2)},
-		{"other table", func() []byte { return sealed }, ad("keys").str("L").str("A").u64(1)},
-		{"epoch changed", func() []byte { c := bytes.Clone(sealed); c[4] = 4; return c }, adSlot("L", "A", 1)},
-		{"version changed", func() []byte { c := bytes.Clone(sealed); c[0] = 2; return c }, adSlot("L", "A", 1)},
-		{"truncated", func() []byte { return sealed[:headerSize] }, adSlot("L", "A", 1)},
-		{"ciphertext flipped", func() []byte { c := bytes.Clone(sealed); c[len(c)-20] ^= 1; return c }, adSlot("L", "A", 1)},
-	}
-	for _, tt := range tests {
-		if _, err := ring.open(tt.sealed(), tt.ad); !errors.Is(err, ErrSealed) {
-			t.Errorf("open(%s) = %v, want ErrSealed", tt.name, err)
-		}
-	}
-	if _, err := ring.seal(rand.Reader, 9, pt, nil); err == nil {
-		t.Error("seal(unknown epoch) = nil error")
-	}
-}
-
-func TestErrorsHoldNoKeyBytes(t *testing.T) {
-	ring := newKeyring()
-	defer ring.wipe()
-	if err := ring.add(1, kekOf(0x41)); err != nil {
-		t.Fatal(err)
-	}
-	sealed, _ := ring.seal(rand.Reader, 1, []byte("AAAAAAAAAAAAAAAA"), nil)
-	sealed[len(sealed)-1] ^= 1
-	_, err := ring.open(sealed, nil)
-	if err == nil || strings.Contains(err.Error(), "AAAA") {
-		t.Errorf("open(tampered) error = %v", err)
-	}
 }
 
 // TestRotationResealsRelayRecords: RotateKEK re-seals relay records under
@@ -345,7 +282,9 @@ func TestRotationResealsRelayRecords(t *testing.T) {
 			if err := rows.Scan(&id, &data); err != nil {
 				t.Fatal(err)
 			}
-			out[id] = binary.BigEndian.Uint32(data[1:5])
+			if out[id], err = sealing.Epoch(data); err != nil {
+				t.Fatal(err)
+			}
 		}
 		return out
 	}
@@ -358,12 +297,37 @@ func TestRotationResealsRelayRecords(t *testing.T) {
 		t.Fatalf("%d relay rows after RotateKEK, want %d", len(after), len(fixtureRecords))
 	}
 	for id, e := range after {
-		if e != s.ring.current || e == before[id] {
-			t.Errorf("relay record %s sealed under epoch %d after rotating from %d to %d", id, e, before[id], s.ring.current)
+		if e != s.ring.Current() || e == before[id] {
+			t.Errorf("relay record %s sealed under epoch %d after rotating from %d to %d", id, e, before[id], s.ring.Current())
 		}
 		got, err := s.RelayRecord(t.Context(), id)
 		if err != nil || !bytes.Equal(got, fixtureRecords[id]) {
 			t.Errorf("RelayRecord(%s) after RotateKEK = %d bytes, %v", id, len(got), err)
+		}
+	}
+}
+
+// TestRowADUnchanged pins the associated data of each table: rows sealed
+// by earlier versions must keep opening.
+func TestRowADUnchanged(t *testing.T) {
+	u64 := func(u uint64) string { return string(binary.BigEndian.AppendUint64(nil, u)) }
+	var id qkd.KeyID
+	for i := range id {
+		id[i] = byte(i)
+	}
+	tests := []struct {
+		name string
+		got  []byte
+		want string
+	}{
+		{"block", adBlock("A-B", 5, 64), "\x06blocks" + "\x03A-B" + u64(5) + u64(64)},
+		{"key", adKey(id, "A-B", "SAE_M", "S", 256), "\x04keys" + "\x10" + string(id[:]) + "\x03A-B" + "\x05SAE_M" + "\x01S" + u64(256)},
+		{"slot", adSlot("A-B", "A", 7), "\x05slots" + "\x03A-B" + "\x01A" + u64(7)},
+		{"relay", adRelay("step-1", -1), "\x05relay" + "\x06step-1" + u64(1<<64-1)},
+	}
+	for _, tt := range tests {
+		if string(tt.got) != tt.want {
+			t.Errorf("AD of a %s row = %x, want %x", tt.name, tt.got, tt.want)
 		}
 	}
 }

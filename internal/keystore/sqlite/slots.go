@@ -20,7 +20,7 @@ func slotSet(l qkd.LinkID, sender qkd.NodeID) seenSet {
 func (s *Store) insertSlots(ctx context.Context, tx *txn, l qkd.LinkID, r keystore.SlotRange, slots []secret.Bytes) error {
 	for i, m := range slots {
 		seq := r.First + uint64(i)
-		data, err := s.ring.seal(s.rand, s.ring.current, m.Expose(), adSlot(l, r.Sender, seq))
+		data, err := s.ring.Seal(s.rand, s.ring.Current(), m.Expose(), adSlot(l, r.Sender, seq))
 		if err != nil {
 			return err
 		}
@@ -93,7 +93,7 @@ func (s *Store) TakeSlot(ctx context.Context, l qkd.LinkID, sender qkd.NodeID, s
 		if err != nil {
 			return fmt.Errorf("keystore/sqlite: take slot: %w", err)
 		}
-		pt, err := s.ring.open(sealed, adSlot(l, sender, seq))
+		pt, err := s.ring.Open(sealed, adSlot(l, sender, seq))
 		if err != nil {
 			return fmt.Errorf("keystore/sqlite: slot %d of %s on %s: %w", seq, sender, l, err)
 		}
@@ -127,7 +127,7 @@ func (s *Store) UseSlot(ctx context.Context, l qkd.LinkID, sender qkd.NodeID, se
 		if err != nil {
 			return fmt.Errorf("keystore/sqlite: use slot: %w", err)
 		}
-		pt, err := s.ring.open(sealed, adSlot(l, sender, seq))
+		pt, err := s.ring.Open(sealed, adSlot(l, sender, seq))
 		if err != nil {
 			return fmt.Errorf("keystore/sqlite: slot %d of %s on %s: %w", seq, sender, l, err)
 		}

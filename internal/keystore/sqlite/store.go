@@ -15,6 +15,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/keystore/sealing"
 	"github.com/qkms/qkms/internal/qkd"
 )
 
@@ -23,12 +24,13 @@ var (
 	// ErrClosed is returned by every method after Close.
 	ErrClosed = errors.New("keystore/sqlite: closed")
 	// ErrSealed: a sealed column failed to open: tampered, swapped, or
-	// sealed under a key epoch that was destroyed.
-	ErrSealed = errors.New("keystore/sqlite: sealed record cannot be opened")
+	// sealed under a key epoch that was destroyed (sealing.ErrSealed).
+	ErrSealed = sealing.ErrSealed
 	// ErrKEKMissing: the database holds sealed records but the KEK file is gone.
 	ErrKEKMissing = errors.New("keystore/sqlite: key-encryption key file missing")
-	// ErrKEKFile: the KEK file is malformed or readable by others.
-	ErrKEKFile = errors.New("keystore/sqlite: bad key-encryption key file")
+	// ErrKEKFile: the KEK file is malformed or readable by others
+	// (sealing.ErrKEKFile).
+	ErrKEKFile = sealing.ErrKEKFile
 )
 
 // Options configure Open.
@@ -61,9 +63,9 @@ type Store struct {
 	durable *syncer // Sync's group commit (durable.go)
 
 	mu       sync.Mutex
-	ring     *keyring // guarded by mu
-	zeroized bool     // guarded by mu
-	closed   bool     // guarded by mu
+	ring     *sealing.Keyring // guarded by mu
+	zeroized bool             // guarded by mu
+	closed   bool             // guarded by mu
 	// stmts: prepared statements by query (nil: could not be prepared);
 	// wanted: queries met but not prepared yet. Guarded by mu.
 	stmts  map[string]*sql.Stmt
@@ -163,7 +165,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		tidyAt: journalTidy, counts: make(counts), pendLinks: make(map[qkd.LinkID]int)}
 	if err := s.init(ctx); err != nil {
 		if s.ring != nil {
-			s.ring.wipe()
+			s.ring.Wipe()
 		}
 		s.durable.shut(ErrClosed)
 		if s.jrn != nil {
@@ -337,7 +339,7 @@ func (s *Store) Close() error {
 		s.jrn = nil
 	}
 	if s.ring != nil {
-		s.ring.wipe()
+		s.ring.Wipe()
 	}
 	s.closeStmts()
 	errs = append(errs, s.db.Close())

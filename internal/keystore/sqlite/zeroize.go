@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/qkms/qkms/internal/keystore"
+	"github.com/qkms/qkms/internal/keystore/sealing"
 )
 
 // Zeroize implements keystore.Store: it destroys the KEK file first (after
@@ -42,11 +43,11 @@ func (s *Store) Zeroize(ctx context.Context) error {
 	s.cmu.Unlock()
 	jrn := s.jrn
 	s.jrn = nil
-	errKEK := destroyFile(s.kekFile)
-	s.ring.wipe()
+	errKEK := sealing.DestroyFile(s.kekFile)
+	s.ring.Wipe()
 	var errJrn error
 	if jrn != nil {
-		errJrn = errors.Join(jrn.close(false), destroyFile(jrn.path))
+		errJrn = errors.Join(jrn.close(false), sealing.DestroyFile(jrn.path))
 	}
 	// The rows are unreadable already; removing them must not depend on the
 	// caller's context, which may be the one being cancelled.
@@ -76,7 +77,7 @@ func ZeroizeFiles(path, kekFile string) error {
 	if kekFile == "" {
 		kekFile = path + ".kek"
 	}
-	errs := []error{destroyFile(kekFile), destroyFile(kekFile + ".tmp")}
+	errs := []error{sealing.DestroyFile(kekFile), sealing.DestroyFile(kekFile + ".tmp")}
 	jrn := journalPath(path)
 	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal", jrn, jrn + ".tmp"} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
