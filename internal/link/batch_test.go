@@ -135,8 +135,11 @@ func withMaterial(t *testing.T) (*linktest.Pair, *outboxStore, *batchLog) {
 		return sa, memstore.New(memstore.Options{})
 	}})
 	p.Push(t, 8, 1024, nil)
+	// Confirmed, and their batch forgotten (its stored entry deleted):
+	// a test's failForget must meet its own batch, not this one.
 	linktest.WaitFor(t, "blocks 0..7 confirmed", func() bool {
-		return linktest.Stats(t, p.SA).UnconfirmedBlocks == 0 && linktest.Stats(t, p.SB).UnconfirmedBlocks == 0
+		return linktest.Stats(t, p.SA).UnconfirmedBlocks == 0 && linktest.Stats(t, p.SB).UnconfirmedBlocks == 0 &&
+			outboxEmpty(t, p.SA)
 	})
 	log := &batchLog{}
 	p.PA.SetTamper(log.tamper)
