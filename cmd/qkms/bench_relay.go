@@ -464,7 +464,8 @@ func latency(ctx context.Context, out io.Writer, rn *relayNet, o relayBenchOptio
 	// No pool holds keys of the pair (keys.prereserve and relay_ahead 0,
 	// firstKeys took exactly what it relayed): every request relays. The
 	// pair's stored_key_count cannot tell: for a remote pair it is the
-	// path's capacity (SPEC §4.1), not keys relayed.
+	// path-wide figure the SDN agent reports (kms.Service.remoteStored),
+	// not the keys relayed.
 	nbMaster := qkd.SAEID("")
 	for _, s := range rn.n.Info.SAEs {
 		if s.ID != chainNeighbourSAE && s.Node == rn.nodeOf(slave) {
