@@ -191,16 +191,9 @@ func (r *reservations) tamper(tp kmsproto.Type, payload []byte) []byte {
 	if tp != kmsproto.MakeKeysExternal {
 		return payload
 	}
-	s, err := kmsproto.DecodeSealed(payload)
-	if err != nil {
-		return payload
-	}
-	h, err := kmsproto.DecodeHeader(s.Data)
-	if err != nil {
-		return payload
-	}
+	h, ok := linktest.RequestHeader(payload)
 	var req kmsproto.MakeKeysExternalReq
-	if kmsproto.Unmarshal(h.Body, &req) == nil {
+	if ok && kmsproto.Unmarshal(h.Body, &req) == nil {
 		r.mu.Lock()
 		r.reqs = append(r.reqs, req)
 		r.mu.Unlock()

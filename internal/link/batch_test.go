@@ -73,16 +73,9 @@ func (b *batchLog) tamper(tp kmsproto.Type, payload []byte) []byte {
 	if tp != kmsproto.NewKeyBatch {
 		return payload
 	}
-	s, err := kmsproto.DecodeSealed(payload)
-	if err != nil {
-		return payload
-	}
-	h, err := kmsproto.DecodeHeader(s.Data)
-	if err != nil {
-		return payload
-	}
+	h, ok := linktest.RequestHeader(payload)
 	var req kmsproto.NewKeyBatchReq
-	if kmsproto.Unmarshal(h.Body, &req) != nil {
+	if !ok || kmsproto.Unmarshal(h.Body, &req) != nil {
 		return payload
 	}
 	b.mu.Lock()

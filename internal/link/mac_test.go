@@ -35,13 +35,9 @@ func waitInitialPolls(t *testing.T, p *linktest.Pair) {
 // lastSeq returns the message number of the last message A sent.
 func lastSeq(t *testing.T, p *linktest.Pair) uint64 {
 	t.Helper()
-	s, err := kmsproto.DecodeSealed(p.PA.Last())
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := kmsproto.DecodeHeader(s.Data)
-	if err != nil {
-		t.Fatal(err)
+	h, ok := linktest.RequestHeader(p.PA.Last())
+	if !ok {
+		t.Fatal("the last message A sent does not decode")
 	}
 	return h.Seq
 }

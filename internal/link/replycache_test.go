@@ -43,13 +43,9 @@ func (*countingObserver) PSKTag(qkd.LinkID)             {}
 // seqOf returns the message number of a sealed request.
 func seqOf(t *testing.T, payload []byte) uint64 {
 	t.Helper()
-	s, err := kmsproto.DecodeSealed(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := kmsproto.DecodeHeader(s.Data)
-	if err != nil {
-		t.Fatal(err)
+	h, ok := linktest.RequestHeader(payload)
+	if !ok {
+		t.Fatal("request does not decode")
 	}
 	return h.Seq
 }

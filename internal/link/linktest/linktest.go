@@ -142,17 +142,21 @@ func (p *Pipe) Numbers() (sent, answered int) {
 	return sent, answered
 }
 
-// seqOf returns the message number of a sealed request.
-func seqOf(payload []byte) (uint64, bool) {
+// RequestHeader decodes the header of a sealed request as it went through
+// a Pipe (tag not checked); false if it does not decode.
+func RequestHeader(payload []byte) (kmsproto.Header, bool) {
 	s, err := kmsproto.DecodeSealed(payload)
 	if err != nil {
-		return 0, false
+		return kmsproto.Header{}, false
 	}
 	h, err := kmsproto.DecodeHeader(s.Data)
-	if err != nil {
-		return 0, false
-	}
-	return h.Seq, true
+	return h, err == nil
+}
+
+// seqOf returns the message number of a sealed request.
+func seqOf(payload []byte) (uint64, bool) {
+	h, ok := RequestHeader(payload)
+	return h.Seq, ok
 }
 
 // sealedReply reports whether out is a sealed reply (not a SeqGone notice).
