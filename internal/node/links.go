@@ -131,14 +131,7 @@ func writeMarker(path string) error {
 // readPSK reads a link's pre-shared key file; it must not be readable by
 // group or others.
 func readPSK(path string) (secret.PSK, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return secret.PSK{}, fmt.Errorf("pre-shared key: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return secret.PSK{}, fmt.Errorf("pre-shared key %s has mode %v; want 0600", path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
+	b, err := secret.ReadFile(path, 0)
 	if err != nil {
 		return secret.PSK{}, fmt.Errorf("pre-shared key: %w", err)
 	}

@@ -106,15 +106,18 @@ func readCert(path string) (*x509.Certificate, error) {
 	return x509.ParseCertificate(block.Bytes)
 }
 
+// readSecretFile reads a private key file (secret.ReadFile): one that
+// group or others may access is ErrKeyPermissions.
+func readSecretFile(path string, max int64) ([]byte, error) {
+	b, err := secret.ReadFile(path, max)
+	if errors.Is(err, secret.ErrExposedFile) {
+		return nil, fmt.Errorf("%w: %w", ErrKeyPermissions, err)
+	}
+	return b, err
+}
+
 func readKey(path string) (*ecdsa.PrivateKey, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %v, want 0600", ErrKeyPermissions, path, st.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
+	b, err := readSecretFile(path, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package pki
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -68,23 +69,14 @@ func ReadPQCertificate(path string) (*hybrid.Certificate, error) {
 // readPQKey reads a PQ private key, refusing a file that group or others
 // can access (the mode is read from the open file, not the path).
 func readPQKey(path string) (*hybrid.PrivateKey, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("pki: %w", err)
+	b, err := readSecretFile(path, maxPQFile)
+	if errors.Is(err, ErrKeyPermissions) {
+		return nil, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("pki: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %v, want 0600", ErrKeyPermissions, path, st.Mode().Perm())
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxPQFile))
-	defer secret.Wipe(b)
 	if err != nil {
 		return nil, fmt.Errorf("pki: reading %s: %w", path, err)
 	}
+	defer secret.Wipe(b)
 	k, err := hybrid.ParsePrivateKeyPEM(b)
 	if err != nil {
 		return nil, fmt.Errorf("pki: %s: %w", path, err)

@@ -23,15 +23,13 @@ var ErrKEKFile = errors.New("keystore/sealing: bad key-encryption key file")
 // error wrapping fs.ErrNotExist; a file readable by group or others, or
 // one that does not parse, is ErrKEKFile.
 func ReadFile(path string) (*Keyring, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
+	raw, err := secret.ReadFile(path, 0)
+	switch {
+	case errors.Is(err, secret.ErrExposedFile):
+		return nil, fmt.Errorf("%w: %w", ErrKEKFile, err)
+	case errors.Is(err, fs.ErrNotExist):
 		return nil, err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %v, want 0600", ErrKEKFile, path, fi.Mode().Perm())
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("keystore/sealing: %w", err)
 	}
 	defer secret.Wipe(raw)
