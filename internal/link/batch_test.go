@@ -119,21 +119,28 @@ func randomBlocks(n, size int) [][]byte {
 	return out
 }
 
+// confirmedPair makes a pair with sa as A's store (B on a memstore) whose
+// blocks 0..7 are confirmed at both ends and their batch forgotten (its
+// stored entry deleted: a later fault injected in sa meets a later batch).
+func confirmedPair(t *testing.T, sa keystore.Store) *linktest.Pair {
+	t.Helper()
+	p := linktest.NewPair(t, linktest.Options{Logger: testLogger(t), Stores: func(testing.TB) (keystore.Store, keystore.Store) {
+		return sa, memstore.New(memstore.Options{})
+	}})
+	p.Push(t, 8, 1024, nil)
+	linktest.WaitFor(t, "blocks 0..7 confirmed", func() bool {
+		return linktest.Stats(t, p.SA).UnconfirmedBlocks == 0 && linktest.Stats(t, p.SB).UnconfirmedBlocks == 0 &&
+			outboxEmpty(t, p.SA)
+	})
+	return p
+}
+
 // withMaterial makes a pair whose blocks 0..7 are confirmed (so that the
 // leader waits for full batches), A on an outboxStore.
 func withMaterial(t *testing.T) (*linktest.Pair, *outboxStore, *batchLog) {
 	t.Helper()
 	sa := &outboxStore{Store: memstore.New(memstore.Options{})}
-	p := linktest.NewPair(t, linktest.Options{Logger: testLogger(t), Stores: func(testing.TB) (keystore.Store, keystore.Store) {
-		return sa, memstore.New(memstore.Options{})
-	}})
-	p.Push(t, 8, 1024, nil)
-	// Confirmed, and their batch forgotten (its stored entry deleted):
-	// a test's failForget must meet its own batch, not this one.
-	linktest.WaitFor(t, "blocks 0..7 confirmed", func() bool {
-		return linktest.Stats(t, p.SA).UnconfirmedBlocks == 0 && linktest.Stats(t, p.SB).UnconfirmedBlocks == 0 &&
-			outboxEmpty(t, p.SA)
-	})
+	p := confirmedPair(t, sa)
 	log := &batchLog{}
 	p.PA.SetTamper(log.tamper)
 	return p, sa, log

@@ -200,14 +200,7 @@ func (s *refusingStore) Allocate(ctx context.Context, a keystore.Allocation) err
 // are deleted there when the master's node refuses them.
 func TestReserveForPeersMasterRefused(t *testing.T) {
 	sa := &refusingStore{Store: memstore.New(memstore.Options{})}
-	p := linktest.NewPair(t, linktest.Options{Logger: testLogger(t), Stores: func(testing.TB) (keystore.Store, keystore.Store) {
-		return sa, memstore.New(memstore.Options{})
-	}})
-	p.Push(t, 16, 1024, nil)
-	linktest.WaitFor(t, "confirmation", func() bool {
-		return linktest.Stats(t, p.SA).UnconfirmedBlocks == 0 && linktest.Stats(t, p.SB).UnconfirmedBlocks == 0 &&
-			linktest.Stats(t, p.SB).ConfirmedBytes[1] > 1024
-	})
+	p := confirmedPair(t, sa)
 	ctx := context.Background()
 	sa.refuse.Store(true)
 	if ids, err := p.B.Reserve(ctx, masterA, slavesB, 256, 2, time.Hour); err == nil {
