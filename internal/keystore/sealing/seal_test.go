@@ -195,11 +195,18 @@ func TestWipe(t *testing.T) {
 	if len(r.Epochs()) != 0 || r.Current() != 0 || r.Latest() != 0 {
 		t.Errorf("after Wipe: epochs %v, current %d", r.Epochs(), r.Current())
 	}
+	wantDestroyed(t, "Wipe", r, kek, sealed)
+}
+
+// wantDestroyed checks, after what, that kek's bytes are zero and that
+// sealed (sealed under kek) no longer opens with r.
+func wantDestroyed(t *testing.T, what string, r *Keyring, kek secret.KEK, sealed []byte) {
+	t.Helper()
 	if !bytes.Equal(kek.Expose(), make([]byte, KEKSize)) {
-		t.Error("Wipe left the KEK's bytes in place")
+		t.Errorf("%s left the KEK's bytes in place", what)
 	}
 	if _, err := r.Open(sealed, nil); !errors.Is(err, ErrSealed) {
-		t.Errorf("Open after Wipe = %v, want ErrSealed", err)
+		t.Errorf("Open after %s = %v, want ErrSealed", what, err)
 	}
 }
 
@@ -214,12 +221,7 @@ func TestAddReplaces(t *testing.T) {
 	if err := r.Add(1, kekOf(2)); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(old.Expose(), make([]byte, KEKSize)) {
-		t.Error("Add over an epoch left the old KEK's bytes in place")
-	}
-	if _, err := r.Open(sealed, nil); !errors.Is(err, ErrSealed) {
-		t.Errorf("Open under the replaced KEK = %v, want ErrSealed", err)
-	}
+	wantDestroyed(t, "Add over an epoch", r, old, sealed)
 }
 
 func TestAddBadKEK(t *testing.T) {
