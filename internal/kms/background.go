@@ -63,13 +63,18 @@ func (s *Service) pairs() []pairKey {
 			out = append(out, pairKey{master: a.Master, slave: a.Slaves[0], caller: a.Slaves[0], link: l})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].master != out[j].master {
-			return out[i].master < out[j].master
-		}
-		return out[i].slave < out[j].slave
-	})
+	sortPairs(out)
 	return out
+}
+
+// sortPairs orders pairs by master, then slave.
+func sortPairs(ps []pairKey) {
+	sort.Slice(ps, func(i, j int) bool {
+		if ps[i].master != ps[j].master {
+			return ps[i].master < ps[j].master
+		}
+		return ps[i].slave < ps[j].slave
+	})
 }
 
 // minRestockBytes is the smallest restock of a non-empty pool: 16 KiB of
@@ -99,9 +104,6 @@ func (s *Service) drewOn(p pairKey) {
 		return
 	}
 	s.due.mu.Lock()
-	if s.due.pairs == nil {
-		s.due.pairs = map[pairKey]bool{}
-	}
 	s.due.pairs[p] = true
 	s.due.mu.Unlock()
 	select {
@@ -119,12 +121,7 @@ func (s *Service) takeDue() []pairKey {
 		out = append(out, p)
 	}
 	clear(s.due.pairs)
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].master != out[j].master {
-			return out[i].master < out[j].master
-		}
-		return out[i].slave < out[j].slave
-	})
+	sortPairs(out)
 	return out
 }
 

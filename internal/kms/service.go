@@ -140,7 +140,7 @@ func New(o Options) (*Service, error) {
 		o.OnDelivered = func(string, int) {}
 	}
 	s := &Service{o: o, log: o.Logger, byPeer: map[qkd.NodeID]Link{}}
-	s.due.wake = make(chan struct{}, 1)
+	s.due = restockDue{pairs: map[pairKey]bool{}, wake: make(chan struct{}, 1)}
 	s.ahead.pairs = map[aheadKey]*aheadPair{}
 	for _, l := range o.Links {
 		if _, dup := s.byPeer[l.Peer()]; !dup {
