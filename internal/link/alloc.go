@@ -21,9 +21,6 @@ type outboxEntry struct {
 	Body  []byte        `cbor:"2,keyasint"`
 	IDs   []qkd.KeyID   `cbor:"3,keyasint,omitempty"`
 	First uint64        `cbor:"4,keyasint,omitempty"` // make_keys_internal: first slot
-	// ReadyHere: the keys were stored Ready at once (keys for a master on
-	// the peer's side, reserve): an abort deletes them.
-	ReadyHere bool `cbor:"5,keyasint,omitempty"`
 }
 
 // maxRefusals: how many Retry/Conflict answers an allocation gets before it
@@ -169,11 +166,11 @@ func (l *Link) reserve(ctx context.Context, stream string, master qkd.SAEID, sla
 	// random IDs — after it stored the keys. So they are Ready at once:
 	// a slave that asks right after its master got them never finds them
 	// pending for want of the acknowledgement still on its way. If the
-	// peer refuses them, finish deletes them. Key stream chunks have IDs
-	// both ends derive, and stay Pending.
-	state, readyHere := keystore.KeyPending, false
+	// peer refuses them, finish deletes them like any refused keys. Key
+	// stream chunks have IDs both ends derive, and stay Pending.
+	state := keystore.KeyPending
 	if stream == "" && !l.o.LocalSAE(master) {
-		state, readyHere = keystore.KeyReady, true
+		state = keystore.KeyReady
 	}
 	keys := make([]keystore.Key, n)
 	for i, id := range ids {
@@ -188,7 +185,7 @@ func (l *Link) reserve(ctx context.Context, stream string, master qkd.SAEID, sla
 				IDs: ids, Pieces: wirePieces(ps), Created: now.UnixMilli(), Expires: now.Add(ttl).UnixMilli(), Stream: stream}
 			body, err := kmsproto.Marshal(req)
 			return keystore.Allocation{Link: l.o.ID, Pieces: ps, Keys: keys},
-				outboxEntry{Type: kmsproto.MakeKeysExternal, Body: body, IDs: ids, ReadyHere: readyHere}, err
+				outboxEntry{Type: kmsproto.MakeKeysExternal, Body: body, IDs: ids}, err
 		}, id)
 	})
 }
@@ -510,9 +507,10 @@ func (l *Link) finish(ctx context.Context, id string, e *outboxEntry, _ kmsproto
 		if e != nil {
 			ids = e.IDs
 		}
-		if e != nil && e.ReadyHere && len(ids) > 0 {
-			// Ready here, refused there: delete them before the entry
-			// goes (a crash in between sends the entry again).
+		if e != nil && e.Type == kmsproto.MakeKeysExternal && len(ids) > 0 {
+			// Keys the peer refused go, Pending or (a pair whose master
+			// is on the peer's side, reserve) Ready; before the entry,
+			// so that a crash in between sends the entry again.
 			_, err = l.o.Store.DeleteKeys(ctx, ids)
 		}
 		if err == nil {

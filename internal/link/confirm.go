@@ -227,12 +227,11 @@ func (l *Link) loadBatch(ctx context.Context) (*fixedBatch, error) {
 	return nil, nil
 }
 
-// forgetBatch ends the batch in flight once its answer is applied.
+// forgetBatch ends the batch in flight once its answer is applied: its
+// stored entry goes.
 func (l *Link) forgetBatch(ctx context.Context) error {
-	if l.batch.entry != "" {
-		if err := l.o.Store.SetKeysReady(ctx, nil, l.batch.entry); err != nil {
-			return err
-		}
+	if err := l.o.Store.SetKeysReady(ctx, nil, l.batch.entry); err != nil {
+		return err
 	}
 	l.batch = nil
 	return nil
