@@ -23,6 +23,9 @@ func bad(format string, args ...any) error {
 // CheckAllocation validates the shape of a and returns the number of bytes
 // its pieces cover. It fills in defaults: Key.Link and Key.State (Pending).
 func CheckAllocation(a *keystore.Allocation) (int, error) {
+	if a.Outbox != nil && a.Outbox.ID == "" {
+		return 0, bad("outbox entry without ID")
+	}
 	want, err := checkKeys(a)
 	if err != nil {
 		return 0, err
@@ -40,9 +43,6 @@ func CheckAllocation(a *keystore.Allocation) (int, error) {
 		// An outbox entry alone: a message stored before it is first
 		// sent, with no material of its own.
 		if a.Outbox != nil && len(a.Pieces) == 0 {
-			if a.Outbox.ID == "" {
-				return 0, bad("outbox entry without ID")
-			}
 			return 0, nil
 		}
 		return 0, bad("no keys and no slots")
@@ -53,9 +53,6 @@ func CheckAllocation(a *keystore.Allocation) (int, error) {
 	}
 	if have != want {
 		return 0, bad("pieces cover %d bytes, keys and slots need %d", have, want)
-	}
-	if a.Outbox != nil && a.Outbox.ID == "" {
-		return 0, bad("outbox entry without ID")
 	}
 	return want, nil
 }
