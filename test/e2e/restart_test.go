@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -49,16 +50,43 @@ func qkmsBinary(t *testing.T) string {
 	return binPath
 }
 
-// freePort returns a loopback address that was free a moment ago (only for
-// the first start of a process; restarts reuse the same address).
+// freePort returns a loopback address that was free a moment ago, for a
+// node process to listen on (its first start and every restart). The port
+// is taken below the kernel's ephemeral range where the system tells it:
+// a port from that range (what ":0" gives) can become the local end of
+// any outgoing connection of the test once released — a proxy's dial to
+// the other node, say — and the process then fails with "address already
+// in use" (seen when a node restarted).
 func freePort(t *testing.T) string {
 	t.Helper()
+	if low := ephemeralLow(); low > 2048 {
+		for range 100 {
+			addr := fmt.Sprintf("127.0.0.1:%d", 1024+mrand.IntN(low-1024))
+			if l, err := net.Listen("tcp", addr); err == nil {
+				l.Close()
+				return addr
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// ephemeralLow is the first port of Linux's ephemeral range, 0 if unknown.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	var low, high int
+	if _, err := fmt.Sscan(string(b), &low, &high); err != nil {
+		return 0
+	}
+	return low
 }
 
 // procNode is a node running as a separate `qkms serve` process.
