@@ -117,13 +117,9 @@ func (l *Link) Reserve(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID
 	if n <= 0 || sizeBits <= 0 || sizeBits%8 != 0 {
 		return nil, fmt.Errorf("link: bad reservation %d×%d bits", n, sizeBits)
 	}
-	ids := make([]qkd.KeyID, n)
-	for i := range ids {
-		id, err := qkd.NewKeyID(l.o.Rand)
-		if err != nil {
-			return nil, err
-		}
-		ids[i] = id
+	ids, err := qkd.NewKeyIDs(l.o.Rand, n)
+	if err != nil {
+		return nil, err
 	}
 	if err := l.reserve(ctx, "", master, slaves, sizeBits, ids, ttl); err != nil {
 		return nil, err

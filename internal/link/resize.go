@@ -67,17 +67,7 @@ func (l *Link) Merge(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID, 
 	return nw[0], nil
 }
 
-func (l *Link) newKeyIDs(n int) ([]qkd.KeyID, error) {
-	ids := make([]qkd.KeyID, n)
-	for i := range ids {
-		id, err := qkd.NewKeyID(l.o.Rand)
-		if err != nil {
-			return nil, err
-		}
-		ids[i] = id
-	}
-	return ids, nil
-}
+func (l *Link) newKeyIDs(n int) ([]qkd.KeyID, error) { return qkd.NewKeyIDs(l.o.Rand, n) }
 
 // resize applies the local half of a split or merge with its outbox entry
 // and waits for the peer.

@@ -2,6 +2,7 @@ package qkd
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -41,6 +42,32 @@ func NewKeyID(r io.Reader) (KeyID, error) {
 	id[6] = id[6]&0x0f | 0x40
 	id[8] = id[8]&0x3f | 0x80
 	return id, nil
+}
+
+// NewKeyIDs returns n version-4 UUIDs for the keys of one reservation: a
+// random first ID (read from r, crypto/rand if nil) and its successors,
+// counting in the last four bytes (modulo 2³², so n ≤ 2³² IDs are
+// distinct). Key IDs are public names (ETSI GS QKD 014 §6.3 asks only for
+// a UUID), and consecutive IDs are what make storing a reservation cheap:
+// a B-tree index takes a run of neighbouring entries in a page or two,
+// where random IDs touch one page per key. An SAE that learns one ID
+// gains nothing from guessing its neighbours: a key is only ever given to
+// its recipients.
+func NewKeyIDs(r io.Reader, n int) ([]KeyID, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	first, err := NewKeyID(r)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]KeyID, n)
+	base := binary.BigEndian.Uint32(first[12:])
+	for i := range ids {
+		ids[i] = first
+		binary.BigEndian.PutUint32(ids[i][12:], base+uint32(i))
+	}
+	return ids, nil
 }
 
 // String returns the canonical 8-4-4-4-12 lower-case form.

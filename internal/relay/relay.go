@@ -344,15 +344,13 @@ func (e *Engine) newBatch(master qkd.SAEID, slaves []qkd.SAEID, sizeBits, n int,
 		return nil, err
 	}
 	now := e.o.Now()
-	b := &batch{k: k, ids: make([]qkd.KeyID, n), master: master, slaves: slices.Clone(slaves), sizeBits: sizeBits,
-		created: now, expires: now.Add(ttl)}
-	for i := range b.ids {
-		if b.ids[i], err = qkd.NewKeyID(nil); err != nil {
-			k.Wipe()
-			return nil, err
-		}
+	ids, err := qkd.NewKeyIDs(nil, n)
+	if err != nil {
+		k.Wipe()
+		return nil, err
 	}
-	return b, nil
+	return &batch{k: k, ids: ids, master: master, slaves: slices.Clone(slaves), sizeBits: sizeBits,
+		created: now, expires: now.Add(ttl)}, nil
 }
 
 // leg is where one source step goes: to dest, over next, along stream (""

@@ -31,9 +31,8 @@ func BenchmarkKeyCycle(b *testing.B) {
 			b.Fatal(err)
 		}
 		a := keystore.Allocation{Link: link, Pieces: []keystore.Piece{{Index: idx, Len: 32 * batch}}}
-		ids := make([]qkd.KeyID, batch)
+		ids, _ := qkd.NewKeyIDs(nil, batch) // as link.Reserve names them
 		for i := range ids {
-			ids[i], _ = qkd.NewKeyID(nil)
 			a.Keys = append(a.Keys, keystore.Key{ID: ids[i], Master: master, Slaves: []qkd.SAEID{slave},
 				Pending: []qkd.SAEID{master}, SizeBits: 256, Created: now, Expires: now.Add(time.Hour)})
 		}

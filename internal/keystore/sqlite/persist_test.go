@@ -296,7 +296,7 @@ func TestPragmas(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := map[string]string{
-			"journal_mode": "wal", "secure_delete": "1", "foreign_keys": "1",
+			"journal_mode": "wal", "secure_delete": "1", "foreign_keys": "1", "temp_store": "2",
 			"synchronous": map[string]string{"normal": "1", "full": "2"}[sync],
 		}
 		for p, w := range want {

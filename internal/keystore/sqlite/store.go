@@ -136,6 +136,11 @@ func dsn(o Options) string {
 	// key indices are keyed by random IDs, and the default 2 MiB turns
 	// their updates into pread(2) calls once a node holds ~10k keys.
 	q.Add("_pragma", "cache_size(-16384)")
+	// Temporary files (the statement journal every multi-row INSERT and
+	// UPDATE writes, sorts) in memory: a temp file costs a write(2) per
+	// page it holds, and its pages, sealed as they are, would outlive the
+	// transaction on disk.
+	q.Add("_pragma", "temp_store(MEMORY)")
 	q.Set("_txlock", "immediate")
 	// A "file:" name is a URI to SQLite: escape the path so that '%', '?'
 	// and '#' in it stay part of the file name.
