@@ -92,19 +92,43 @@ const restockGap = 20 * time.Millisecond
 // restocks them at once instead of at its next tick, so that a pool a
 // saturating application drains is refilled as fast as the link's
 // material allows, not five times a second.
+//
+// It also keeps an estimate of each pool from its last count: the keys
+// drawn since are subtracted, those reserved since added. While the
+// estimate is fresh (restockRecount) and above the restocking threshold,
+// a pass skips the pool without counting it — counting is a store query
+// over the whole pool, and a saturating application pokes a pass every
+// restockGap. Keys the estimate does not see (reserved for the pair by the
+// peer, expired, split or merged) only make it stale for restockRecount at
+// most.
 type restockDue struct {
 	mu    sync.Mutex
-	pairs map[pairKey]bool // guarded by mu
-	wake  chan struct{}    // capacity 1: Run has pairs to look at
+	pairs map[pairKey]bool      // guarded by mu
+	est   map[pairKey]poolCount // guarded by mu
+	wake  chan struct{}         // capacity 1: Run has pairs to look at
 }
 
-// drewOn notes that a request took keys of p's pool (or found it empty).
-func (s *Service) drewOn(p pairKey) {
+// poolCount is a pool's estimated size and when it was last counted.
+type poolCount struct {
+	have    int
+	counted time.Time
+}
+
+// restockRecount is how long a pool's estimate may stand in for a count.
+const restockRecount = time.Second
+
+// drewOn notes that a request took n default-size keys of p's pool (n = 0:
+// it found too few, or asked for another size).
+func (s *Service) drewOn(p pairKey, n int) {
 	if s.o.Limits.Prereserve <= 0 {
 		return
 	}
 	s.due.mu.Lock()
 	s.due.pairs[p] = true
+	if e, ok := s.due.est[p]; ok {
+		e.have -= n
+		s.due.est[p] = e
+	}
 	s.due.mu.Unlock()
 	select {
 	case s.due.wake <- struct{}{}:
@@ -179,9 +203,20 @@ func (s *Service) restock(ctx context.Context, p pairKey) {
 		return
 	}
 	size := s.o.Limits.KeySize
+	now := s.o.Now()
+	s.due.mu.Lock()
+	e, ok := s.due.est[p]
+	s.due.mu.Unlock()
+	if ok && now.Sub(e.counted) < restockRecount && now.Sub(e.counted) >= 0 && e.have > want/2 {
+		return
+	}
 	have, err := s.o.Store.CountKeys(ctx, keystore.TakeRequest{Master: p.master, Slaves: []qkd.SAEID{p.slave},
-		Caller: p.caller, SizeBits: size, Now: s.o.Now()})
-	if err != nil || have > want/2 {
+		Caller: p.caller, SizeBits: size, Now: now})
+	if err != nil {
+		return
+	}
+	s.setEstimate(p, have, now)
+	if have > want/2 {
 		return
 	}
 	st, err := s.o.Store.Stats(ctx, p.link.ID())
@@ -204,6 +239,14 @@ func (s *Service) restock(ctx context.Context, p pairKey) {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := p.link.Reserve(rctx, p.master, []qkd.SAEID{p.slave}, size, k, s.o.Limits.TTL)
 		cancel()
+		if err == nil {
+			s.due.mu.Lock()
+			if e, ok := s.due.est[p]; ok {
+				e.have += k
+				s.due.est[p] = e
+			}
+			s.due.mu.Unlock()
+		}
 		if err != nil {
 			if !errors.Is(err, qkd.ErrInsufficientKey) && !errors.Is(err, qkd.ErrPeerUnavailable) {
 				s.log.Warn("restocking reserved keys failed", "master", string(p.master), "slave", string(p.slave), "err", err)
@@ -212,6 +255,13 @@ func (s *Service) restock(ctx context.Context, p pairKey) {
 		}
 		n -= k
 	}
+}
+
+// setEstimate records a count of p's pool.
+func (s *Service) setEstimate(p pairKey, have int, at time.Time) {
+	s.due.mu.Lock()
+	s.due.est[p] = poolCount{have: have, counted: at}
+	s.due.mu.Unlock()
 }
 
 // maxRestockKeys bounds the keys of one restocking reservation (32 KiB of

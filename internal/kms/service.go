@@ -140,7 +140,7 @@ func New(o Options) (*Service, error) {
 		o.OnDelivered = func(string, int) {}
 	}
 	s := &Service{o: o, log: o.Logger, byPeer: map[qkd.NodeID]Link{}}
-	s.due = restockDue{pairs: map[pairKey]bool{}, wake: make(chan struct{}, 1)}
+	s.due = restockDue{pairs: map[pairKey]bool{}, est: map[pairKey]poolCount{}, wake: make(chan struct{}, 1)}
 	s.ahead.pairs = map[aheadKey]*aheadPair{}
 	for _, l := range o.Links {
 		if _, dup := s.byPeer[l.Peer()]; !dup {
@@ -323,7 +323,11 @@ func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyR
 	keys, err := s.o.Store.TakeForPair(ctx, keystore.TakeRequest{Master: caller, Slaves: slaves, Caller: caller,
 		SizeBits: req.Size, Number: req.Number, Now: s.o.Now()})
 	if !remote {
-		s.drewOn(pairKey{master: caller, slave: slave, caller: caller, link: l})
+		n := 0
+		if err == nil && req.Size == s.o.Limits.KeySize {
+			n = len(keys)
+		}
+		s.drewOn(pairKey{master: caller, slave: slave, caller: caller, link: l}, n)
 	}
 	if errors.Is(err, qkd.ErrInsufficientKey) && !remote {
 		keys, err = s.resizeAndTake(ctx, l, caller, slaves, req) // resize.go
@@ -417,7 +421,11 @@ func (s *Service) DecKeys(ctx context.Context, caller, master qkd.SAEID, ids []q
 		// Keys of a pair whose master is on the neighbour at the end
 		// of the key's link: this end stocks that pair too.
 		if l := s.byPeer[s.o.SAEs[master]]; l != nil && l.ID() == keys[0].Link {
-			s.drewOn(pairKey{master: master, slave: caller, caller: caller, link: l})
+			n := 0
+			if keys[0].SizeBits == s.o.Limits.KeySize {
+				n = len(keys)
+			}
+			s.drewOn(pairKey{master: master, slave: caller, caller: caller, link: l}, n)
 		}
 	}
 	s.o.OnDelivered("etsi014", len(keys))

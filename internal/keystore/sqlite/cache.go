@@ -58,10 +58,15 @@ import (
 // (replay applies them as delivered) and never serves a key twice.
 
 const (
-	minFill    = 256  // keys a cache is filled with, at first
-	maxFill    = 8192 // at most (the fill size doubles each time a cache runs dry)
-	flushDelay = 100 * time.Millisecond
-	flushBatch = 1024
+	minFill = 1024 // keys a cache is filled with, at first
+	maxFill = 8192 // at most (the fill size doubles each time a cache runs dry)
+	// fillPerRequest: a cache holds at least this many of the largest
+	// request its pair made (up to maxFill), so that requests for many
+	// keys at once are served from memory too, not every other one
+	// through the database.
+	fillPerRequest = 32
+	flushDelay     = 100 * time.Millisecond
+	flushBatch     = 1024
 )
 
 // pairID names a pair cache.

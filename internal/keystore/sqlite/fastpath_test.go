@@ -16,10 +16,12 @@ import (
 	"github.com/qkms/qkms/internal/secret"
 )
 
-// setFill sets the fill size of the cache of r's pair.
+// setFill sets the fill size of the cache of r's pair, whatever the size
+// of the requests.
 func setFill(s *Store, r keystore.TakeRequest, n int) {
 	s.cmu.Lock()
 	s.fill[pairOf(&r)] = n
+	s.perRequest = 0
 	s.cmu.Unlock()
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -690,5 +691,51 @@ func TestTidyJournal(t *testing.T) {
 		if _, err := s.TakeByID(ctx, keystore.TakeRequest{Master: master, Caller: slave, IDs: []qkd.KeyID{k.ID}}); !errors.Is(err, qkd.ErrNotFound) {
 			t.Errorf("TakeByID(taken key) after the crash = %v, want ErrNotFound", err)
 		}
+	}
+}
+
+// TestFillFollowsRequestSize: a pair that asks for many keys at once gets
+// a cache of fillPerRequest such requests (up to maxFill), so that the
+// requests after the first are served from memory, with no I/O.
+func TestFillFollowsRequestSize(t *testing.T) {
+	for _, tc := range []struct {
+		number, pool, want int
+	}{
+		{1, 3000, minFill},
+		{128, 6000, fillPerRequest * 128},
+		{512, 10000, maxFill},
+	} {
+		t.Run(fmt.Sprint(tc.number), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openQuiet(t, dir)
+			readyKeys(t, s, tc.pool, nil)
+			ctx := t.Context()
+			if _, err := s.TakeForPair(ctx, pairReq(tc.number)); err != nil { // fills, leases, pops
+				t.Fatal(err)
+			}
+			r := pairReq(0)
+			pid := pairOf(&r)
+			s.cmu.Lock()
+			live := 0
+			if c := s.caches[pid]; c != nil {
+				live = c.live()
+			}
+			s.cmu.Unlock()
+			if live != tc.want-tc.number {
+				t.Fatalf("cache holds %d keys after the first take, want %d", live, tc.want-tc.number)
+			}
+			size, dirty := journalSize(t, dir), s.durable.dirty.Load()
+			for range (tc.want/2 - tc.number) / tc.number { // not below half: no refill
+				if _, err := s.TakeForPair(ctx, pairReq(tc.number)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := journalSize(t, dir); got != size {
+				t.Errorf("journal grew from %d to %d bytes over fast-path takes", size, got)
+			}
+			if got := s.durable.dirty.Load(); got != dirty {
+				t.Errorf("%d writes over fast-path takes, want none", got-dirty)
+			}
+		})
 	}
 }

@@ -342,6 +342,9 @@ func (s *Store) takeInTx(ctx context.Context, pid pairID, r *keystore.TakeReques
 			return err
 		}
 		s.cmu.Lock()
+		if want := min(s.perRequest*r.Number, maxFill); want > s.fillSize(pid) {
+			s.fill[pid] = want // a pair asking for many keys at once
+		}
 		limit := max(s.fillSize(pid), 2*r.Number)
 		s.cmu.Unlock()
 		rows, err := pairKeysSealed(ctx, tx, r, limit)

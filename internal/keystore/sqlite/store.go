@@ -84,6 +84,7 @@ type Store struct {
 	armed      chan struct{}            // first unapplied delivery
 	full       chan struct{}            // flushBatch unapplied deliveries
 	fill       map[pairID]int           // guarded by cmu: fill sizes (absent: minFill)
+	perRequest int                      // guarded by cmu: fillPerRequest (tests that fix fill sizes set 0)
 	refillQ    map[pairID]*pairCache    // guarded by cmu: caches to refill
 	refillKick chan struct{}
 	tidyAt     int64 // journalTidy (tests lower it); read under mu
@@ -165,7 +166,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		stmts:  make(map[string]*sql.Stmt),
 		wanted: make(map[string]bool),
 		caches: make(map[pairID]*pairCache), cachedIDs: make(map[qkd.KeyID]*pairCache),
-		fill: make(map[pairID]int), refillQ: make(map[pairID]*pairCache),
+		fill: make(map[pairID]int), perRequest: fillPerRequest, refillQ: make(map[pairID]*pairCache),
 		armed: make(chan struct{}, 1), full: make(chan struct{}, 1), refillKick: make(chan struct{}, 1),
 		tidyAt: journalTidy, counts: make(counts), pendLinks: make(map[qkd.LinkID]int)}
 	if err := s.init(ctx); err != nil {
