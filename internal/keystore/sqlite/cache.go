@@ -156,6 +156,9 @@ func (s *Store) popLocked(c *pairCache, r *keystore.TakeRequest) ([]keystore.Key
 		return nil, false
 	}
 	c.now = now
+	if want := min(s.perRequest*r.Number, maxFill); want > s.fillSize(c.id) {
+		s.fill[c.id] = want // refilled to more keys, below
+	}
 	out := make([]keystore.Key, 0, r.Number)
 	was := len(s.pend)
 	for j := c.head; j < i; j++ {

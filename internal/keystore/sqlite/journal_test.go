@@ -739,3 +739,40 @@ func TestFillFollowsRequestSize(t *testing.T) {
 		})
 	}
 }
+
+// TestFillGrowsFromCache: a pair whose requests grow while its cache
+// serves them is refilled (by the flusher, in the background) to
+// fillPerRequest of the larger requests.
+func TestFillGrowsFromCache(t *testing.T) {
+	s := openAt(t, t.TempDir())
+	readyKeys(t, s, 6000, nil)
+	ctx := t.Context()
+	if _, err := s.TakeForPair(ctx, pairReq(1)); err != nil { // a cache of minFill
+		t.Fatal(err)
+	}
+	if _, err := s.TakeForPair(ctx, pairReq(100)); err != nil { // from the cache: queues a refill
+		t.Fatal(err)
+	}
+	r := pairReq(0)
+	pid := pairOf(&r)
+	for { // until the refill is done (the test's deadline bounds the wait)
+		s.cmu.Lock()
+		c := s.caches[pid]
+		live, refilling := 0, true
+		if c != nil {
+			live, refilling = c.live(), c.refilling
+		}
+		s.cmu.Unlock()
+		if !refilling {
+			if want := fillPerRequest*100 + minFill - 101; live != want {
+				t.Fatalf("cache refilled to %d keys, want %d", live, want)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no refill")
+		case <-time.After(time.Millisecond):
+		}
+	}
+}

@@ -343,7 +343,7 @@ func (s *Store) takeInTx(ctx context.Context, pid pairID, r *keystore.TakeReques
 		}
 		s.cmu.Lock()
 		if want := min(s.perRequest*r.Number, maxFill); want > s.fillSize(pid) {
-			s.fill[pid] = want // a pair asking for many keys at once
+			s.fill[pid] = want // a pair asking for many keys at once (as popLocked)
 		}
 		limit := max(s.fillSize(pid), 2*r.Number)
 		s.cmu.Unlock()
