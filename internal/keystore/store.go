@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/qkms/qkms/internal/qkd"
@@ -198,9 +199,16 @@ type LinkStats struct {
 	HasIndex bool
 }
 
-// Store is a node's key store. All methods are safe for concurrent use;
-// after Zeroize every method returns ErrZeroized.
-type Store interface {
+// The key store is split into role interfaces, one per concept. A consumer
+// declares the union of the roles it uses (link.Store, kms.Store,
+// relay.Store, streams.Store) and Store is the union of them all, which
+// every backend implements and storetest checks.
+
+// Blocks holds the raw link material pushed by the QKD modules: blocks are
+// stored unconfirmed, confirmed or discarded with the peer, and the free
+// bytes of confirmed blocks are handed out as pieces for an Allocation or a
+// RelayStep to consume.
+type Blocks interface {
 	// AddBlock stores an unconfirmed block (Data = the whole block, Offset 0).
 	// Adding an index that is or was present is a harmless no-op.
 	AddBlock(ctx context.Context, b Block) error
@@ -220,6 +228,12 @@ type Store interface {
 	// Material returns free pieces of confirmed blocks with Index%2 == parity,
 	// in index order, until at least want bytes are covered (or all there is).
 	Material(ctx context.Context, link qkd.LinkID, parity int, want int) ([]Piece, error)
+}
+
+// Allocator turns confirmed material into keys and MAC key slots, and
+// carries an allocation (or a relay step, see RelaySteps) whose outbox
+// entry must reach the peer to its end: its keys made Ready, or dropped.
+type Allocator interface {
 	// Allocate applies an allocation atomically. Each piece must start at its
 	// block's current Offset. If the allocation was already applied (its
 	// first key ID or first slot exists) it returns nil and changes nothing;
@@ -228,10 +242,19 @@ type Store interface {
 	// alone (a message fixed before it is first sent, such as a
 	// new_key_batch); its ID existing → ErrConflict.
 	Allocate(ctx context.Context, a Allocation) error
-
 	// SetKeysReady moves Pending keys to Ready and deletes the outbox entry
 	// (if outboxID != "") in one transaction.
 	SetKeysReady(ctx context.Context, ids []qkd.KeyID, outboxID string) error
+	// PendingOutbox lists outbox entries of a link, oldest first.
+	PendingOutbox(ctx context.Context, link qkd.LinkID) ([]Outbox, error)
+	// AbortAllocation removes an outbox entry and deletes the Pending keys it
+	// made (an allocation the peer refused for good).
+	AbortAllocation(ctx context.Context, outboxID string, ids []qkd.KeyID) error
+}
+
+// Delivery hands Ready keys to the SAEs they are reserved for (the key
+// requests of ETSI 014 and ETSI 004), durably before they leave.
+type Delivery interface {
 	// TakeForPair delivers Number Ready, unexpired keys of (Master, Slaves,
 	// SizeBits) to Caller (who must be in Pending): all or none
 	// (qkd.ErrInsufficientKey). Keys of a key stream (Key.Stream != "")
@@ -257,17 +280,16 @@ type Store interface {
 	// CountKeys counts Ready, unexpired keys of (master, slaves, sizeBits)
 	// deliverable to caller, as TakeForPair would take them (no stream keys).
 	CountKeys(ctx context.Context, r TakeRequest) (int, error)
+}
+
+// Keys keeps the stored keys apart from their delivery: it lists a pair's
+// keys, splits and merges them, and deletes them by ID or at expiry.
+type Keys interface {
 	// DeleteKeys deletes keys by ID (absent ones are ignored); returns how many.
 	DeleteKeys(ctx context.Context, ids []qkd.KeyID) (int, error)
 	// ExpireKeys deletes keys with Expires <= now and returns them (without
 	// Data); relay step records with Expires <= now go too.
 	ExpireKeys(ctx context.Context, now time.Time) ([]Key, error)
-	// PendingOutbox lists outbox entries of a link, oldest first.
-	PendingOutbox(ctx context.Context, link qkd.LinkID) ([]Outbox, error)
-	// AbortAllocation removes an outbox entry and deletes the Pending keys it
-	// made (an allocation the peer refused for good).
-	AbortAllocation(ctx context.Context, outboxID string, ids []qkd.KeyID) error
-
 	// ResizeKeys applies a split or merge (see Resize) atomically: the old
 	// keys are deleted (securely, as DeleteKeys), the new ones stored with
 	// the old keys' pair and Pending list, the earliest Created and the
@@ -286,13 +308,33 @@ type Store interface {
 	// without Data. Keys of a key stream (Key.Stream != "") are never
 	// listed: they are not the pair's to split, merge or close.
 	ListKeys(ctx context.Context, f KeyFilter) ([]Key, error)
+}
 
+// Slots holds the one-time MAC key slots that authenticate a link's
+// KMS↔KMS messages: bootstrapped from the link's pre-shared key
+// (InitLink), made from material by an Allocation, each opened once.
+type Slots interface {
 	// InitLink stores a link's PSK slots once; returns false (and changes
 	// nothing) if the link was initialised before.
 	InitLink(ctx context.Context, init LinkInit) (bool, error)
 	// TakeSlot removes and returns the MAC slot seq of sender on a link;
 	// qkd.ErrNotFound if it does not exist (used, or not yet allocated).
 	TakeSlot(ctx context.Context, link qkd.LinkID, sender qkd.NodeID, seq uint64) (secret.MACKey, error)
+	// UseSlot opens the MAC slot seq of sender on a link and calls check
+	// with it; only if check returns true is the slot deleted (used), in
+	// the same transaction. It returns the slot's material (the caller
+	// wipes it) and check's verdict; qkd.ErrNotFound if the slot does not
+	// exist. A message whose tag fails check thus uses up nothing.
+	UseSlot(ctx context.Context, link qkd.LinkID, sender qkd.NodeID, seq uint64, check func(secret.MACKey) bool) (secret.MACKey, bool, error)
+	// SlotBounds returns the lowest existing slot and one past the highest
+	// slot ever stored for sender on a link (next = first free number).
+	SlotBounds(ctx context.Context, link qkd.LinkID, sender qkd.NodeID) (lowest, next uint64, count int, err error)
+}
+
+// RelaySteps applies the hops of a multi-hop key relay
+// (docs/relay-design.md), each atomically and at most once, and keeps
+// their records until they expire.
+type RelaySteps interface {
 	// ApplyRelayStep consumes the step's pieces (each must start at its
 	// block's current offset, as in Allocate: otherwise ErrConflict) and
 	// calls build with the pad bytes of In and of Out (concatenated in
@@ -316,16 +358,11 @@ type Store interface {
 	// there is none (never applied, or deleted by ExpireKeys: a record is
 	// kept, and ApplyRelayStep answers ErrApplied, until then).
 	RelayRecord(ctx context.Context, id string) ([]byte, error)
-	// UseSlot opens the MAC slot seq of sender on a link and calls check
-	// with it; only if check returns true is the slot deleted (used), in
-	// the same transaction. It returns the slot's material (the caller
-	// wipes it) and check's verdict; qkd.ErrNotFound if the slot does not
-	// exist. A message whose tag fails check thus uses up nothing.
-	UseSlot(ctx context.Context, link qkd.LinkID, sender qkd.NodeID, seq uint64, check func(secret.MACKey) bool) (secret.MACKey, bool, error)
-	// SlotBounds returns the lowest existing slot and one past the highest
-	// slot ever stored for sender on a link (next = first free number).
-	SlotBounds(ctx context.Context, link qkd.LinkID, sender qkd.NodeID) (lowest, next uint64, count int, err error)
+}
 
+// Syncer is the store's durability barrier, which a consumer runs before
+// anything made with one-time material leaves the node.
+type Syncer interface {
 	// Sync is the durability barrier: when it returns nil, every
 	// operation that returned before it was called survives power loss,
 	// not only a process crash. One-time material (MAC slots, relay pads,
@@ -339,12 +376,50 @@ type Store interface {
 	// returns that error. After Close it returns the store's closed error,
 	// after Zeroize ErrZeroized.
 	Sync(ctx context.Context) error
+}
 
+// StatsReader reports a link's counts for status, metrics and the
+// housekeeping that keeps links and pools stocked.
+type StatsReader interface {
 	// Stats returns counts for one link. It is asked for every link on
 	// every housekeeping tick and status request: it must be cheap (the
 	// sqlite store keeps the counts in memory and reads no table).
 	Stats(ctx context.Context, link qkd.LinkID) (LinkStats, error)
+}
+
+// Zeroizer destroys a store's contents for good: the node's zeroisation,
+// which the key service carries out.
+type Zeroizer interface {
 	// Zeroize destroys every record and every key-encryption key at once.
 	Zeroize(ctx context.Context) error
-	Close() error
 }
+
+// Store is a node's key store: every role, and Close, which whoever opened
+// the store calls (the node). It is what a backend implements (sqlite,
+// memstore) and what storetest checks. All methods are safe for concurrent
+// use; after Zeroize every method returns ErrZeroized.
+type Store interface {
+	Blocks
+	Allocator
+	Delivery
+	Keys
+	Slots
+	RelaySteps
+	Syncer
+	StatsReader
+	Zeroizer
+	io.Closer
+}
+
+// Store plays every role: a backend that is a Store serves every consumer.
+var (
+	_ Blocks      = Store(nil)
+	_ Allocator   = Store(nil)
+	_ Delivery    = Store(nil)
+	_ Keys        = Store(nil)
+	_ Slots       = Store(nil)
+	_ RelaySteps  = Store(nil)
+	_ Syncer      = Store(nil)
+	_ StatsReader = Store(nil)
+	_ Zeroizer    = Store(nil)
+)

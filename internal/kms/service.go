@@ -12,6 +12,17 @@ import (
 	"github.com/qkms/qkms/internal/qkd"
 )
 
+// Store is what the service needs of the key store (keystore.Store, every
+// backend, is one): it delivers keys to applications and counts them for
+// the pools, lists a pair's keys to split or merge them, expires keys at
+// their TTL, reads a link's counts to restock, and zeroises.
+type Store interface {
+	keystore.Delivery
+	keystore.Keys
+	keystore.StatsReader
+	keystore.Zeroizer
+}
+
 // Link is what the service needs of a QKD link to a neighbour (link.Link).
 type Link interface {
 	ID() qkd.LinkID
@@ -89,7 +100,7 @@ type Limits struct {
 type Options struct {
 	Node  qkd.NodeID
 	KME   qkd.KMEID
-	Store keystore.Store
+	Store Store
 	Links []Link
 	// SAEs maps every SAE this node knows to its node.
 	SAEs   map[qkd.SAEID]qkd.NodeID

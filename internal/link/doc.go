@@ -39,7 +39,7 @@
 // attack costs each request one MAC slot, however long it lasts, and the
 // link recovers by itself when it ends.
 //
-// Durability: the key store is synced (keystore.Store.Sync) after a
+// Durability: the key store is synced (keystore.Syncer.Sync) after a
 // request's slot is taken and before its tag first leaves the node, and
 // after a request was handled and before its reply's tag leaves: a power
 // cut cannot bring back a slot whose key already tagged something.

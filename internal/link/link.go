@@ -25,6 +25,20 @@ type Transport interface {
 	Ping(ctx context.Context) error
 }
 
+// Store is what a link needs of the key store (keystore.Store, every
+// backend, is one): it confirms blocks with the peer, allocates their
+// material into keys and MAC slots through the outbox, splits, merges and
+// deletes keys for either end, opens the MAC slots of its messages, syncs
+// before a tag leaves, and reports the link's counts.
+type Store interface {
+	keystore.Blocks
+	keystore.Allocator
+	keystore.Keys
+	keystore.Slots
+	keystore.Syncer
+	keystore.StatsReader
+}
+
 // Observer receives counts for metrics. All methods must be cheap.
 type Observer interface {
 	MACFailure(link qkd.LinkID, reason string)
@@ -54,7 +68,7 @@ type Options struct {
 	ID        qkd.LinkID
 	Self      qkd.NodeID
 	Peer      qkd.NodeID
-	Store     keystore.Store
+	Store     Store
 	Transport Transport
 	// PSK bootstraps the MAC slots at the link's first start; ignored later.
 	// Its length must be a multiple of 2*keystore.SlotSize.

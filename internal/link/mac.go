@@ -155,7 +155,7 @@ func (k *exchangeKeys) wipe() {
 // Both are in memory only: lost on a restart, which loses messages (they
 // are retried with new numbers) but never reuses a key.
 type slotBook struct {
-	store  keystore.Store
+	store  keystore.Slots
 	link   qkd.LinkID
 	sender qkd.NodeID
 	lay    layout
@@ -167,7 +167,7 @@ type slotBook struct {
 	closed bool                     // guarded by mu: wiped after zeroisation
 }
 
-func newSlotBook(store keystore.Store, link qkd.LinkID, sender qkd.NodeID, lay layout) *slotBook {
+func newSlotBook(store keystore.Slots, link qkd.LinkID, sender qkd.NodeID, lay layout) *slotBook {
 	return &slotBook{store: store, link: link, sender: sender, lay: lay,
 		halves: map[uint64]secret.Bytes{}, hash: map[uint64]secret.MACKey{}}
 }

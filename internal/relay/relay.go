@@ -63,10 +63,20 @@ func (en Entry) hopAfter(from qkd.NodeID) (qkd.NodeID, bool) {
 	return "", false
 }
 
+// Store is what the relay engine needs of the key store (keystore.Store,
+// every backend, is one): it applies relay steps and reads their records,
+// makes a multicast's Pending keys Ready once every leg answered
+// (SetKeysReady), and deletes the keys of a multicast that failed.
+type Store interface {
+	keystore.RelaySteps
+	keystore.Allocator
+	keystore.Keys
+}
+
 // Options configure an Engine.
 type Options struct {
 	Node     qkd.NodeID
-	Store    keystore.Store
+	Store    Store
 	Links    []*link.Link
 	LocalSAE func(qkd.SAEID) bool
 	// Rand is the source of relayed secrets (crypto/rand by default; an

@@ -26,13 +26,21 @@ type Link interface {
 	PeerInactive() bool
 }
 
+// Store is what the service needs of the key store (keystore.Store, every
+// backend, is one): it delivers a stream's chunks by ID (TakeByID) and
+// deletes the chunks left when a stream closes.
+type Store interface {
+	keystore.Delivery
+	keystore.Keys
+}
+
 // Options configure the service.
 type Options struct {
 	Node qkd.NodeID
 	// SAEs maps every SAE this node knows to its node.
 	SAEs  map[qkd.SAEID]qkd.NodeID
 	Links []Link
-	Store keystore.Store
+	Store Store
 	// DataDir holds the stream records (streams.json, no key material);
 	// "" keeps them in memory only.
 	DataDir string

@@ -1,7 +1,7 @@
 // Package storetest is the one conformance suite of keystore.Store (SPEC §3
 // key life cycle, §6.2 MAC slots): every implementation runs Run from its
 // own tests, so memstore and sqlite are held to the same contract, the doc
-// comments of keystore.Store.
+// comments of keystore.Store's roles.
 //
 // The suite checks outcomes, not calls: the bytes that come out are the
 // bytes that went in, cut in the documented order; all-or-none operations
