@@ -17,7 +17,12 @@ import (
 )
 
 // encSAEs is the stored form of an SAE list: a JSON array, compared as text.
+// A list of one plain ID (the common case: read and written for every key)
+// is spelled directly, exactly as encoding/json spells it.
 func encSAEs(s []qkd.SAEID) string {
+	if len(s) == 1 && plainJSON(string(s[0])) {
+		return `["` + string(s[0]) + `"]`
+	}
 	if s == nil {
 		s = []qkd.SAEID{}
 	}
@@ -25,7 +30,24 @@ func encSAEs(s []qkd.SAEID) string {
 	return string(b)
 }
 
+// plainJSON reports whether encoding/json writes s between quotes as it is:
+// printable ASCII other than the quote, the backslash and the characters
+// it escapes for HTML (<, >, &).
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7e, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
+}
+
+// decSAEs decodes encSAEs's form.
 func decSAEs(s string) ([]qkd.SAEID, error) {
+	if len(s) >= 4 && s[:2] == `["` && s[len(s)-2:] == `"]` && plainJSON(s[2:len(s)-2]) {
+		return []qkd.SAEID{qkd.SAEID(s[2 : len(s)-2])}, nil
+	}
 	var out []qkd.SAEID
 	if err := json.Unmarshal([]byte(s), &out); err != nil {
 		return nil, fmt.Errorf("keystore/sqlite: SAE list: %w", err)
@@ -174,7 +196,7 @@ func pairKeysSealed(ctx context.Context, q querier, r *keystore.TakeRequest, lim
 		return nil, fmt.Errorf("keystore/sqlite: keys: %w", err)
 	}
 	defer rows.Close()
-	var out []keyRow
+	out := make([]keyRow, 0, min(limit, maxFill))
 	for rows.Next() {
 		var sealed []byte
 		k, err := scanKey(rows, &sealed)

@@ -9,14 +9,15 @@ import (
 )
 
 // schemaV1 turns the database at dir back into a version 1 database (no
-// keys.stream column, the old keys_pair index).
+// keys.stream column, the indexes keys_pair and keys_link of that version).
 func schemaV1(t *testing.T, dir string) {
 	t.Helper()
 	db := rawDB(t, filepath.Join(dir, "keys.db"))
 	for _, q := range []string{
-		"DROP INDEX keys_pair",
+		"DROP INDEX keys_by_pair",
 		"ALTER TABLE keys DROP COLUMN stream",
 		"CREATE INDEX keys_pair ON keys (master, slaves, size_bits, state, seq)",
+		"CREATE INDEX keys_link ON keys (link, state)",
 		"UPDATE meta SET v = 1 WHERE k = 'schema'",
 	} {
 		if _, err := db.Exec(q); err != nil {
@@ -46,9 +47,13 @@ func TestMigrateV1(t *testing.T) {
 		t.Fatalf("schema version after opening = %d, %v; want %d", v, err, schemaVersion)
 	}
 	var cols string
-	if err := s.db.QueryRowContext(ctx, "SELECT group_concat(name) FROM pragma_index_info('keys_pair')").Scan(&cols); err != nil ||
-		cols != "master,slaves,size_bits,state,stream,seq" {
-		t.Errorf("keys_pair after migration = %q, %v", cols, err)
+	if err := s.db.QueryRowContext(ctx, "SELECT group_concat(name) FROM pragma_index_info('keys_by_pair')").Scan(&cols); err != nil ||
+		cols != "master,slaves,size_bits,stream,seq" {
+		t.Errorf("keys_by_pair after migration = %q, %v", cols, err)
+	}
+	var old int
+	if err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND name IN ('keys_pair', 'keys_link')").Scan(&old); err != nil || old != 0 {
+		t.Errorf("%d indexes of older builds left after migration, %v", old, err)
 	}
 	list, err := s.ListKeys(ctx, keystore.KeyFilter{Master: master, Slaves: []qkd.SAEID{slave}})
 	if err != nil || len(list) != len(ids) {

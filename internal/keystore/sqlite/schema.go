@@ -58,7 +58,6 @@ CREATE TABLE IF NOT EXISTS keys (
 	-- an ordinary key of the pair (version 2; not sealed: not secret).
 	stream    TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS keys_link ON keys (link, state);
 CREATE INDEX IF NOT EXISTS keys_expires ON keys (expires) WHERE expires != 0;
 CREATE TABLE IF NOT EXISTS slots (
 	link   TEXT NOT NULL,
@@ -93,16 +92,26 @@ CREATE TABLE IF NOT EXISTS resize (
 `
 
 // indexes are created once the tables are at schemaVersion (they may name
-// columns a migration adds). keys_pair serves TakeForPair, which reads only
-// the keys of no stream (stream empty), in seq order.
+// columns a migration adds). keys_by_pair serves TakeForPair, which reads
+// only the keys of no stream (stream empty), in seq order.
+//
+// Every index of keys costs a B-tree insert, move or delete per key on the
+// hot path (a key is stored, made Ready, delivered), so there are few and
+// they hold no column that changes: a key made Ready rewrites its row
+// only. Older builds made keys_link (link, state), which served no query
+// on the path, and keys_pair, which held state (a key made Ready moved in
+// it); both go.
 const indexes = `
-CREATE INDEX IF NOT EXISTS keys_pair ON keys (master, slaves, size_bits, state, stream, seq);
+CREATE INDEX IF NOT EXISTS keys_by_pair ON keys (master, slaves, size_bits, stream, seq);
+DROP INDEX IF EXISTS keys_link;
+DROP INDEX IF EXISTS keys_pair;
 `
 
 // migrations[v] upgrades a database of version v to v+1, in the
 // transaction that creates the schema.
 var migrations = map[int]string{
-	// 1 → 2: keys.stream; keys_pair gains it (recreated by indexes).
+	// 1 → 2: keys.stream; keys_pair, which lacked it, goes (indexes
+	// makes keys_by_pair).
 	1: `
 ALTER TABLE keys ADD COLUMN stream TEXT NOT NULL DEFAULT '';
 DROP INDEX IF EXISTS keys_pair;
