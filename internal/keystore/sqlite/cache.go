@@ -64,7 +64,7 @@ const (
 	// request its pair made (up to maxFill), so that requests for many
 	// keys at once are served from memory too, not every other one
 	// through the database.
-	fillPerRequest = 32
+	fillPerRequest = 64
 	flushDelay     = 100 * time.Millisecond
 	flushBatch     = 1024
 )

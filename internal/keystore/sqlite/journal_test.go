@@ -702,8 +702,8 @@ func TestFillFollowsRequestSize(t *testing.T) {
 		number, pool, want int
 	}{
 		{1, 3000, minFill},
-		{128, 6000, fillPerRequest * 128},
-		{512, 10000, maxFill},
+		{100, 9000, fillPerRequest * 100},
+		{512, 20000, maxFill},
 	} {
 		t.Run(fmt.Sprint(tc.number), func(t *testing.T) {
 			dir := t.TempDir()
@@ -745,7 +745,7 @@ func TestFillFollowsRequestSize(t *testing.T) {
 // fillPerRequest of the larger requests.
 func TestFillGrowsFromCache(t *testing.T) {
 	s := openAt(t, t.TempDir())
-	readyKeys(t, s, 6000, nil)
+	readyKeys(t, s, fillPerRequest*100+minFill, nil)
 	ctx := t.Context()
 	if _, err := s.TakeForPair(ctx, pairReq(1)); err != nil { // a cache of minFill
 		t.Fatal(err)
