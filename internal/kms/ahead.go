@@ -30,6 +30,14 @@ import (
 // Keys relayed ahead are ordinary keys of the pair (Ready at both ends
 // once the destination acknowledged), so a request is served from the
 // pool exactly like a neighbour pair's, by TakeForPair.
+//
+// Both ends relay ahead. The slave's node, seeing its slave fetch keys of
+// a remote master (dec_keys), relays keys of that pair back along the
+// stream's route (backRelayer) from its own halves of the links, sized by
+// the slave's fetch rate and counting the keys its slave has not fetched
+// yet: the master's node's pool then fills from both halves of every
+// link of the route, and a pair used in one direction draws on all of
+// them (as both ends of a link stock a neighbour pair, background.go).
 
 const (
 	maxAheadInFlight = 4                // relay batches per pair on the route at once
@@ -42,6 +50,22 @@ const (
 type aheadKey struct {
 	master, slave qkd.SAEID
 	size          int
+	// back: this node is the slave's, and relays the pair's keys back
+	// along the route to the master's node (backRelayer); the pool counted
+	// is the slave's keys not fetched yet.
+	back bool
+}
+
+// backRelayer is what relaying ahead from the slave's end needs of the
+// relay engine (relay.Engine is one; a Relayer without it relays ahead from
+// the master's end only).
+type backRelayer interface {
+	// BackStream returns the key stream of (master, slaves) that ends at
+	// this node, if any.
+	BackStream(master qkd.SAEID, slaves []qkd.SAEID) (string, bool)
+	// RelayBack relays n keys of the stream's pair from this node back to
+	// the stream's source node.
+	RelayBack(ctx context.Context, stream string, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error)
 }
 
 // aheadPair is the demand of one remote pair and size.
@@ -63,11 +87,11 @@ type aheadTable struct {
 	wg    sync.WaitGroup
 }
 
-// note records a request of n keys of size bits by a remote pair.
-func (t *aheadTable) note(master, slave qkd.SAEID, size, n int, now time.Time) {
+// note records a request of n keys of pair k (enc_keys of its master
+// here; with k.back, dec_keys of its slave here).
+func (t *aheadTable) note(k aheadKey, n int, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	k := aheadKey{master, slave, size}
 	p := t.pairs[k]
 	if p == nil {
 		p = &aheadPair{lastTick: now, batch: maxAheadBatch}
@@ -119,7 +143,10 @@ func (t *aheadTable) tick(now time.Time) []aheadKey {
 		if a.slave != b.slave {
 			return a.slave < b.slave
 		}
-		return a.size < b.size
+		if a.size != b.size {
+			return a.size < b.size
+		}
+		return !a.back && b.back
 	})
 	return live
 }
@@ -170,13 +197,23 @@ func (s *Service) relayAhead(ctx context.Context) {
 	if horizon <= 0 || limit <= 0 || s.o.Router == nil || s.o.Relayer == nil {
 		return
 	}
+	back, _ := s.o.Relayer.(backRelayer)
 	for _, k := range s.ahead.tick(s.o.Now()) {
-		stream, ok := s.o.Router.Known(k.master, []qkd.SAEID{k.slave})
+		var stream string
+		var ok bool
+		caller := k.master
+		switch {
+		case !k.back:
+			stream, ok = s.o.Router.Known(k.master, []qkd.SAEID{k.slave})
+		case back != nil:
+			stream, ok = back.BackStream(k.master, []qkd.SAEID{k.slave})
+			caller = k.slave
+		}
 		if !ok {
 			continue
 		}
 		have, err := s.o.Store.CountKeys(ctx, keystore.TakeRequest{Master: k.master, Slaves: []qkd.SAEID{k.slave},
-			Caller: k.master, SizeBits: k.size, Now: s.o.Now()})
+			Caller: caller, SizeBits: k.size, Now: s.o.Now()})
 		if err != nil {
 			continue
 		}
@@ -192,7 +229,12 @@ func (s *Service) relayBatch(ctx context.Context, j aheadJob) {
 	defer s.ahead.wg.Done()
 	rctx, cancel := context.WithTimeout(ctx, aheadTimeout)
 	defer cancel()
-	_, err := s.o.Relayer.Relay(rctx, j.stream, j.key.size, j.n, s.o.Limits.TTL)
+	var err error
+	if b, ok := s.o.Relayer.(backRelayer); ok && j.key.back {
+		_, err = b.RelayBack(rctx, j.stream, j.key.size, j.n, s.o.Limits.TTL)
+	} else {
+		_, err = s.o.Relayer.Relay(rctx, j.stream, j.key.size, j.n, s.o.Limits.TTL)
+	}
 	s.ahead.done(j, err)
 	switch {
 	case err == nil, ctx.Err() != nil:

@@ -207,3 +207,91 @@ func TestRelayAheadBoundsBatchesInFlight(t *testing.T) {
 		n.a.RelayAheadOnce(ctx)
 	}
 }
+
+// backRelayer is poolRelayer that also relays back: the slave's node (A,
+// SAE_A1) of the remote pair SAE_C1→SAE_A1 relays keys of the pair along
+// its stream back to C. Here that leaves the keys as a reservation over
+// A-B does: Ready at A for SAE_A1.
+type backRelayer struct {
+	poolRelayer
+	back []int // keys asked per RelayBack call; guarded by poolRelayer.mu
+}
+
+func (r *backRelayer) BackStream(master qkd.SAEID, slaves []qkd.SAEID) (string, bool) {
+	if master == "SAE_C1" && len(slaves) == 1 && slaves[0] == "SAE_A1" {
+		return "C1-A1", true
+	}
+	return "", false
+}
+
+func (r *backRelayer) RelayBack(ctx context.Context, stream string, size, n int, ttl time.Duration) ([]qkd.KeyID, error) {
+	r.mu.Lock()
+	r.back = append(r.back, n)
+	r.mu.Unlock()
+	if stream != "C1-A1" {
+		return nil, qkd.ErrNoRoute
+	}
+	return r.l.Reserve(ctx, "SAE_C1", []qkd.SAEID{"SAE_A1"}, size, n, ttl)
+}
+
+// TestRelayAheadBack: the slave's node of a remote pair relays ahead too,
+// back along the pair's stream, sized by its slave's fetches (dec_keys)
+// and counting the keys its slave has not fetched yet; a node whose
+// slaves fetch nothing relays nothing back.
+func TestRelayAheadBack(t *testing.T) {
+	ctx := context.Background()
+	n := newAheadNet(t, 2*time.Second, 200)
+	rel := &backRelayer{poolRelayer: poolRelayer{l: n.p.A}}
+	lim := limits
+	lim.Prereserve, lim.RelayAhead, lim.RelayAheadMax = 0, 2*time.Second, 200
+	a, err := kms.New(kms.Options{Node: "A", Store: n.p.SA, Links: []kms.Link{n.p.A}, SAEs: mcSAEs, Limits: lim,
+		Router: &fakeRouter{}, Relayer: rel, Now: n.clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backs := func() (calls, keys int) {
+		rel.mu.Lock()
+		defer rel.mu.Unlock()
+		for _, k := range rel.back {
+			keys += k
+		}
+		return len(rel.back), keys
+	}
+	a.RelayAheadOnce(ctx)
+	if calls, _ := backs(); calls != 0 {
+		t.Fatalf("relays back with no fetch = %d, want 0", calls)
+	}
+	// The master's node sent 80 keys of the pair; SAE_A1 fetches them,
+	// 8 per request over one second.
+	ids, err := n.p.A.Reserve(ctx, "SAE_C1", []qkd.SAEID{"SAE_A1"}, 256, 80, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 80; i += 8 {
+		got, err := a.DecKeys(ctx, "SAE_A1", "SAE_C1", ids[i:i+8])
+		if err != nil || len(got) != 8 {
+			t.Fatalf("DecKeys = %d keys, %v", len(got), err)
+		}
+		n.clk.add(100 * time.Millisecond)
+	}
+	// 80 keys/s weighted 0.3 → 24 keys/s × 2 s = 48 keys, none left.
+	a.RelayAheadOnce(ctx)
+	calls, keys := backs()
+	if calls != 1 || keys != 48 {
+		t.Fatalf("relayed back %d keys in %d batches, want 48 in 1", keys, calls)
+	}
+	if relays, _ := rel.asked(); relays != 0 {
+		t.Errorf("relays from this end as the master's = %d, want 0 (it has no master of the pair)", relays)
+	}
+	have, err := n.p.SA.CountKeys(ctx, keystore.TakeRequest{Master: "SAE_C1", Slaves: []qkd.SAEID{"SAE_A1"},
+		Caller: "SAE_A1", SizeBits: 256, Now: n.clk.now()})
+	if err != nil || have != 48 {
+		t.Fatalf("keys of the pair not fetched yet = %d, %v; want 48", have, err)
+	}
+	// The pool is counted: a round with it full relays nothing more.
+	n.clk.add(100 * time.Millisecond)
+	a.RelayAheadOnce(ctx)
+	if calls, _ := backs(); calls != 1 {
+		t.Fatalf("relays back with the pool full = %d, want 1", calls)
+	}
+}

@@ -329,7 +329,7 @@ func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyR
 		}
 	}
 	if remote {
-		s.ahead.note(caller, slave, req.Size, req.Number, s.o.Now())
+		s.ahead.note(aheadKey{master: caller, slave: slave, size: req.Size}, req.Number, s.o.Now())
 	}
 	keys, err := s.o.Store.TakeForPair(ctx, keystore.TakeRequest{Master: caller, Slaves: slaves, Caller: caller,
 		SizeBits: req.Size, Number: req.Number, Now: s.o.Now()})
@@ -429,6 +429,11 @@ func (s *Service) DecKeys(ctx context.Context, caller, master qkd.SAEID, ids []q
 		return nil, err
 	}
 	if len(keys) > 0 && len(keys[0].Slaves) == 1 && keys[0].Slaves[0] == caller && keys[0].Stream == "" {
+		// Keys of a remote pair's master: this end relays ahead for it
+		// too, back along the pair's key stream (ahead.go).
+		if mn := s.o.SAEs[master]; mn != "" && mn != s.o.Node && s.byPeer[mn] == nil && s.o.Limits.RelayAhead > 0 {
+			s.ahead.note(aheadKey{master: master, slave: caller, size: keys[0].SizeBits, back: true}, len(keys), s.o.Now())
+		}
 		// Keys of a pair whose master is on the neighbour at the end
 		// of the key's link: this end stocks that pair too.
 		if l := s.byPeer[s.o.SAEs[master]]; l != nil && l.ID() == keys[0].Link {

@@ -231,6 +231,13 @@ type ForwardKeysReq struct {
 	// in Path, each added by its node. The destination keeps them for
 	// the stream, so that the signed path steps need not carry them.
 	Certs [][]byte `cbor:"18,keyasint,omitempty"`
+	// Back: the step runs the stream's route backwards, from its
+	// destination node (Dest) to its source node (Source), carrying keys
+	// of the same pair (Master, Slaves) that the slaves' node relays
+	// ahead towards the master's (docs/relay-design.md "Both ends relay
+	// ahead"). Source and Dest still name the stream's ends. Never with
+	// Hybrid or Etsi004.
+	Back bool `cbor:"19,keyasint,omitempty"`
 }
 
 // RelayStream is the ETSI GS QKD 004 key stream a relay step's keys

@@ -503,9 +503,10 @@ func (l *Link) finish(ctx context.Context, id string, e *outboxEntry, _ kmsproto
 		if e != nil {
 			ids = e.IDs
 		}
-		if e != nil && e.Type == kmsproto.MakeKeysExternal && len(ids) > 0 {
-			// Keys the peer refused go, Pending or (a pair whose master
-			// is on the peer's side, reserve) Ready; before the entry,
+		if e != nil && (e.Type == kmsproto.MakeKeysExternal || e.Type == kmsproto.ForwardKeys) && len(ids) > 0 {
+			// Keys the peer (or the route) refused go, Pending or Ready
+			// (a pair whose master is on the peer's side, reserve; keys
+			// relayed back, relay.Engine.RelayBack); before the entry,
 			// so that a crash in between sends the entry again.
 			_, err = l.o.Store.DeleteKeys(ctx, ids)
 		}

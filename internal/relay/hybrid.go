@@ -276,7 +276,7 @@ func (e *Engine) entryFor(in *link.Link, req kmsproto.ForwardKeysReq) (Entry, qk
 	en, ok := e.Lookup(req.Stream)
 	var next qkd.NodeID
 	if ok {
-		next, ok = en.hopAfter(in.Peer())
+		next, ok = en.hopAfter(in.Peer(), req.Back)
 	}
 	if !ok || slices.Contains(req.Path, next) || en.Dest != req.Dest || en.Source != req.Source || en.Master != req.Master || !slices.Equal(en.Slaves, req.Slaves) {
 		e.log.Warn("relay step refused: no matching forwarding entry", "stream", req.Stream, "from", string(in.Peer()))

@@ -47,9 +47,10 @@ type Entry struct {
 func (en Entry) intermediate() bool { return en.Prev != "" && en.Next != "" }
 
 // hopAfter returns where a step of the stream that arrived from neighbour
-// from goes next: "" at the destination; false if the entry does not take
+// from goes next: "" where it ends (the destination; the source for a
+// step that runs the route back); false if the entry does not take such
 // steps from that neighbour.
-func (en Entry) hopAfter(from qkd.NodeID) (qkd.NodeID, bool) {
+func (en Entry) hopAfter(from qkd.NodeID, back bool) (qkd.NodeID, bool) {
 	switch {
 	case from == "":
 		return "", false
@@ -57,7 +58,9 @@ func (en Entry) hopAfter(from qkd.NodeID) (qkd.NodeID, bool) {
 		return en.Next, true
 	case en.intermediate() && from == en.Next:
 		return en.Prev, true
-	case en.Next == "" && from == en.Prev:
+	case !back && en.Next == "" && from == en.Prev:
+		return "", true
+	case back && en.Prev == "" && from == en.Next:
 		return "", true
 	}
 	return "", false
@@ -263,6 +266,58 @@ func (e *Engine) Relay(ctx context.Context, stream string, sizeBits, n int, ttl 
 	return b.ids, nil
 }
 
+// BackStream returns the key stream of the pair (master, slaves) whose
+// route ends at this node (its destination): the stream RelayBack sends
+// keys along, backwards. Hybrid streams have none (their path signatures
+// run from the source).
+func (e *Engine) BackStream(master qkd.SAEID, slaves []qkd.SAEID) (string, bool) {
+	var ends []Entry
+	e.mu.RLock()
+	for _, en := range e.table {
+		if en.Dest == e.o.Node && en.Next == "" && en.Master == master && slices.Equal(en.Slaves, slaves) {
+			ends = append(ends, en)
+		}
+	}
+	e.mu.RUnlock()
+	best := ""
+	for _, en := range ends { // the policy is called outside e.mu
+		if !e.hybridRequired(en) && (best == "" || en.Stream < best) {
+			best = en.Stream
+		}
+	}
+	return best, best != ""
+}
+
+// RelayBack relays n keys of sizeBits of the stream's pair from this node,
+// the stream's destination, back along its route to its source node, and
+// returns their IDs once the source node holds them (Ready there for the
+// stream's master); they are then Ready here for the stream's slaves
+// attached to this node. This is how the slaves' end of a remote pair
+// relays ahead too (docs/relay-design.md "Both ends relay ahead"): each
+// hop's pad comes from the other end's half of the link, so a pair used
+// in one direction draws on the whole of every link of its route. Keys of
+// hybrid streams and ETSI 004 chunks are never relayed back.
+func (e *Engine) RelayBack(ctx context.Context, stream string, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error) {
+	en, ok := e.Lookup(stream)
+	if !ok || en.Dest != e.o.Node || en.Next != "" || e.hybridRequired(en) {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownStream, stream)
+	}
+	prev := e.byPeer[en.Prev]
+	if n <= 0 || sizeBits <= 0 || sizeBits%8 != 0 || prev == nil {
+		return nil, fmt.Errorf("relay: bad request %d×%d bits", n, sizeBits)
+	}
+	b, err := e.newBatch(en.Master, en.Slaves, sizeBits, n, ttl)
+	if err != nil {
+		return nil, err
+	}
+	defer b.k.Wipe()
+	err = e.sendStep(ctx, b, leg{stream: stream, source: en.Source, dest: en.Dest, slaves: en.Slaves, next: prev, back: true}, true, b.ids)
+	if err != nil {
+		return nil, err
+	}
+	return b.ids, nil
+}
+
 // Receipt names a relay step this node started as source: the step and
 // the link its pad came from. Poll replays it.
 type Receipt struct {
@@ -367,12 +422,15 @@ func (e *Engine) newBatch(master qkd.SAEID, slaves []qkd.SAEID, sizeBits, n int,
 // for a direct step to a neighbour), for the slaves attached to dest.
 type leg struct {
 	stream string
+	// source: the stream's source node ("": this node); set with back.
+	source qkd.NodeID
 	dest   qkd.NodeID
 	slaves []qkd.SAEID
 	next   *link.Link
 	info   *kmsproto.RelayStream // the ETSI 004 key stream of the keys, if any
 	sent   *Receipt              // if set, receives the step that was sent
 	hybrid bool                  // the keys must be hybrid (SPEC §8)
+	back   bool                  // the step runs the route back, from dest to source (RelayBack)
 }
 
 // sendStep pads the batch with material of l.next and sends it along the
@@ -416,9 +474,19 @@ func (e *Engine) sendStepOver(ctx context.Context, b *batch, l leg, store bool, 
 	n, size := len(b.ids), b.sizeBits/8
 	var keys []keystore.Key
 	if store {
+		// Pending until the route answered, so that the master is never
+		// given keys the destination lacks. Keys relayed back are for
+		// this node's slaves, who get them by ID only, once the master
+		// got them at the other end — where they are stored before the
+		// answer leaves: Ready at once (a refused step deletes them,
+		// link.Link's outbox). Ready keys of the pair count as stocked.
+		state := keystore.KeyPending
+		if l.back {
+			state = keystore.KeyReady
+		}
 		keys = make([]keystore.Key, n)
 		for i := range keys {
-			keys[i] = keystore.Key{ID: b.ids[i], Link: l.next.ID(), State: keystore.KeyPending, Master: b.master, Slaves: b.slaves,
+			keys[i] = keystore.Key{ID: b.ids[i], Link: l.next.ID(), State: state, Master: b.master, Slaves: b.slaves,
 				Pending: e.local(append([]qkd.SAEID{b.master}, b.slaves...)), SizeBits: b.sizeBits, Created: b.created, Expires: b.expires,
 				Stream: b.stream004}
 		}
@@ -432,9 +500,13 @@ func (e *Engine) sendStepOver(ctx context.Context, b *batch, l leg, store bool, 
 		}
 		defer hs.wipe()
 	}
-	req := kmsproto.ForwardKeysReq{Stream: l.stream, Step: step, Source: e.o.Node, Dest: l.dest, Master: b.master, Slaves: l.slaves,
+	source := l.source
+	if source == "" {
+		source = e.o.Node
+	}
+	req := kmsproto.ForwardKeysReq{Stream: l.stream, Step: step, Source: source, Dest: l.dest, Master: b.master, Slaves: l.slaves,
 		SizeBits: uint32(b.sizeBits), IDs: b.ids, Created: b.created.UnixMilli(), Expires: b.expires.UnixMilli(), Path: []qkd.NodeID{e.o.Node},
-		Etsi004: l.info}
+		Etsi004: l.info, Back: l.back}
 	if hs != nil {
 		req.Hybrid, req.PathSigns = hs.header, hs.path
 	}
@@ -499,6 +571,9 @@ func (e *Engine) HandleForward(ctx context.Context, in *link.Link, req kmsproto.
 
 func (e *Engine) handleForward(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
 	if req.OfferReq {
+		if req.Back {
+			return kmsproto.ForwardKeysResp{}, kmsproto.BadRequest, "KEM offers are asked along the route, not back"
+		}
 		return e.handleOfferReq(ctx, in, req)
 	}
 	n, size := len(req.IDs), int(req.SizeBits)/8
@@ -514,6 +589,9 @@ func (e *Engine) handleForward(ctx context.Context, in *link.Link, req kmsproto.
 		return kmsproto.ForwardKeysResp{}, kmsproto.BadRequest, "pieces do not match the keys or the sender's parity"
 	}
 	expires := time.UnixMilli(req.Expires)
+	if req.Back && (req.Stream == "" || req.Hybrid != nil || req.Etsi004 != nil) {
+		return e.burn(ctx, in, req, pieces, expires, kmsproto.BadRequest, "only plain keys of a key stream are relayed back")
+	}
 	if req.Stream == "" {
 		if req.Hybrid != nil {
 			return e.burn(ctx, in, req, pieces, expires, kmsproto.Hybrid, "hybrid keys need a key stream")
@@ -604,7 +682,7 @@ func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.Forwar
 		if hyb != nil {
 			e.countHybrid(true, len(req.IDs))
 		}
-		if e.o.OnDelivered != nil && req.Stream != "" {
+		if e.o.OnDelivered != nil && req.Stream != "" && !req.Back {
 			e.o.OnDelivered(req.Stream, slices.Clone(req.Slaves))
 		}
 		return kmsproto.ForwardKeysResp{Delivered: true}, kmsproto.OK, ""

@@ -355,3 +355,129 @@ func TestRelayLinkUsableAfterRefusal(t *testing.T) {
 	}
 	c.take(t, ids)
 }
+
+// TestRelayBack: the destination of a stream relays keys of the stream's
+// pair back along the route. The source node holds them Ready for the
+// master, the destination for the slave, with the same bytes; each hop's
+// pad came from the half of the link of the node that sends back (the
+// upstream end's half is untouched); no intermediate node holds them.
+func TestRelayBack(t *testing.T) {
+	for _, hops := range []int{1, 2, 4} {
+		t.Run(fmt.Sprintf("%d hops", hops), func(t *testing.T) {
+			ctx := context.Background()
+			c := newChain(t, hops)
+			c.push(t, 12, 2048)
+			c.waitMaterial(t)
+			c.install(t, "s1")
+			// Link Ni—Ni+1 as Ni sees it, and its free bytes per parity.
+			down := func(i int) *link.Link {
+				for _, l := range c.links[i] {
+					if l.Peer() == c.ids[i+1] {
+						return l
+					}
+				}
+				t.Fatalf("no link %s—%s", c.ids[i], c.ids[i+1])
+				return nil
+			}
+			free := func(i int) [2]int64 {
+				st, err := c.stores[i].Stats(ctx, down(i).ID())
+				if err != nil {
+					t.Fatal(err)
+				}
+				return st.ConfirmedBytes
+			}
+			linktest.WaitFor(t, "every block confirmed", func() bool {
+				for i := range c.ids {
+					for _, l := range c.links[i] {
+						if st, err := c.stores[i].Stats(ctx, l.ID()); err != nil || st.UnconfirmedBlocks > 0 {
+							return false
+						}
+					}
+				}
+				return true
+			})
+			before := make([][2]int64, hops)
+			for i := range hops {
+				before[i] = free(i)
+			}
+			stream, ok := c.engines[hops].BackStream(sae(0), []qkd.SAEID{sae(hops)})
+			if !ok || stream != "s1" {
+				t.Fatalf("BackStream at the destination = %q, %v; want s1", stream, ok)
+			}
+			if _, ok := c.engines[0].BackStream(sae(0), []qkd.SAEID{sae(hops)}); ok {
+				t.Error("the source node offers a stream to relay back")
+			}
+			if _, err := c.engines[0].RelayBack(ctx, "s1", 256, 8, time.Hour); !errors.Is(err, relay.ErrUnknownStream) {
+				t.Errorf("RelayBack at the source = %v, want ErrUnknownStream", err)
+			}
+			ids, err := c.engines[hops].RelayBack(ctx, "s1", 256, 8, time.Hour)
+			if err != nil {
+				t.Fatalf("RelayBack = %v", err)
+			}
+			// The master takes them at the source node as any pool key.
+			src, err := c.stores[0].TakeForPair(ctx, keystore.TakeRequest{Master: sae(0), Slaves: []qkd.SAEID{sae(hops)},
+				Caller: sae(0), SizeBits: 256, Number: 8, Now: time.Now()})
+			if err != nil {
+				t.Fatalf("TakeForPair at the source node = %v", err)
+			}
+			dst, err := c.stores[hops].TakeByID(ctx, keystore.TakeRequest{IDs: ids, Master: sae(0), Caller: sae(hops), Now: time.Now()})
+			if err != nil {
+				t.Fatalf("TakeByID at the destination = %v", err)
+			}
+			for i := range ids {
+				if src[i].ID != ids[i] || !src[i].Data.Equal(dst[i].Data) {
+					t.Fatalf("key %d differs between the ends", i)
+				}
+			}
+			for i := 1; i < hops; i++ {
+				if _, err := c.stores[i].TakeByID(ctx, keystore.TakeRequest{IDs: ids[:1], Master: sae(0), Caller: sae(hops), Now: time.Now()}); !errors.Is(err, qkd.ErrNotFound) {
+					t.Fatalf("intermediate %s holds a relayed key: %v", c.ids[i], err)
+				}
+			}
+			// Link Ni—Ni+1: the step came from Ni+1, with a pad of the
+			// keys' size from Ni+1's half (its blocks' parity).
+			for i := range hops {
+				after, l := free(i), down(i)
+				theirs := l.PeerParity()
+				if used := before[i][theirs] - after[theirs]; used < 8*32 {
+					t.Errorf("link %s at %s: %d bytes of %s's half used, want at least the pad (%d)", l.ID(), c.ids[i], used, l.Peer(), 8*32)
+				}
+			}
+		})
+	}
+}
+
+// TestRelayBackRefused: keys relayed back are Ready at their sender at
+// once; when the route refuses the step (here the source node forgot the
+// stream) they go, and the link carries steps on as before.
+func TestRelayBackRefused(t *testing.T) {
+	ctx := context.Background()
+	c := newChain(t, 2)
+	c.push(t, 12, 2048)
+	c.waitMaterial(t)
+	c.install(t, "s1")
+	c.engines[0].Remove("s1")
+	if _, err := c.engines[2].RelayBack(ctx, "s1", 256, 8, time.Hour); err == nil {
+		t.Fatal("RelayBack to a source that forgot the stream succeeded")
+	}
+	count := func(node int, caller qkd.SAEID) int {
+		n, err := c.stores[node].CountKeys(ctx, keystore.TakeRequest{Master: sae(0), Slaves: []qkd.SAEID{sae(2)},
+			Caller: caller, SizeBits: 256, Now: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	linktest.WaitFor(t, "refused keys deleted at the sender", func() bool { return count(2, sae(2)) == 0 })
+	if n := count(0, sae(0)); n != 0 {
+		t.Fatalf("the source node holds %d keys of a refused step", n)
+	}
+	c.install(t, "s1")
+	ids, err := c.engines[2].RelayBack(ctx, "s1", 256, 8, time.Hour)
+	if err != nil {
+		t.Fatalf("RelayBack after the refusal = %v", err)
+	}
+	if n := count(0, sae(0)); n != len(ids) {
+		t.Fatalf("source node holds %d keys, want %d", n, len(ids))
+	}
+}
