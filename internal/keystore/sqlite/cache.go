@@ -66,7 +66,7 @@ const (
 	// through the database.
 	fillPerRequest = 64
 	flushDelay     = 100 * time.Millisecond
-	flushBatch     = 1024
+	flushBatch     = 4096
 )
 
 // pairID names a pair cache.
