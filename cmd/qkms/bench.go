@@ -189,4 +189,3 @@ func waitPair(ctx context.Context, c *http.Client, statusURL string, want int) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
