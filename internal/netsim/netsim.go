@@ -113,6 +113,7 @@ type CertPair struct {
 type bound struct {
 	etsi014, peerTCP, metrics, quicks, agent, etsi004, etsi004TCP net.Listener
 	peerUDP                                                       *net.UDPConn
+	etsi004UDP                                                    *net.UDPConn // DTLS, the port of etsi004
 }
 
 // Up starts the network and returns once every node is ready and
@@ -188,7 +189,7 @@ func (n *Network) start(ctx, runCtx context.Context) error {
 		b := ls[nd.ID]
 		nn, err := node.New(ctx, node.Options{Config: cfg, Logger: n.o.Logger,
 			Listeners: node.Listeners{ETSI014: b.etsi014, PeerTCP: b.peerTCP, PeerUDP: b.peerUDP, Metrics: b.metrics, QUICKS: b.quicks, Agent: b.agent,
-				ETSI004: b.etsi004, ETSI004TCP: b.etsi004TCP}})
+				ETSI004: b.etsi004, ETSI004TCP: b.etsi004TCP, ETSI004UDP: b.etsi004UDP}})
 		if err != nil {
 			return fmt.Errorf("netsim: node %s: %w", nd.ID, err)
 		}
@@ -235,7 +236,7 @@ func bindAll() (*bound, error) {
 			return nil, fmt.Errorf("netsim: listen: %w", err)
 		}
 	}
-	if b.etsi004, err = listenTCPWithUDPFree(); err != nil {
+	if b.etsi004, b.etsi004UDP, err = listenTCPAndUDP(); err != nil {
 		return nil, err
 	}
 	if b.peerUDP, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
@@ -244,23 +245,25 @@ func bindAll() (*bound, error) {
 	return &b, nil
 }
 
-// listenTCPWithUDPFree binds a loopback TCP port whose UDP twin is free
-// at that moment: the node serves ETSI 004 over CoAP on both (TLS and
-// DTLS on one port number, as CoAP's 5684).
-func listenTCPWithUDPFree() (net.Listener, error) {
-	for range 20 {
+// listenTCPAndUDP binds one loopback port number over both TCP and UDP:
+// the node serves ETSI 004 over CoAP on both (TLS and DTLS on one port
+// number, as CoAP's 5684). Both stay bound until the node serves them
+// (node.Listeners.ETSI004UDP): a port checked free and released would be
+// open to any socket bound meanwhile — another node's, hundreds of them in
+// a large network — and the node would fail to start.
+func listenTCPAndUDP() (net.Listener, *net.UDPConn, error) {
+	for range 50 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, fmt.Errorf("netsim: listen: %w", err)
+			return nil, nil, fmt.Errorf("netsim: listen: %w", err)
 		}
 		u, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(l.Addr().(*net.TCPAddr).AddrPort()))
 		if err == nil {
-			_ = u.Close()
-			return l, nil
+			return l, u, nil
 		}
 		_ = l.Close()
 	}
-	return nil, errors.New("netsim: no loopback port free for both TCP and UDP")
+	return nil, nil, errors.New("netsim: no loopback port free for both TCP and UDP")
 }
 
 // waitReady polls every node until all are ready.

@@ -129,19 +129,30 @@ func (n *Node) newApp004Servers(tlsCfg *tls.Config) error {
 
 // bindDTLS004 binds the DTLS side of the CoAP binding: by default the
 // UDP port of the same number as the TLS one (as CoAP's 5684 serves both).
+//
+// A UDP socket bound beforehand (Listeners.ETSI004UDP, as qkms net up binds
+// every port before any node starts) is used if it has that address.
 func (n *Node) bindDTLS004(tlsCfg *tls.Config) error {
 	addr := n.cfg.Listen.ETSI004DTLS
 	switch {
-	case addr == config.DTLSOff, addr == "" && n.ln.ETSI004 == nil:
+	case addr == config.DTLSOff, addr == "" && n.ln.ETSI004 == nil && n.ln.ETSI004UDP == nil:
 		return nil
-	case addr == "":
+	case addr == "" && n.ln.ETSI004 != nil:
 		addr = n.ln.ETSI004.Addr().String()
+	case addr == "":
+		addr = n.ln.ETSI004UDP.LocalAddr().String()
 	}
 	dc, err := coapx.DTLSServerConfig(tlsCfg.Clone())
 	if err != nil {
 		return fmt.Errorf("node: etsi004 dtls: %w", err)
 	}
-	if n.app004.dtls, err = coapx.ListenDTLS(addr, dc); err != nil {
+	if pc := n.ln.ETSI004UDP; pc != nil && sameUDPAddr(pc.LocalAddr(), addr) {
+		n.ln.ETSI004UDP = nil // the listener owns it (and closes it on error)
+		n.app004.dtls, err = coapx.ListenDTLSOn(pc, dc)
+	} else {
+		n.app004.dtls, err = coapx.ListenDTLS(addr, dc)
+	}
+	if err != nil {
 		return fmt.Errorf("node: etsi004 dtls listener: %w", err)
 	}
 	n.addrs.ETSI004DTLS = n.app004.dtls.Addr().String()
@@ -181,3 +192,10 @@ func (n *Node) startApp004(goRun func(func(context.Context) error), tlsCfg *tls.
 // EventStreamUnderrun: an ETSI 004 key stream cannot keep its rate
 // (QUICKS notification/event code).
 const EventStreamUnderrun = 1003
+
+// sameUDPAddr reports whether a bound UDP address is addr (host:port).
+func sameUDPAddr(bound net.Addr, addr string) bool {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	b, ok := bound.(*net.UDPAddr)
+	return err == nil && ok && ua.Port == b.Port && ua.IP.Equal(b.IP)
+}

@@ -41,6 +41,10 @@ type Listeners struct {
 	// ETSI004 (CoAP over TLS) and ETSI004TCP (reference framing over TLS)
 	// serve ETSI 004 to applications.
 	ETSI004, ETSI004TCP net.Listener
+	// ETSI004UDP, if set, is the UDP socket of CoAP over DTLS, bound
+	// beforehand (listen.etsi004_dtls unset: the port of ETSI004; or its
+	// address). The node owns it from New on.
+	ETSI004UDP *net.UDPConn
 }
 
 // Options configure a node.
@@ -373,6 +377,9 @@ func (n *Node) close() {
 	}
 	if n.app004 != nil && n.app004.dtls != nil {
 		_ = n.app004.dtls.Close()
+	}
+	if n.ln.ETSI004UDP != nil { // bound for DTLS but not used
+		_ = n.ln.ETSI004UDP.Close()
 	}
 	if n.pq != nil {
 		n.pq.Wipe()

@@ -100,7 +100,10 @@ type testServer struct {
 	udp, tcp string
 	tls      string
 	dtls     string
-	ca       *pki.CA
+	// dtlsOn: DTLS on a UDP socket bound before the server
+	// (coapx.ListenDTLSOn, as qkms net up binds every port first).
+	dtlsOn string
+	ca     *pki.CA
 }
 
 func startServer(t *testing.T, opts coap004.Options) *testServer {
@@ -147,8 +150,18 @@ func startServer(t *testing.T, opts coap004.Options) *testServer {
 	go func() { _ = srv.ServeUDP(pc) }()
 	go func() { _ = srv.ServeTCP(tl) }()
 	go func() { _ = srv.ServeTCP(tls.NewListener(sl, cfg)) }()
+	prebound, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlOn, err := coapx.ListenDTLSOn(prebound, dcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	go func() { _ = srv.ServeDTLS(dl) }()
+	go func() { _ = srv.ServeDTLS(dlOn) }()
 	ts.udp, ts.tcp, ts.tls, ts.dtls = pc.LocalAddr().String(), tl.Addr().String(), sl.Addr().String(), dl.Addr().String()
+	ts.dtlsOn = dlOn.Addr().String()
 	return ts
 }
 
@@ -165,7 +178,7 @@ func (ts *testServer) dial(t *testing.T, transport string, f coap004.Format, sae
 		c, err = coap004.DialUDP(ctx, ts.udp, opts)
 	case "tcp":
 		c, err = coap004.DialTCP(ctx, ts.tcp, opts)
-	case "tls", "dtls":
+	case "tls", "dtls", "dtls-prebound":
 		p, perr := ts.ca.IssueClient(string(sae))
 		if perr != nil {
 			t.Fatal(perr)
@@ -175,10 +188,13 @@ func (ts *testServer) dial(t *testing.T, transport string, f coap004.Format, sae
 			t.Fatal(cerr)
 		}
 		opts.InsecureCaller = "MALLORY" // must be ignored: the certificate names the caller
-		if transport == "tls" {
+		switch transport {
+		case "tls":
 			c, err = coap004.DialTLS(ctx, ts.tls, cfg, opts)
-		} else {
+		case "dtls":
 			c, err = coap004.DialDTLS(ctx, ts.dtls, cfg, opts)
+		default:
+			c, err = coap004.DialDTLS(ctx, ts.dtlsOn, cfg, opts)
 		}
 	}
 	if err != nil {
@@ -197,7 +213,7 @@ func testCtx(t *testing.T) context.Context {
 // TestCalls runs every call over UDP, TCP, TLS and DTLS in both formats.
 func TestCalls(t *testing.T) {
 	ts := startServer(t, coap004.Options{InsecureCallerQuery: true})
-	for _, transport := range []string{"udp", "tcp", "tls", "dtls"} {
+	for _, transport := range []string{"udp", "tcp", "tls", "dtls", "dtls-prebound"} {
 		for _, f := range []coap004.Format{coap004.CBOR, coap004.JSON} {
 			t.Run(transport+"/"+f.String(), func(t *testing.T) {
 				ctx := testCtx(t)
