@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"slices"
 	"time"
 
@@ -45,29 +44,6 @@ func benchCmd() *cobra.Command {
 	cmd.Flags().IntSliceVar(&clients, "clients", []int{1, 8}, "concurrent clients (keep-alive connections)")
 	cmd.Flags().IntVar(&runs, "runs", 3, "alternating runs per measurement (medians are reported)")
 	cmd.Flags().Float64Var(&scale, "scale", 400, "multiply the link rate (50 kbit/s in line2) by this")
-	var profile string
-	var stopProfile func()
-	cmd.PersistentFlags().StringVar(&profile, "cpuprofile", "", "write a CPU profile of the whole run (the network runs in this process) to this file, for go tool pprof")
-	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
-		if profile == "" {
-			return nil
-		}
-		f, err := os.Create(profile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return err
-		}
-		stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
-		return nil
-	}
-	cmd.PersistentPostRun = func(*cobra.Command, []string) {
-		if stopProfile != nil {
-			stopProfile()
-		}
-	}
 	cmd.AddCommand(benchRelayCmd(), benchPairCmd(), benchIngestCmd())
 	return cmd
 }

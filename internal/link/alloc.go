@@ -367,21 +367,31 @@ func (l *Link) refillSlots(ctx context.Context) error {
 }
 
 // outboxLoop sends outbox entries in order until the peer has them.
+//
+// It looks at the outbox when woken (an entry was queued, the peer went
+// inactive) and, while entries wait, once a second; an empty outbox is not
+// polled: an idle link costs nothing here.
 func (l *Link) outboxLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	backoff := l.o.RetryDelay
 	refusals := map[string]int{}
+	waiting := true // entries a restart left are sent at the first tick
 	for {
+		tick := t.C
+		if !waiting {
+			tick = nil
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-l.wakeOutbox:
-		case <-t.C:
+		case <-tick:
 		}
 		for {
-			more, err := l.sendOutbox(ctx, refusals)
+			more, left, err := l.sendOutbox(ctx, refusals)
 			if err != nil {
+				waiting = true
 				l.log.Debug("outbox", "err", err)
 				if !sleep(ctx, backoff) {
 					return
@@ -390,6 +400,7 @@ func (l *Link) outboxLoop(ctx context.Context) {
 				continue
 			}
 			backoff = l.o.RetryDelay
+			waiting = left
 			if !more {
 				break
 			}
@@ -406,10 +417,12 @@ func (l *Link) outboxLoop(ctx context.Context) {
 // number, so an entry spends one MAC slot however long the peer cannot be
 // reached. Only a verified refusal (Retry, Conflict: the exchange was
 // used) or a SeqGone answer make it go again under a new number.
-func (l *Link) sendOutbox(ctx context.Context, refusals map[string]int) (more bool, err error) {
+//
+// left reports whether entries of the outbox loop's may remain.
+func (l *Link) sendOutbox(ctx context.Context, refusals map[string]int) (more, left bool, err error) {
 	box, err := l.o.Store.PendingOutbox(ctx, l.o.ID)
 	if err != nil {
-		return false, err
+		return false, true, err
 	}
 	head, types := -1, make([]kmsproto.Type, len(box))
 	for i, o := range box {
@@ -422,8 +435,14 @@ func (l *Link) sendOutbox(ctx context.Context, refusals map[string]int) (more bo
 		if l.queued.Swap(0) != 0 {
 			l.noteSlotsChanged()
 		}
-		return false, nil
+		return false, false, nil
 	}
+	more, err = l.sendHead(ctx, box, types, head, refusals)
+	return more, true, err
+}
+
+// sendHead sends the outbox entry box[head] (sendOutbox).
+func (l *Link) sendHead(ctx context.Context, box []keystore.Outbox, types []kmsproto.Type, head int, refusals map[string]int) (more bool, err error) {
 	o := box[head]
 	var e outboxEntry
 	if err := kmsproto.Unmarshal(o.Payload, &e); err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -93,6 +94,7 @@ func (s *Store) insertKeys(ctx context.Context, tx *txn, keys []keystore.Key) er
 			}
 			args = append(args, k.ID[:], string(k.Link), k.State, string(k.Master), slaves, encSAEs(k.Pending), k.SizeBits,
 				encTime(k.Created), encTime(k.Expires), data, k.Stream)
+			s.expiresBy(encTime(k.Expires))
 		}
 		if _, err := tx.ExecContext(ctx, insertKeyQueries[n], args...); err != nil {
 			return fmt.Errorf("keystore/sqlite: insert key: %w", err)
@@ -536,8 +538,18 @@ func (s *Store) DeleteKeys(ctx context.Context, ids []qkd.KeyID) (int, error) {
 	return n, err
 }
 
-// ExpireKeys implements keystore.Store; relay records go too.
+// ExpireKeys implements keystore.Store; relay records go too. While now is
+// before the earliest expiry (Store.expiryHint) it does nothing at all.
 func (s *Store) ExpireKeys(ctx context.Context, now time.Time) ([]keystore.Key, error) {
+	if h := s.expiryHint.Load(); h != 0 && encTime(now) < h {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		s.cmu.Lock()
+		gone := s.gone // closed or zeroised, as Stats reports it
+		s.cmu.Unlock()
+		return nil, gone
+	}
 	var out []keystore.Key
 	err := s.txEvict(ctx, evictExpired(s, now), func(tx *txn) error {
 		out = nil
@@ -556,9 +568,47 @@ func (s *Store) ExpireKeys(ctx context.Context, now time.Time) ([]keystore.Key, 
 		if err := expireResizes(ctx, tx, now); err != nil {
 			return err
 		}
-		return expireRelays(ctx, tx, now)
+		if err := expireRelays(ctx, tx, now); err != nil {
+			return err
+		}
+		// What is left expires at the earliest then (under mu: no insert
+		// runs meanwhile; later ones lower the hint).
+		var next sql.NullInt64
+		if err := tx.QueryRowContext(ctx, "SELECT MIN(e) FROM ("+
+			"SELECT MIN(expires) AS e FROM keys WHERE expires != 0 UNION ALL "+
+			"SELECT MIN(expires) FROM relay WHERE expires != 0 UNION ALL "+
+			"SELECT MIN(expires) FROM resize WHERE expires != 0)").Scan(&next); err != nil {
+			return fmt.Errorf("keystore/sqlite: next expiry: %w", err)
+		}
+		hint := int64(math.MaxInt64)
+		if next.Valid {
+			hint = next.Int64
+		}
+		s.expiryHint.Store(hint)
+		return nil
 	})
+	if err != nil {
+		s.expiryHint.Store(0)
+	}
 	return out, err
+}
+
+// expiresBy lowers the expiry hint to e (an encTime; 0: never expires).
+// Called in the transaction that stores a record expiring at e, before it
+// commits: a transaction that then fails leaves the hint merely early.
+func (s *Store) expiresBy(e int64) {
+	if e == 0 {
+		return
+	}
+	for {
+		h := s.expiryHint.Load()
+		if h != 0 && h <= e {
+			return
+		}
+		if h == 0 || s.expiryHint.CompareAndSwap(h, e) {
+			return
+		}
+	}
 }
 
 // SetKeysReady implements keystore.Store. Absent keys are ignored.

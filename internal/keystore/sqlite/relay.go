@@ -77,6 +77,7 @@ func (s *Store) ApplyRelayStep(ctx context.Context, st keystore.RelayStep, build
 		if _, err := tx.ExecContext(ctx, "INSERT INTO relay (id, expires, data) VALUES (?, ?, ?)", st.ID, expires, data); err != nil {
 			return fmt.Errorf("keystore/sqlite: relay: %w", err)
 		}
+		s.expiresBy(expires)
 		return nil
 	})
 }

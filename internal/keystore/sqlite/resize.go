@@ -95,6 +95,7 @@ func (s *Store) storeResize(ctx context.Context, tx *txn, r *keystore.Resize, ro
 	if err := insertOutbox(ctx, tx, r.Outbox, r.Link, s.now()); err != nil {
 		return err
 	}
+	s.expiresBy(encTime(keys[0].Expires))
 	if _, err := tx.ExecContext(ctx, "INSERT INTO resize (id, expires) VALUES (?, ?)", r.ID, encTime(keys[0].Expires)); err != nil {
 		return fmt.Errorf("keystore/sqlite: resize: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -61,6 +62,11 @@ type Store struct {
 	rand    io.Reader
 	log     *slog.Logger
 	durable *syncer // Sync's group commit (durable.go)
+	// expiryHint: no key, relay record or resize record expires before it
+	// (encTime; 0: unknown, look; math.MaxInt64: none expires). Lowered by
+	// every insert, set by ExpireKeys, which skips its transaction while
+	// now is before it: an idle node's once-a-second expiry costs nothing.
+	expiryHint atomic.Int64
 
 	mu       sync.Mutex
 	ring     *sealing.Keyring // guarded by mu
