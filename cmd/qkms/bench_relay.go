@@ -61,7 +61,7 @@ func benchRelayCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&o.only, "only", []string{"ring5", "chain"}, "parts to run: ring5, chain")
-	f.StringVar(&o.chainFile, "chain-topology", "../shared/topologies/cn-beijing-shanghai-backbone.json", "the Beijing–Shanghai backbone topology file")
+	f.StringVar(&o.chainFile, "chain-topology", "", "the Beijing–Shanghai backbone topology file (default: the built-in copy, cmd/qkms/topologies/cn-beijing-shanghai-backbone.json)")
 	f.Float64Var(&o.ringScale, "ring-scale", 4, "multiply ring5's link rates by this")
 	f.Float64Var(&o.chainScale, "chain-scale", 4, "multiply the backbone's link rates by this")
 	f.DurationVar(&o.ahead, "relay-ahead", 2*time.Second, "keys.relay_ahead of the ring5 network's nodes (the default; 0: every enc_keys relays on demand)")
@@ -416,7 +416,17 @@ func benchRing5(ctx context.Context, out io.Writer, o relayBenchOptions) error {
 const chainNeighbourSAE = "SAE_BENCH_R01"
 
 func benchChain(ctx context.Context, out io.Writer, o relayBenchOptions) error {
-	t0, err := topology.Load(o.chainFile)
+	var t0 *topology.Topology
+	var err error
+	if o.chainFile == "" {
+		var raw []byte
+		if raw, err = builtinTopologies.ReadFile("topologies/cn-beijing-shanghai-backbone.json"); err == nil {
+			t0, err = topology.Parse(raw)
+		}
+		o.chainFile = "cn-beijing-shanghai-backbone.json (built in)"
+	} else {
+		t0, err = topology.Load(o.chainFile)
+	}
 	if err != nil {
 		return err
 	}
