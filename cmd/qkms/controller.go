@@ -72,7 +72,7 @@ func controllerCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&topo, "topology", "", "topology file (JSON, SPEC §10)")
+	f.StringVar(&topo, "topology", "", "topology file (JSON: nodes, links, saes)")
 	f.StringVar(&listen, "listen", "127.0.0.1:8446", "HTTPS listen address")
 	f.StringVar(&ca, "ca", "", "network CA certificate (PEM)")
 	f.StringVar(&cert, "cert", "", "controller certificate (PEM; CN must match the nodes' sdn.controller_cn, default \"controller\")")

@@ -78,7 +78,7 @@ func runDemo(ctx context.Context, out io.Writer, dir string) error {
 	fmt.Fprintf(out, "qkms demo: network %q — %d trusted nodes, %d QKD links (%s)\n", t.Name, len(t.Nodes), len(t.Links), t.Description)
 	fmt.Fprintf(out, "  working directory %s (logs in qkms.log)\n", dir)
 	start := time.Now()
-	// SAE_A2's keys are post-quantum hybrid keys (SPEC §8): its own policy.
+	// SAE_A2's keys are post-quantum hybrid keys (docs/hybrid.md): its own policy.
 	hybridSAE := func(c *config.Config) {
 		for i := range c.SAEs {
 			if c.SAEs[i].ID == "SAE_A2" {

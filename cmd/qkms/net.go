@@ -50,7 +50,7 @@ func netCmd() *cobra.Command {
 			return err
 		},
 	}
-	up.Flags().StringVar(&topo, "topology", "", "topology file (JSON, SPEC §10)")
+	up.Flags().StringVar(&topo, "topology", "", "topology file (JSON: nodes, links, saes)")
 	up.Flags().StringVar(&dir, "dir", "", "directory for PKI, configs, data, logs and network.json")
 	up.Flags().StringVar(&transport, "peer-transport", "tcp", "KMS↔KMS CoAP transport: tcp or udp")
 	up.Flags().Float64Var(&scale, "scale", 1, "multiply every link's secret key rate")

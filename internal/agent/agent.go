@@ -1,4 +1,4 @@
-// Package agent is a node's SDN agent (SPEC §7): it hosts the QUICKS
+// Package agent is a node's SDN agent (docs/sdn.md): it hosts the QUICKS
 // agent API for its KMS (kms_to_sdn_api: link/registration, link/status,
 // notifications), talks to its KMS only through the KMS's QUICKS API
 // (monitor/*, link/performance, link/relay), and to the SDN controller

@@ -25,7 +25,7 @@ type Config struct {
 	Hybrid     Hybrid     `yaml:"hybrid"`
 }
 
-// Hybrid configures post-quantum hybrid keys (SPEC §8, docs/hybrid.md):
+// Hybrid configures post-quantum hybrid keys (docs/hybrid.md):
 // the two end KMSes of a relayed key stream run an ML-KEM exchange
 // authenticated with their ML-DSA keys and give applications
 // combine(relayed key, KEM-protected secret, transcript); every KMS on the
@@ -55,7 +55,7 @@ type Hybrid struct {
 // Configured reports whether the node has a post-quantum identity.
 func (h Hybrid) Configured() bool { return h.KeyFile != "" }
 
-// SDN configures the node's SDN agent (SPEC §7). With an empty
+// SDN configures the node's SDN agent (docs/sdn.md). With an empty
 // controller_url the node runs no agent and serves SAEs of neighbouring
 // nodes only.
 type SDN struct {
@@ -75,7 +75,7 @@ type Listen struct {
 	PeerUDP string `yaml:"peer_udp"` // KMS<->KMS CoAP over UDP (RFC 7252)
 	PeerTCP string `yaml:"peer_tcp"` // KMS<->KMS CoAP over TCP (RFC 8323)
 	Metrics string `yaml:"metrics"`  // plain HTTP /metrics, /healthz, /readyz
-	QUICKS  string `yaml:"quicks"`   // HTTPS with mTLS, TLS 1.3: the QUICKS KMS API for the SDN agent (SPEC §7)
+	QUICKS  string `yaml:"quicks"`   // HTTPS with mTLS, TLS 1.3: the QUICKS KMS API for the SDN agent
 	Agent   string `yaml:"agent"`    // HTTPS with mTLS: the node's SDN agent (QUICKS agent API, controller pushes); used when sdn.controller_url is set
 	// ETSI004 is the CoAP binding of ETSI 004 for applications over TLS
 	// (coaps+tcp, RFC 8323, client certificates); ETSI004DTLS the same

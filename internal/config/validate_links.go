@@ -48,7 +48,7 @@ func (c *Config) validateLinks(v *validator) {
 	}
 }
 
-// validateMAC checks the link's ITS MAC scheme (SPEC §6.2) and, for
+// validateMAC checks the link's ITS MAC scheme (docs/coap-profiles.md) and, for
 // Wegman–Carter, its epoch length.
 func validateMAC(v *validator, at string, l Link) {
 	v.oneOf(at+".mac", l.MAC, MACPoly1305, MACWegmanCarter)

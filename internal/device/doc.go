@@ -1,5 +1,5 @@
 // Package device is the KMS side of the ETSI GS QKD 004 V2.1.1 push mode
-// between a QKD module and its KMS (SPEC §5), over CoAP (RFC 7252 over UDP,
+// between a QKD module and its KMS, over CoAP (RFC 7252 over UDP,
 // RFC 8323 over TCP) with Observe (RFC 7641), in the profile documented in
 // package qkdsim and encoded by package pushproto.
 //

@@ -1,9 +1,9 @@
 // Package etsi004 is the vocabulary of ETSI GS QKD 004 V2.1.1 (the
-// application interface, pull mode; SPEC §4.2, standards.md §2): the QoS
+// application interface, pull mode): the QoS
 // block, the status codes, the three calls as Go values, and the Service
 // the bindings serve. It has no I/O. The bindings are
 // internal/etsi004/tcp004 (the binary TCP/TLS framing of ETSI's reference
-// implementation, standards.md §2.6a) and internal/etsi004/coap004 (qkms's
+// implementation) and internal/etsi004/coap004 (qkms's
 // CoAP profile, docs/coap-profiles.md); the service behind them is the
 // node's key stream service.
 package etsi004
@@ -18,7 +18,7 @@ import (
 	"github.com/qkms/qkms/internal/qkd"
 )
 
-// Status is a 004 status code (standards.md §2.3).
+// Status is a 004 status code.
 type Status uint32
 
 // Status codes.
@@ -47,7 +47,7 @@ func (s Status) String() string {
 	return fmt.Sprintf("status %d", uint32(s))
 }
 
-// MimeJSON is the metadata type every KM must accept (standards.md §2.2).
+// MimeJSON is the metadata type every KM must accept (ETSI GS QKD 004).
 const MimeJSON = "application/json"
 
 // MaxMimeLen is the size of the Metadata_mimetype field (NUL included).

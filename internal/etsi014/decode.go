@@ -67,7 +67,7 @@ func parseKeyRequest(body []byte, rawQuery string, supported map[string]bool) (k
 
 // ExtHybrid is qkms's vendor extension of the Key request:
 // extension_mandatory [{"qkms_hybrid": true}] requires post-quantum hybrid
-// keys (SPEC §8); the request fails rather than getting other keys.
+// keys (docs/hybrid.md); the request fails rather than getting other keys.
 const ExtHybrid = "qkms_hybrid"
 
 // hybridExtension reads qkms_hybrid from extension_mandatory (already

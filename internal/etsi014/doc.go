@@ -8,7 +8,7 @@
 //
 //   - clause 4 and 5.1: HTTPS, TLS 1.2 or higher (TLS 1.3 preferred), HTTP/1.1,
 //     UTF-8 JSON (application/json). Mutual TLS: the caller's SAE ID is the
-//     subject CN of its verified client certificate (SPEC §4.1); a request
+//     subject CN of its verified client certificate; a request
 //     without one, or from an SAE the service does not know, is 401.
 //   - clause 5.2 Get status: GET /api/v1/keys/{slave_SAE_ID}/status.
 //   - clause 5.3 Get key: GET or POST /api/v1/keys/{slave_SAE_ID}/enc_keys.

@@ -71,7 +71,7 @@ func splitKeysPath(rest string) (sae qkd.SAEID, op string, ok bool) {
 }
 
 // Caller returns the SAE ID of the request: the subject CN of the client
-// certificate that TLS verified (SPEC §4.1). It returns an error wrapping
+// certificate that TLS verified. It returns an error wrapping
 // qkd.ErrUnauthorized when the request did not come over TLS or carries no
 // verified certificate with a CN.
 func Caller(r *http.Request) (qkd.SAEID, error) {

@@ -5,8 +5,8 @@ import (
 	"slices"
 )
 
-// Algorithm names as they travel in configuration and messages (SPEC §8:
-// crypto agility).
+// Algorithm names as they travel in configuration and messages
+// (docs/hybrid.md, Crypto agility).
 const (
 	MLKEM768  = "ML-KEM-768"  // FIPS 203, category 3
 	MLKEM1024 = "ML-KEM-1024" // FIPS 203, category 5

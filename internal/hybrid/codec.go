@@ -9,7 +9,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 )
 
-// Limits on decoded network input (SPEC §8 messages come from other nodes).
+// Limits on decoded network input (hybrid messages come from other nodes).
 const (
 	MaxKeyBytes      = 2 << 10  // encapsulation key or ciphertext
 	MaxCertBytes     = 8 << 10  // encoded certificate

@@ -1,5 +1,5 @@
 // Package hybrid owns the post-quantum half of qkms's end-to-end key
-// protection (SPEC §8): the two end KMSes of a key stream run an ML-KEM
+// protection (docs/hybrid.md): the two end KMSes of a key stream run an ML-KEM
 // exchange (FIPS 203, crypto/mlkem) authenticated with ML-DSA signatures
 // (FIPS 204, github.com/cloudflare/circl) whose keys the network's CA
 // certifies, and the key given to applications combines the relayed QKD key

@@ -8,7 +8,7 @@ import (
 )
 
 // PathStep is one node's signed statement that it forwarded a relay batch
-// from Prev to Next (SPEC §8: the destination checks the path taken).
+// from Prev to Next (the destination checks the path taken).
 type PathStep struct {
 	Hop  uint       `cbor:"1,keyasint"` // 0 = the source
 	Node qkd.NodeID `cbor:"2,keyasint"` // the signer

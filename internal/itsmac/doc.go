@@ -1,5 +1,5 @@
 // Package itsmac implements the information-theoretically secure one-time
-// MACs that authenticate KMS↔KMS messages (SPEC §6.2; standards digest §7).
+// MACs that authenticate KMS↔KMS messages (docs/coap-profiles.md, MAC slots).
 // It is pure: no I/O, no clock, no randomness. Callers take key material from
 // a link's internal key pool, pass it in as secret.MACKey and wipe it when done.
 //
@@ -14,7 +14,7 @@
 // computing power. Examples: L = 1 KiB → 2^−97, L = 16 KiB → 2^−93, L = 64 KiB
 // → 2^−91. A key that is ever used twice voids the bound.
 //
-// Wegman–Carter (SPEC §6.2 alternative; standards digest §7.1) reuses one
+// Wegman–Carter (the alternative; Wegman and Carter, 1981) reuses one
 // 16-byte hash key r over an epoch of numbered tags and spends a fresh
 // 16-byte one-time pad k_n per tag:
 //

@@ -6,8 +6,8 @@ import (
 )
 
 // Scheme selects the ITS MAC that authenticates a link's KMS↔KMS messages
-// (SPEC §6.2). The zero value is invalid so that a missing setting is caught;
-// configuration applies DefaultScheme.
+// (docs/coap-profiles.md, MAC slots). The zero value is invalid so that a
+// missing setting is caught; configuration applies DefaultScheme.
 type Scheme uint8
 
 // Schemes.
@@ -19,7 +19,7 @@ const (
 	SchemeWegmanCarter
 )
 
-// DefaultScheme is the scheme SPEC §6.2 names as the default.
+// DefaultScheme is the default scheme: one-time Poly1305.
 const DefaultScheme = SchemePoly1305
 
 // ErrUnknownScheme is returned for a scheme name that is not known.

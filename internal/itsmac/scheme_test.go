@@ -62,6 +62,6 @@ func TestSchemeInvalid(t *testing.T) {
 		t.Errorf("Scheme(9).MarshalText() error = %v, want ErrUnknownScheme", err)
 	}
 	if DefaultScheme != SchemePoly1305 {
-		t.Errorf("DefaultScheme = %v, want poly1305 (SPEC §6.2)", DefaultScheme)
+		t.Errorf("DefaultScheme = %v, want poly1305 (the default)", DefaultScheme)
 	}
 }

@@ -1,6 +1,6 @@
 // Package keystore keeps a node's key material: raw link blocks from the QKD
 // modules, keys reserved for application pairs, and one-time MAC key slots
-// for the KMS↔KMS protocol (SPEC §3, §6.2).
+// for the KMS↔KMS protocol (docs/architecture.md, Key life cycle).
 //
 // Store is the interface every implementation provides; every operation
 // that changes more than one record is atomic. It is the union of small

@@ -6,9 +6,9 @@ import (
 	"github.com/qkms/qkms/internal/qkd"
 )
 
-// Resize splits or merges Ready keys of one pair on one link (SPEC §3:
-// "keys can be split (one entry → several smaller) and merged (several →
-// one)"; the split_key and merge_keys messages): the bytes of Old,
+// Resize splits or merges Ready keys of one pair on one link (keys
+// can be split (one entry → several smaller) and merged (several → one);
+// the split_key and merge_keys messages): the bytes of Old,
 // concatenated in order, are cut into len(New) keys of equal size, which
 // take the place of Old. Both ends of the link apply the same Resize, so
 // they end with the same keys (IDs, bytes, pair).

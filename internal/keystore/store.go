@@ -78,7 +78,7 @@ const (
 	KeyReady
 )
 
-// Key is a key reserved for an application pair (SPEC §3 reserved(stream)).
+// Key is a key reserved for an application pair (the reserved key state).
 type Key struct {
 	ID     qkd.KeyID
 	Link   qkd.LinkID
@@ -87,7 +87,7 @@ type Key struct {
 	// Slaves: the slave SAE of the request first, then additional slaves.
 	Slaves []qkd.SAEID
 	// Pending: the SAEs attached to this node that may still receive the key
-	// here. When the last one has it, the key is deleted (SPEC §3).
+	// here. When the last one has it, the key is deleted.
 	Pending  []qkd.SAEID
 	SizeBits int
 	// Data: the key bytes (SizeBits/8). Empty in Allocation.Keys: the store

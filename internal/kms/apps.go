@@ -11,7 +11,7 @@ import (
 	"github.com/qkms/qkms/internal/qkd"
 )
 
-// Announcing application pairs to the slave's node (SPEC §6.1 new_app,
+// Announcing application pairs to the slave's node (new_app,
 // key_stream_closed). The first time a pair (local master, slaves on a
 // neighbour) is served, the service tells the neighbour with new_app, once
 // per pair and link: the neighbour records it, or answers that a slave is

@@ -18,7 +18,7 @@ type destination struct {
 }
 
 // encMulticast answers enc_keys with additional_slave_SAE_IDs (ETSI GS QKD
-// 014 §5.3, SPEC §4.1): keys that the slave and every additional slave can
+// 014 §5.3): keys that the slave and every additional slave can
 // fetch with dec_keys at its own node (same bytes, same IDs, each slave
 // once). The keys are kept for (caller, all slaves in sorted order), so the
 // order of the request does not matter. All slaves on one neighbour: one

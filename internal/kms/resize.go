@@ -9,9 +9,9 @@ import (
 	"github.com/qkms/qkms/internal/qkd"
 )
 
-// Serving a size the pool lacks from keys of other sizes (SPEC §3: "keys
+// Serving a size the pool lacks from keys of other sizes (keys
 // can be split (one entry → several smaller) and merged (several → one)
-// to serve requested sizes; the peer is told"). When enc_keys asks for a
+// to serve requested sizes; the peer is told). When enc_keys asks for a
 // size of which the pair holds too few Ready keys, but Ready keys of the
 // pair on the same neighbour link can be split (a multiple of the size)
 // or merged (a divisor of it) into enough keys, the service splits and

@@ -38,13 +38,13 @@ type Link interface {
 
 // Router finds, or has the SDN controller set up, the key stream that
 // carries keys from a local master to slaves on a node that is not a
-// neighbour (SPEC §7: route set-up on the first request at the source).
+// neighbour (QUICKS: route set-up on the first request at the source).
 type Router interface {
 	Stream(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID) (string, error)
 	// Known returns the stream of a pair if one was set up.
 	Known(master qkd.SAEID, slaves []qkd.SAEID) (string, bool)
 	// StoredKeys is the path-wide ETSI GS QKD 014 stored_key_count of a
-	// pair on a non-neighbour node (SPEC §4.1), as the node's SDN agent
+	// pair on a non-neighbour node, as the node's SDN agent
 	// reports it (QUICKS link/status).
 	StoredKeys(ctx context.Context, master, slave qkd.SAEID) (int, error)
 }
@@ -276,7 +276,7 @@ func parity(l Link) int {
 
 // checkRequest applies defaults and the limits to an enc_keys request.
 // MsgHybridUnavailable refuses a request that requires hybrid keys for a
-// pair whose keys are not (SPEC §8: fail closed).
+// pair whose keys are not (docs/hybrid.md: fail closed).
 const MsgHybridUnavailable = "qkms_hybrid: post-quantum hybrid keys are not available for this pair (hybrid keys are relayed keys of a pair whose hybrid policy is on; neighbours and multicast get none)"
 
 func (s *Service) checkRequest(req *KeyRequest) error {
@@ -456,10 +456,10 @@ func toKeys(ks []keystore.Key) []Key {
 	return out
 }
 
-// Zeroize destroys every key and the store's key-encryption keys, then
-// tells the peers, and leaves the node inactive (SPEC §3, FIPS 140 style).
-// Destruction comes first: the post_status messages are sealed beforehand
-// and sent afterwards.
+// Zeroize destroys every key and the store's key-encryption keys, then tells
+// the peers, and leaves the node inactive (FIPS 140 style;
+// docs/operations.md). Destruction comes first: the post_status messages are
+// sealed beforehand and sent afterwards.
 func (s *Service) Zeroize(ctx context.Context) error {
 	s.mu.Lock()
 	already := s.inactive

@@ -3,7 +3,7 @@ package kmsproto
 import "github.com/qkms/qkms/internal/qkd"
 
 // SplitKeyReq splits one Ready key of a pair on the link into len(NewIDs)
-// keys of equal size (SPEC §3): key i holds bytes [i·s, (i+1)·s) of the
+// keys of equal size: key i holds bytes [i·s, (i+1)·s) of the
 // old key, s = its size / len(NewIDs). The receiver applies the same split
 // to its copy; OpID makes a repeat harmless.
 type SplitKeyReq struct {
@@ -15,7 +15,7 @@ type SplitKeyReq struct {
 }
 
 // MergeKeysReq merges Ready keys of a pair on the link, concatenated in
-// the listed order, into the one key NewID (SPEC §3).
+// the listed order, into the one key NewID.
 type MergeKeysReq struct {
 	OpID   string      `cbor:"1,keyasint"`
 	Master qkd.SAEID   `cbor:"2,keyasint"`
@@ -68,8 +68,8 @@ type KeyStreamClosedResp struct {
 	Deleted uint32 `cbor:"1,keyasint"`
 }
 
-// StreamInfo is one end's view of an ETSI GS QKD 004 key stream (SPEC
-// §4.2), carried by new_app (NewAppReq.Etsi004). The new_app's App and
+// StreamInfo is one end's view of an ETSI GS QKD 004 key stream,
+// carried by new_app (NewAppReq.Etsi004). The new_app's App and
 // Stream are the key stream ID, Master the stream's source application
 // (whose node produces the keys), Slaves its destination application;
 // either end may send it, whenever its application opens or closes the

@@ -1,5 +1,6 @@
-// Package kmsproto defines the KMS↔KMS messages of SPEC §6.1 and their CBOR
-// encoding (RFC 8949, core deterministic encoding, integer map keys).
+// Package kmsproto defines the KMS↔KMS messages (docs/coap-profiles.md) and
+// their CBOR encoding (RFC 8949, core deterministic encoding, integer map
+// keys).
 //
 // A request travels as Sealed{Data: CBOR(Header), Tag}; a response as
 // Sealed{Data: CBOR(Reply), Tag}. Tags are one-time ITS MACs computed by the

@@ -12,10 +12,10 @@ import (
 // Version is the protocol version in every Header.
 const Version = 1
 
-// Type names a KMS↔KMS message (SPEC §6.1).
+// Type names a KMS↔KMS message.
 type Type string
 
-// The messages of SPEC §6.1.
+// The KMS↔KMS messages.
 const (
 	NewKeyBatch      Type = "new_key_batch"
 	ForwardKeys      Type = "forward_keys"
@@ -80,7 +80,7 @@ const (
 	Internal   Code = 5
 	NoRoute    Code = 6 // forward_keys: no forwarding entry for the stream here
 	UnknownSAE Code = 7 // new_app: a slave SAE is not attached to the receiving node
-	// Hybrid: forward_keys refused for its post-quantum part (SPEC §8): a
+	// Hybrid: forward_keys refused for its post-quantum part (docs/hybrid.md): a
 	// stream that requires hybrid keys got none, a header or signature
 	// does not verify, the KEM offer is unknown, or the signed forwarding
 	// path is not the configured route. The source drops the keys.
@@ -141,10 +141,10 @@ type Piece struct {
 	Len   uint32
 }
 
-// NewKeyBatchReq asks the peer to confirm blocks (SPEC §6.2): key IDs only,
-// never key bytes. Check is a one-time Poly1305 tag over the batch's
-// material computed with the batch's first 32 bytes as key, so a mismatch
-// of the two ends' material is detected; the message itself is
+// NewKeyBatchReq asks the peer to confirm blocks (docs/coap-profiles.md): key
+// IDs only, never key bytes. Check is a one-time Poly1305 tag over the
+// batch's material computed with the batch's first 32 bytes as key, so a
+// mismatch of the two ends' material is detected; the message itself is
 // authenticated by the envelope tag.
 type NewKeyBatchReq struct {
 	BatchID string   `cbor:"1,keyasint"`
@@ -175,7 +175,7 @@ type MakeKeysInternalReq struct {
 	Pieces []Piece    `cbor:"4,keyasint"`
 }
 
-// MakeKeysExternalReq reserves keys for an SAE pair (SPEC §3): the
+// MakeKeysExternalReq reserves keys for an SAE pair: the
 // concatenated pieces are cut into len(IDs) keys of SizeBits each.
 type MakeKeysExternalReq struct {
 	AllocID  string      `cbor:"1,keyasint"`
@@ -192,8 +192,8 @@ type MakeKeysExternalReq struct {
 	Stream string `cbor:"9,keyasint,omitempty"`
 }
 
-// ForwardKeysReq relays keys one hop along a key stream's route (SPEC §6.3,
-// docs/relay-design.md): Cipher is the keys' bytes XOR a one-time pad made
+// ForwardKeysReq relays keys one hop along a key stream's route
+// (docs/relay-design.md): Cipher is the keys' bytes XOR a one-time pad made
 // of Pieces of this link's material (from the sender's parity). Step names
 // the relay batch at every hop (the idempotency key); Path lists the nodes
 // crossed so far, sender last.
@@ -216,7 +216,7 @@ type ForwardKeysReq struct {
 	// destination answers with its end's StreamInfo.
 	Etsi004 *RelayStream `cbor:"14,keyasint,omitempty"`
 	// Hybrid is the source's signed hybrid header (hybrid.Header, CBOR)
-	// when the keys are hybrid (SPEC §8): intermediate nodes pass it on
+	// when the keys are hybrid (docs/hybrid.md): intermediate nodes pass it on
 	// untouched. Path is the signed forwarding path so far
 	// (hybrid.MarshalPath): the source's step, then one per intermediate
 	// node, each added by that node.
@@ -241,7 +241,7 @@ type ForwardKeysReq struct {
 }
 
 // RelayStream is the ETSI GS QKD 004 key stream a relay step's keys
-// belong to (SPEC §4.2, standards.md §2.5 network case): the source node
+// belong to (ETSI GS QKD 004 clause 6.2, network case): the source node
 // tells the destination node the stream with its chunks. The step's keys
 // are chunks First, First+1, … of the stream, in the order of IDs.
 type RelayStream struct {

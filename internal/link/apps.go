@@ -11,7 +11,7 @@ import (
 	"github.com/qkms/qkms/internal/qkd"
 )
 
-// Applications announced over the link (SPEC §6.1 new_app,
+// Applications announced over the link (new_app,
 // key_stream_closed). The master's node announces a pair or key stream
 // whose slaves are attached to the peer; the peer records it (so it knows
 // the pair before keys arrive) and, when told it is closed, deletes the

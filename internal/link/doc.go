@@ -1,13 +1,13 @@
-// Package link runs the KMS↔KMS protocol of one QKD link (SPEC §6): it
-// confirms the blocks both QKD modules pushed (new_key_batch), turns
-// confirmed material into one-time MAC key slots (make_keys_internal) and
-// into keys reserved for application pairs (make_keys_external), deletes
-// keys at the peer (delete_keys), splits and merges reserved keys at both
-// ends (split_key, merge_keys), announces and closes application pairs
-// (new_app, key_stream_closed), relays keys (forward_keys) and tracks the
-// peer's state (get_status, post_status).
+// Package link runs the KMS↔KMS protocol of one QKD link
+// (docs/coap-profiles.md): it confirms the blocks both QKD modules pushed
+// (new_key_batch), turns confirmed material into one-time MAC key slots
+// (make_keys_internal) and into keys reserved for application pairs
+// (make_keys_external), deletes keys at the peer (delete_keys), splits and
+// merges reserved keys at both ends (split_key, merge_keys), announces and
+// closes application pairs (new_app, key_stream_closed), relays keys
+// (forward_keys) and tracks the peer's state (get_status, post_status).
 //
-// Every message is sealed with an ITS MAC (SPEC §6.2, standards.md §7),
+// Every message is sealed with an ITS MAC (docs/coap-profiles.md, MAC slots),
 // chosen per link (Options.MAC; both ends must agree, and a request naming
 // another scheme is refused with ErrMACMismatch before any key is opened).
 // MAC key material comes in slots of keystore.SlotSize = 64 bytes per

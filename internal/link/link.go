@@ -76,7 +76,7 @@ type Options struct {
 	LocalSAE func(qkd.SAEID) bool
 	// Forwarder relays forward_keys messages (nil: refused with no_route).
 	Forwarder Forwarder
-	// MAC is the ITS MAC scheme of the link's messages (SPEC §6.2; zero:
+	// MAC is the ITS MAC scheme of the link's messages (zero:
 	// itsmac.DefaultScheme, Poly1305). Both ends must use the same.
 	MAC itsmac.Scheme
 	// MACEpoch is the number of messages of one sender whose Wegman–Carter

@@ -10,7 +10,7 @@ import (
 	"github.com/qkms/qkms/internal/qkd"
 )
 
-// Split and merge of reserved keys (SPEC §3, §6.1 split_key, merge_keys).
+// Split and merge of reserved keys (split_key, merge_keys).
 //
 // The initiator applies the change to its store at once, in one
 // transaction with an outbox entry (Store.ResizeKeys): the old keys are

@@ -8,7 +8,7 @@ import (
 	"github.com/qkms/qkms/internal/qkd"
 )
 
-// ETSI GS QKD 004 key streams over the link (SPEC §4.2, §6.1 new_app): a
+// ETSI GS QKD 004 key streams over the link (new_app): a
 // new_app that carries a kmsproto.StreamInfo is one end of a key stream
 // telling the other end its state. Either end may send it (the stream's
 // source or destination application is attached to the receiver); the

@@ -38,7 +38,7 @@ type Options struct {
 	// Tune, if set, may change each node's config before it starts.
 	Tune func(*config.Config)
 	// Hybrid sets every node's hybrid.mode to on: every relayed key is a
-	// post-quantum hybrid key (SPEC §8). Every node gets its ML-DSA
+	// post-quantum hybrid key (docs/hybrid.md). Every node gets its ML-DSA
 	// identity either way, so that it can forward and receive them.
 	Hybrid bool
 }
@@ -60,7 +60,7 @@ type Network struct {
 	err     error
 }
 
-// Info is DIR/network.json (SPEC §10).
+// Info is DIR/network.json (docs/operations.md).
 type Info struct {
 	CA         string         `json:"ca"`
 	Controller ControllerInfo `json:"controller"`
@@ -87,7 +87,7 @@ type NodeInfo struct {
 	ETSI004TCPAddr  string `json:"etsi004_tcp_addr"`
 	PeerAddr        string `json:"peer_addr"`
 	PeerUDP         string `json:"peer_udp_addr,omitempty"`
-	// KMSSDNURL is the node's QUICKS server (SPEC §7), for its SDN agent
+	// KMSSDNURL is the node's QUICKS server, for its SDN agent
 	// and the operator: https://127.0.0.1:PORT/api/v2/sdn.
 	KMSSDNURL  string `json:"kms_sdn_url"`
 	MetricsURL string `json:"metrics_url"`

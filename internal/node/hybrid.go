@@ -66,7 +66,7 @@ func (n *Node) hybridOptions() (*relay.HybridOptions, error) {
 	return o, nil
 }
 
-// hybridPolicy is the hybrid policy of key streams (SPEC §8: per node and
+// hybridPolicy is the hybrid policy of key streams (docs/hybrid.md: per node and
 // per application), read from the configuration once: an application's
 // own setting (saes[].hybrid; the master's first, then any slave's "on")
 // wins over the node's mode.

@@ -307,7 +307,7 @@ func (n *Node) writeAddrs() error {
 }
 
 // Zeroize destroys all key material and the store's KEKs, and leaves the
-// node inactive (SPEC §3). Idempotent.
+// node inactive (docs/operations.md, Zeroisation). Idempotent.
 func (n *Node) Zeroize(ctx context.Context) error {
 	n.zeroOnce.Do(func() {
 		n.zeroErr = n.svc.Zeroize(ctx)

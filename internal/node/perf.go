@@ -15,7 +15,7 @@ import (
 const perfHistory = 600
 
 // perfSampler keeps the QUICKS link/performance history of every link:
-// one entry a second (SPEC §7, kms-performance-entry). Per link and period:
+// one entry a second (QUICKS kms-performance-entry). Per link and period:
 //
 //   - SKR: bytes the link's QKD module delivered and the node stored
 //     (blocks dropped because the link holds max_link_material are not

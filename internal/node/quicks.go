@@ -33,7 +33,7 @@ import (
 const DefaultVersion = "0.1.0"
 
 // ExtRelayOTPHopByHop is the capabilities_extension entry of qkms's key
-// relay: hop-by-hop one-time-pad relay along single paths (SPEC §6.3).
+// relay: hop-by-hop one-time-pad relay along single paths (docs/relay-design.md).
 const ExtRelayOTPHopByHop = "relay:otp_hop_by_hop"
 
 // ExtRelayMulticast: ETSI 014 multicast (additional_slave_SAE_IDs) with

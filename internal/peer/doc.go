@@ -1,9 +1,9 @@
-// Package peer is the KMS↔KMS transport of SPEC §6.1: every message type of
-// kmsproto.Types is a CoAP resource POST /kms/v1/<type> carrying one sealed
-// CBOR message (Content-Format 60, application/cbor) and answered with
-// 2.04 Changed and the sealed reply.
+// Package peer is the KMS↔KMS transport (docs/coap-profiles.md): every
+// message type of kmsproto.Types is a CoAP resource POST /kms/v1/<type>
+// carrying one sealed CBOR message (Content-Format 60, application/cbor) and
+// answered with 2.04 Changed and the sealed reply.
 //
-// peer moves opaque bytes. Authentication (the ITS MACs of SPEC §6.2),
+// peer moves opaque bytes. Authentication (the ITS MACs),
 // sequence numbers, replay detection and the meaning of each message live in
 // the link layer above, which plugs in a Handler on the server side and calls
 // Client.Call on the other. Errors cross the wire as CoAP response codes,

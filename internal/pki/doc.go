@@ -1,5 +1,5 @@
-// Package pki owns the network's certificates: one ECDSA P-256 CA per
-// network and the server and client certificates it issues (SPEC §9 and §10:
+// Package pki owns the network's certificates: one ECDSA P-256 CA per network
+// and the server and client certificates it issues (docs/operations.md, PKI:
 // `qkms pki init`, DIR/pki/ca.pem, SAE and operator client certificates), and
 // the TLS configurations every HTTPS and TLS endpoint of qkms uses.
 //
@@ -20,13 +20,13 @@
 // close to expiry.
 //
 // TLS: 1.2 minimum; key exchange prefers the hybrid post-quantum
-// X25519MLKEM768 (draft-ietf-tls-ecdhe-mlkem) then X25519 and P-256 (SPEC §8:
-// hybrid transport protection).
+// X25519MLKEM768 (draft-ietf-tls-ecdhe-mlkem) then X25519 and P-256
+// (hybrid transport protection).
 //
 // # Post-quantum keys
 //
 // Besides the ECDSA CA, a PKI directory holds the network's post-quantum
-// CA (SPEC §8: ML-DSA long-term keys certified by the network's PKI, FIPS
+// CA (ML-DSA long-term keys certified by the network's PKI, FIPS
 // 204) in DIR/pq (0700). crypto/x509 cannot sign ML-DSA, so these are
 // internal/hybrid's own formats: certificates (hybrid.Certificate, PEM
 // "QKMS ML-DSA CERTIFICATE"), keys (PEM "QKMS ML-DSA PRIVATE KEY": the

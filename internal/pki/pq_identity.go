@@ -9,7 +9,7 @@ import (
 )
 
 // PQIdentity is what a node needs to sign and verify post-quantum messages
-// (SPEC §8): its node ID, its certificate as it travels in messages, its
+// (docs/hybrid.md): its node ID, its certificate as it travels in messages, its
 // ML-DSA key, and a Verifier of its peers' certificates. The owner calls
 // Wipe when done.
 type PQIdentity struct {

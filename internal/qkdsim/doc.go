@@ -1,4 +1,4 @@
-// Package qkdsim simulates QKD link pairs for qkms (SPEC §2, §5): a Link
+// Package qkdsim simulates QKD link pairs for qkms (docs/coap-profiles.md): a Link
 // makes identical random key blocks at its two ends, "a" and "b", at a
 // configured secret key rate, and each end is a separate CoAP server — one
 // QKD module — that pushes its blocks to its KMS through the ETSI GS QKD 004

@@ -1,8 +1,8 @@
 // Package quicks holds the wire types of QUICKS v2.2.0 ("QKDN Universal
 // Interface for Communication between KMS and SDN", AIT,
 // github.com/ait-crypto/kms-sdn-agent-interface-specification), the
-// interface between a KMS and its node's SDN agent (SPEC §7, standards.md
-// §9): both directions, HTTPS with TLS 1.3 and mutual TLS, RFC 9457
+// interface between a KMS and its node's SDN agent: both
+// directions, HTTPS with TLS 1.3 and mutual TLS, RFC 9457
 // problem details for errors, 501 for what is not supported (QUICKS
 // readme §3.6).
 //

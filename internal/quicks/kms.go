@@ -270,7 +270,7 @@ type RelayConfig struct {
 	PeerApplicationInfo []PeerApplicationInfo `json:"peer_application_info,omitempty"`
 	// Route (qkms extension) names every KMS of the configured route,
 	// source first, destination last: the destination checks the signed
-	// forwarding path of hybrid keys against it (SPEC §8).
+	// forwarding path of hybrid keys against it (docs/hybrid.md).
 	Route []string `json:"qkms_route,omitempty"`
 }
 

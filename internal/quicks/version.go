@@ -8,7 +8,7 @@ const Version = "2.2.0"
 // Base paths of the two servers.
 const (
 	// BasePath is the root of the SDN agent's server (kms_to_sdn_api.yaml:
-	// https://sdn_server/api/v2/sdn) and of the KMS's server as SPEC §7 and
+	// https://sdn_server/api/v2/sdn) and of the KMS's server as
 	// QUICKS 2.0/2.1 name it (http://kms_server/api/v2/sdn).
 	BasePath = "/api/v2/sdn"
 	// KMSBasePath is the root that sdn_to_kms_api.yaml 2.2.0 gives the KMS's

@@ -1,5 +1,5 @@
 // Package relay is the hop-by-hop OTP key relay through trusted nodes
-// (SPEC §6.3, the paper's Figure 2; docs/relay-design.md): the source draws
+// (the paper's Figure 2; docs/relay-design.md): the source draws
 // the keys from its RNG and one-time-pads them with material of the link to
 // the next hop; every intermediate node removes its incoming pad and adds
 // one of its outgoing link, following the forwarding table the SDN

@@ -15,8 +15,8 @@ import (
 	"github.com/qkms/qkms/internal/secret"
 )
 
-// HybridOptions turn on post-quantum hybrid keys (SPEC §8,
-// docs/hybrid.md). The source and the destination of a key stream run an
+// HybridOptions turn on post-quantum hybrid keys
+// (docs/hybrid.md). The source and the destination of a key stream run an
 // ML-KEM exchange authenticated with ML-DSA node keys: the destination
 // signs a KEM offer (asked for along the route with an OfferReq, cached
 // at the source until shortly before it expires), the source seals every

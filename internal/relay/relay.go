@@ -429,7 +429,7 @@ type leg struct {
 	next   *link.Link
 	info   *kmsproto.RelayStream // the ETSI 004 key stream of the keys, if any
 	sent   *Receipt              // if set, receives the step that was sent
-	hybrid bool                  // the keys must be hybrid (SPEC §8)
+	hybrid bool                  // the keys must be hybrid (docs/hybrid.md)
 	back   bool                  // the step runs the route back, from dest to source (RelayBack)
 }
 

@@ -1,11 +1,11 @@
-// Package sdn is the brain of the qkms SDN controller (SPEC §7): it keeps the
-// network state — the topology, the performance each SDN agent reports per
-// QKD link (QUICKS SKR/IKR/EXKR/KAV, standards.md §9), node and link status,
-// and the key rates promised to key streams — and from it selects relay
-// routes, books and releases promised rates, reroutes streams when a link
-// goes down or a node leaves service, and derives the forwarding entries
-// every KMS on a route needs for hop-by-hop key forwarding (SPEC §6.3,
-// ITU-T Y.3803 hop-by-hop relay).
+// Package sdn is the brain of the qkms SDN controller (docs/sdn.md): it keeps
+// the network state — the topology, the performance each SDN agent reports
+// per QKD link (QUICKS SKR/IKR/EXKR/KAV), node and link status, and the key
+// rates promised to key streams — and from it selects relay routes, books and
+// releases promised rates, reroutes streams when a link goes down or a node
+// leaves service, and derives the forwarding entries every KMS on a route
+// needs for hop-by-hop key forwarding (docs/relay-design.md, ITU-T Y.3803
+// hop-by-hop relay).
 //
 // It has no transport: the HTTP controller and the agents call it and turn
 // its results into QUICKS `link/relay` requests and notifications. Time comes
@@ -38,7 +38,7 @@
 // # ETSI GS QKD 015
 //
 // Agents and the controller exchange JSON shaped after the ETSI GS QKD 015
-// V2.1.1 YANG model `etsi-qkd-sdn-node` (standards.md §3): QKDNode renders a
+// V2.1.1 YANG model `etsi-qkd-sdn-node`: QKDNode renders a
 // node's `qkd_node` container with PHYS links (one per QKD link, with
 // qkdl_performance) and VIRT links (one per key stream relayed through the
 // node, with virt_prev_hop / virt_next_hop / virt_bandwidth), and

@@ -44,8 +44,8 @@ type QKDNodeDocument struct {
 	Seq uint64 `json:"qkms:config_seq,omitempty"`
 }
 
-// QKDNode is the `qkd_node` container of etsi-qkd-sdn-node (015 V2.1.1,
-// standards.md §3.2), reduced to what qkms uses.
+// QKDNode is the `qkd_node` container of etsi-qkd-sdn-node (015 V2.1.1),
+// reduced to what qkms uses.
 type QKDNode struct {
 	ID           string               `json:"qkdn_id"`
 	Status       string               `json:"qkdn_status,omitempty"`
@@ -119,7 +119,7 @@ type QKDLink struct {
 	// Route (VIRT only, qkms extension): the node IDs of the stream's
 	// route from the source to this link's destination (single-path
 	// streams), so that the destination can check the signed forwarding
-	// path of hybrid keys (SPEC §8).
+	// path of hybrid keys (docs/hybrid.md).
 	Route []string `json:"qkms:route,omitempty"`
 	// PHYS only.
 	Performance *QKDLinkPerformance `json:"qkdl_performance,omitempty"`

@@ -89,7 +89,7 @@ func TestQKDNodeGolden(t *testing.T) {
 }
 
 // TestQKDNodeFieldNames pins the ETSI GS QKD 015 V2.1.1 leaf names
-// (standards.md §3.2), independently of the golden files.
+// (container qkd_node), independently of the golden files.
 func TestQKDNodeFieldNames(t *testing.T) {
 	c := golden015(t)
 	n, err := c.QKDNode("B")

@@ -14,7 +14,7 @@ type HopRef struct {
 }
 
 // ForwardingEntry is what one KMS on a route must be configured with to
-// forward a key stream (QUICKS link/relay/{key_stream_id}; SPEC §6.3).
+// forward a key stream (QUICKS link/relay/{key_stream_id}).
 type ForwardingEntry struct {
 	StreamID StreamID   `json:"key_stream_id"`
 	Node     qkd.NodeID `json:"node"` // the KMS this entry is for

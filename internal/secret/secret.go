@@ -96,12 +96,12 @@ func WipeAll(bs []Bytes) {
 	}
 }
 
-// KEK is a key-encryption key of the key store (SPEC §3).
+// KEK is a key-encryption key of the key store (docs/operations.md, KEK rotation).
 type KEK struct{ Bytes }
 
 // PSK is a per-link pre-shared key that authenticates the first KMS↔KMS
-// messages before QKD keys exist (SPEC §6.2).
+// messages before QKD keys exist (docs/operations.md, PSK provisioning).
 type PSK struct{ Bytes }
 
-// MACKey is one-time ITS MAC key material (SPEC §6.2).
+// MACKey is one-time ITS MAC key material (docs/coap-profiles.md, MAC slots).
 type MACKey struct{ Bytes }

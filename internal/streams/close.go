@@ -11,7 +11,7 @@ import (
 
 // Close implements etsi004.Service (CLOSE): the caller's end closes. The
 // stream's keys are deleted once the peer has closed too, or when their
-// TTL ends (standards.md §2.1).
+// TTL ends (ETSI GS QKD 004 CLOSE).
 func (s *Service) Close(ctx context.Context, caller qkd.SAEID, req etsi004.CloseRequest) (etsi004.CloseResponse, error) {
 	s.mu.Lock()
 	st := s.streams[req.KeyStreamID]

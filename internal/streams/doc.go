@@ -1,5 +1,5 @@
-// Package streams is the node's ETSI GS QKD 004 key stream service (SPEC
-// §4.2, standards.md §2): it implements etsi004.Service over the node's
+// Package streams is the node's ETSI GS QKD 004 key stream service:
+// it implements etsi004.Service over the node's
 // key machinery, for the transport bindings internal/etsi004/tcp004 and
 // coap004. It has no transport of its own.
 //
@@ -14,7 +14,7 @@
 // link.ReserveIDs in windows ahead of demand; each end delivers chunk i at
 // most once, with Store.TakeByID.
 //
-// Choices the standard leaves open (standards.md §2):
+// Choices the standard leaves open:
 //
 //   - QoS defaults for zero fields: key_chunk_size 32 bytes, timeout
 //     10000 ms, ttl 3600 s; max_bps 0 = no limit; min_bps 0 = no minimum.

@@ -6,7 +6,7 @@ import (
 	"github.com/qkms/qkms/internal/etsi004"
 )
 
-// pacer enforces max_bps at one end (standards.md §2.1: the KM answers
+// pacer enforces max_bps at one end (ETSI GS QKD 004 GET_KEY: the KM answers
 // only as fast as the QoS allows): chunks go out at least
 // 8·key_chunk_size/max_bps apart, so that in any window of W seconds at
 // most max_bps·W bits plus one chunk leave.

@@ -9,7 +9,7 @@ import (
 	"github.com/qkms/qkms/internal/qkd"
 )
 
-// Synchronisation of the two ends (standards.md §2.5): each end tells the
+// Synchronisation of the two ends (ETSI GS QKD 004 clause 6.2): each end tells the
 // other its state with new_app (kmsproto.StreamInfo) whenever it changes,
 // and learns the other's from the reply; Sync repeats what the peer has
 // not acknowledged.

@@ -13,7 +13,7 @@ import (
 )
 
 // Key streams between applications on nodes that are not neighbours
-// (standards.md §2.5, network case). The source node gets a route for the
+// (ETSI GS QKD 004 clause 6.2, network case). The source node gets a route for the
 // pair from Options.Router (the SDN controller configures it on every
 // node of the route) and relays the chunks hop by hop with
 // Options.Relay.RelayIDs under their derived IDs; each step carries the

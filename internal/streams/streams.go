@@ -70,8 +70,8 @@ type Options struct {
 	// metadata then carries it as "hybrid".
 	Hybrid func(src, dst qkd.SAEID) string
 	// Hops, if set, is the number of trusted nodes a remote pair's key
-	// stream (route) crosses, for GET_KEY's metadata "hops" (standards.md
-	// §2: 0 = direct).
+	// stream (route) crosses, for GET_KEY's metadata "hops" (ETSI GS QKD
+	// 004: 0 = direct).
 	Hops func(route string) int
 	// JoinGrace: how long the node of the lower SAE ID waits for a KSID
 	// it does not know to arrive from the peer before it takes it for a

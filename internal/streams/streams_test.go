@@ -117,7 +117,8 @@ func get(t *testing.T, s *streams.Service, caller qkd.SAEID, k etsi004.KSID, i, 
 	return res
 }
 
-// Checklist 1 and 2 (standards.md §2.7).
+// OPEN_CONNECT with a NULL key stream ID, then the same ID
+// by other applications and by the peer.
 func TestOpenConnect(t *testing.T) {
 	e := newEnv(t, false)
 	q := etsi004.QoS{KeyChunkSize: 64, MaxBps: 1 << 20, MetadataMimetype: etsi004.MimeJSON}

@@ -1,8 +1,8 @@
 // Package telemetry owns a node's structured logs and Prometheus metrics
-// (SPEC §9 Operations: /metrics with SKR, ESKR, pool sizes per link and
+// (docs/operations.md: /metrics with SKR, ESKR, pool sizes per link and
 // state, keys delivered, MAC failures; structured logs with log/slog).
 //
-// Key material never appears in either (SPEC §3). Logs: NewLogger's handler
+// Key material never appears in either. Logs: NewLogger's handler
 // runs Redact on every attribute, also those added with With and inside
 // groups; secret.Bytes and its role types already log as [REDACTED]. Redact
 // additionally hides

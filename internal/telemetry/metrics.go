@@ -17,7 +17,7 @@ import (
 // MaterialState is the state label of qkms_link_material_bytes.
 type MaterialState string
 
-// Material states (SPEC §3: unconfirmed material is never used).
+// Material states (unconfirmed material is never used).
 const (
 	MaterialUnconfirmed MaterialState = "unconfirmed"
 	MaterialConfirmed   MaterialState = "confirmed"
@@ -35,7 +35,7 @@ const (
 // BatchResult is the result label of qkms_batches_total (new_key_batch).
 type BatchResult string
 
-// Batch results (SPEC §6.2: a mismatching batch is discarded on both sides).
+// Batch results (a mismatching batch is discarded on both sides).
 const (
 	BatchConfirmed BatchResult = "confirmed"
 	BatchMismatch  BatchResult = "mismatch"
@@ -45,7 +45,7 @@ const (
 // API is the api label of qkms_keys_delivered_total.
 type API string
 
-// Application interfaces (SPEC §4).
+// Application interfaces (ETSI GS QKD 014 and 004).
 const (
 	APIETSI014 API = "etsi014"
 	APIETSI004 API = "etsi004"

@@ -1,4 +1,4 @@
-// Package topology reads and checks the network topology file of SPEC §10:
+// Package topology reads and checks the network topology file (format: README.md):
 // trusted nodes, the QKD links between them (with their long-run secret key
 // rates, several links per pair allowed) and the SAEs attached to each node.
 //

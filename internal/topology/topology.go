@@ -10,7 +10,7 @@ import (
 	"github.com/qkms/qkms/internal/qkd"
 )
 
-// Topology is a QKD network: trusted nodes, QKD links and SAEs (SPEC §10).
+// Topology is a QKD network: trusted nodes, QKD links and SAEs.
 // Build one with New, Parse or Load; treat it as read-only afterwards (Scale
 // excepted), since the lookup methods use an index built at construction.
 type Topology struct {
@@ -72,7 +72,7 @@ func Load(path string) (*Topology, error) {
 	return t, nil
 }
 
-// Parse decodes a topology JSON document (SPEC §10), ignoring fields it does
+// Parse decodes a topology JSON document, ignoring fields it does
 // not know, and builds it with New.
 func Parse(data []byte) (*Topology, error) {
 	var t Topology
@@ -126,7 +126,7 @@ func (t *Topology) assignLinkIDs() {
 	}
 }
 
-// Scale multiplies every link's rate by f (SPEC §10: simulations may scale
+// Scale multiplies every link's rate by f (simulations may scale
 // all rates by a common factor). It panics unless f is finite and > 0. Do
 // not call it concurrently with other methods.
 func (t *Topology) Scale(f float64) {

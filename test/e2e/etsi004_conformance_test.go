@@ -89,11 +89,11 @@ func storedKeys(m *telemetry.Metrics) float64 {
 	return gauge(m, "qkms_keys", "state", "ready") + gauge(m, "qkms_keys", "state", "pending")
 }
 
-// TestETSI004Conformance runs the 004 conformance checklist
-// (standards.md §2.7) over both bindings (CoAP over TLS and over DTLS, and
+// TestETSI004Conformance runs the 004 conformance checks
+// over both bindings (CoAP over TLS and over DTLS, and
 // the reference TCP/TLS framing), SAE_A1 at node A and SAE_B1 at
 // node B of line2.json, on one network; then the Max_bps acceptance
-// (SPEC §4.2) over the TCP/TLS binding. The nodes keep no pre-reserved
+// over the TCP/TLS binding. The nodes keep no pre-reserved
 // 014 keys, so that the key gauges count only the streams' chunks; the
 // link runs at 4× its rate (200 kbit/s, well above the 10 kbit/s cap).
 func TestETSI004Conformance(t *testing.T) {
@@ -351,7 +351,7 @@ func TestETSI004Conformance(t *testing.T) {
 		})
 	}
 
-	// Max_bps (SPEC §4.2): an end never receives more than max_bps over a
+	// Max_bps: an end never receives more than max_bps over a
 	// minute (plus one chunk), however fast it asks.
 	t.Run("tcp/max_bps", func(t *testing.T) {
 		const maxBps, chunk, run = 10000, 32, time.Minute

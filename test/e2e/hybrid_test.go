@@ -21,7 +21,7 @@ import (
 	"github.com/qkms/qkms/internal/telemetry"
 )
 
-// TestHybridRing5 runs ring5 with hybrid keys on at every node (SPEC §8):
+// TestHybridRing5 runs ring5 with hybrid keys on at every node (docs/hybrid.md):
 //   - SAEs two hops apart get identical keys through ETSI 014, also when
 //     the request requires hybrid keys (qkms_hybrid); both ends count them
 //     as hybrid keys, and the intermediate node relayed them;

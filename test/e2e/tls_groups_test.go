@@ -15,8 +15,8 @@ import (
 // reference TCP/TLS framing) and to the controller: with a client that
 // offers X25519MLKEM768 (what Go clients do by default) the server
 // negotiates it, and with a client that lists X25519 first the server
-// still picks the hybrid post-quantum group (its own preference, SPEC
-// §4.1/§8), at the cost of a HelloRetryRequest. A client without it gets
+// still picks the hybrid post-quantum group (its own preference),
+// at the cost of a HelloRetryRequest. A client without it gets
 // X25519.
 func TestTLSListenersPreferHybridKeyExchange(t *testing.T) {
 	n := startNet(t, "line2.json", nil, nil)

@@ -1,5 +1,5 @@
 // Package coap004 is qkms's CoAP binding of ETSI GS QKD 004 V2.1.1, the
-// application interface in pull mode (SPEC §4.2; docs/integration-004.md,
+// application interface in pull mode (docs/integration-004.md,
 // "ETSI 004 over CoAP", is the normative text of the profile). No standard
 // CoAP binding of 004 exists; this one is ours.
 //
@@ -12,11 +12,11 @@
 //
 // Bodies are CBOR (Content-Format 60, RFC 8949; the default when no
 // Content-Format is given) or JSON (50), answered in the request's format
-// unless an Accept option asks for the other. Field names are the snake
-// case names of standards.md §10. Request decoding is strict: unknown or
-// duplicate fields, trailing bytes, wrong types and numbers outside uint32
-// are 4.00, so that a misspelt key_stream_id cannot silently open a new
-// stream. Response decoding (the Client) ignores unknown fields.
+// unless an Accept option asks for the other. Field names are the snake case
+// names of docs/integration-004.md, "Formats". Request decoding is strict:
+// unknown or duplicate fields, trailing bytes, wrong types and numbers
+// outside uint32 are 4.00, so that a misspelt key_stream_id cannot silently
+// open a new stream. Response decoding (the Client) ignores unknown fields.
 //
 // Every call the service carried out is answered 2.04 with a 004 body whose
 // status field holds the 004 status, whatever it is. CoAP error codes mean

@@ -32,7 +32,7 @@ var (
 		Timeout: 5000, TTL: 3600, MetadataMimetype: "application/json"}
 )
 
-// Wire images written out by hand from standards.md §2.6a.
+// Wire images written out by hand from QUBIP's etsi-qkd-004 framing.
 func ksidBytes(t testing.TB) []byte { return hx(t, "00112233 44556677 8899aabb ccddeeff") }
 
 func qosBytes(t testing.TB) []byte {

@@ -158,7 +158,7 @@ func (c *conn) openConnect(log *slog.Logger, caller qkd.SAEID, p []byte) error {
 	if err != nil {
 		return fmt.Errorf("OPEN_CONNECT: %w", err)
 	}
-	// URIs may carry credentials (standards.md §2.2): log only the
+	// URIs may carry credentials (ETSI GS QKD 004): log only the
 	// applications they name.
 	log.Debug("etsi004 tcp: OPEN_CONNECT", "source", appForLog(req.Source), "destination", appForLog(req.Destination),
 		"ksid", resp.KeyStreamID.String(), "status", uint32(resp.Status))

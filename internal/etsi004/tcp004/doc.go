@@ -1,9 +1,10 @@
 // Package tcp004 carries ETSI GS QKD 004 V2.1.1 (the application interface,
-// pull mode; SPEC §4.2) over the binary TCP/TLS framing of ETSI's reference
-// implementation as QUBIP's etsi-qkd-004 speaks it (standards.md §2.6a), the
-// framing behind the C API wrapper used by strongSwan and the OpenSSL QKD
-// providers. It is transport only: the codec (codec.go, pure functions), a
-// Server that serves an etsi004.Service over mutual TLS, and a Client.
+// pull mode) over the binary TCP/TLS framing of ETSI's reference
+// implementation as QUBIP's etsi-qkd-004 speaks it
+// (github.com/QUBIP/etsi-qkd-004), the framing behind the C API wrapper used
+// by strongSwan and the OpenSSL QKD providers. It is transport only: the
+// codec (codec.go, pure functions), a Server that serves an etsi004.Service
+// over mutual TLS, and a Client.
 //
 // A frame is an 8-byte header and a payload, big-endian throughout:
 //

@@ -1,6 +1,6 @@
 // Package memstore is an in-memory keystore.Store for tests, benchmarks and
-// simulations of many nodes in one process (SPEC §3 key life cycle, without
-// persistence).
+// simulations of many nodes in one process (the key life cycle of
+// docs/architecture.md, without persistence).
 //
 // Every record lives in maps under one mutex. Key bytes are copied in and out
 // as secret.Bytes, so a caller's buffer and the store's never alias; the

@@ -1,7 +1,7 @@
 // Package sqlite is the production keystore.Store: an embedded SQLite
 // database (modernc.org/sqlite, pure Go, driver "sqlite") whose key-bearing
 // columns are sealed under key-encryption keys kept in a separate file
-// (SPEC §3: secure deletion, keys never on disk in the clear).
+// (secure deletion, keys never on disk in the clear).
 //
 // # Durability
 //

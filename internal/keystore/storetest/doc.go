@@ -1,5 +1,5 @@
-// Package storetest is the one conformance suite of keystore.Store (SPEC §3
-// key life cycle, §6.2 MAC slots): every implementation runs Run from its
+// Package storetest is the one conformance suite of keystore.Store (the
+// key life cycle, MAC slots): every implementation runs Run from its
 // own tests, so memstore and sqlite are held to the same contract, the doc
 // comments of keystore.Store's roles.
 //

@@ -1,6 +1,6 @@
 // Package agentapi is the QUICKS v2.2.0 interface an SDN agent hosts for
 // its KMS (openapi/kms_to_sdn_api.yaml of
-// github.com/ait-crypto/kms-sdn-agent-interface-specification; SPEC §7):
+// github.com/ait-crypto/kms-sdn-agent-interface-specification):
 // Client is what the KMS calls it with, Server is what the agent serves
 // its logic (a Backend) with. Both are transport only.
 //

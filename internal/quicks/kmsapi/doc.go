@@ -1,11 +1,11 @@
 // Package kmsapi is the QUICKS v2.2.0 server a KMS hosts for its SDN agent
 // and the operator (openapi/sdn_to_kms_api.yaml of
-// github.com/ait-crypto/kms-sdn-agent-interface-specification; SPEC §7),
+// github.com/ait-crypto/kms-sdn-agent-interface-specification),
 // and a client of it. It is transport only: it authenticates the client
 // certificate, decodes and checks requests (package quicks), calls the KMS
 // through the Backend interface it declares, and encodes the answer.
 //
-// Resources, under /api/v2/sdn (SPEC §7, QUICKS 2.0/2.1) and also under
+// Resources, under /api/v2/sdn (QUICKS 2.0/2.1) and also under
 // /api/v2/kms (the servers entry of sdn_to_kms_api.yaml 2.2.0):
 //
 //	GET    /version                        200 VersionInfo
