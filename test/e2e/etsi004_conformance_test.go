@@ -294,8 +294,11 @@ func TestETSI004Conformance(t *testing.T) {
 				if r.Status != etsi004.StatusTimeout {
 					t.Fatalf("OPEN_CONNECT of a predefined ID the peer never opens = %+v, want 6", r)
 				}
-				if took < timeout || took >= 3*timeout {
-					t.Errorf("status 6 after %v, want between the timeout %v and %v", took, timeout, 3*timeout)
+				// Not before the timeout; after it, as soon as the node gets
+				// to it (a loaded machine may take a while: only a node
+				// that never answers fails here).
+				if slack := 30 * time.Second; took < timeout || took >= timeout+slack {
+					t.Errorf("status 6 after %v, want between the timeout %v and %v", took, timeout, timeout+slack)
 				}
 			})
 
