@@ -248,8 +248,15 @@ func (e *Engine) Relay(ctx context.Context, stream string, sizeBits, n int, ttl 
 	if !ok || en.Source != e.o.Node {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownStream, stream)
 	}
-	next := e.byPeer[en.Next]
-	if n <= 0 || sizeBits <= 0 || sizeBits%8 != 0 || next == nil {
+	return e.start(ctx, en, sizeBits, n, ttl, leg{stream: stream, dest: en.Dest, slaves: en.Slaves,
+		next: e.byPeer[en.Next], hybrid: e.hybridRequired(en)})
+}
+
+// start draws n new keys of en's pair and sends them over l (l.next nil:
+// not a neighbour, a bad request). The outbox makes them Ready here when
+// the route answers, also after this call gave up waiting.
+func (e *Engine) start(ctx context.Context, en Entry, sizeBits, n int, ttl time.Duration, l leg) ([]qkd.KeyID, error) {
+	if n <= 0 || sizeBits <= 0 || sizeBits%8 != 0 || l.next == nil {
 		return nil, fmt.Errorf("relay: bad request %d×%d bits", n, sizeBits)
 	}
 	b, err := e.newBatch(en.Master, en.Slaves, sizeBits, n, ttl)
@@ -257,10 +264,7 @@ func (e *Engine) Relay(ctx context.Context, stream string, sizeBits, n int, ttl 
 		return nil, err
 	}
 	defer b.k.Wipe()
-	// The outbox makes the keys Ready here when the route answers, also
-	// after this call gave up waiting.
-	err = e.sendStep(ctx, b, leg{stream: stream, dest: en.Dest, slaves: en.Slaves, next: next, hybrid: e.hybridRequired(en)}, true, b.ids)
-	if err != nil {
+	if err := e.sendStep(ctx, b, l, true, b.ids); err != nil {
 		return nil, err
 	}
 	return b.ids, nil
@@ -302,20 +306,8 @@ func (e *Engine) RelayBack(ctx context.Context, stream string, sizeBits, n int, 
 	if !ok || en.Dest != e.o.Node || en.Next != "" || e.hybridRequired(en) {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownStream, stream)
 	}
-	prev := e.byPeer[en.Prev]
-	if n <= 0 || sizeBits <= 0 || sizeBits%8 != 0 || prev == nil {
-		return nil, fmt.Errorf("relay: bad request %d×%d bits", n, sizeBits)
-	}
-	b, err := e.newBatch(en.Master, en.Slaves, sizeBits, n, ttl)
-	if err != nil {
-		return nil, err
-	}
-	defer b.k.Wipe()
-	err = e.sendStep(ctx, b, leg{stream: stream, source: en.Source, dest: en.Dest, slaves: en.Slaves, next: prev, back: true}, true, b.ids)
-	if err != nil {
-		return nil, err
-	}
-	return b.ids, nil
+	return e.start(ctx, en, sizeBits, n, ttl, leg{stream: stream, source: en.Source, dest: en.Dest, slaves: en.Slaves,
+		next: e.byPeer[en.Prev], back: true})
 }
 
 // Receipt names a relay step this node started as source: the step and
