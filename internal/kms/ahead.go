@@ -197,7 +197,6 @@ func (s *Service) relayAhead(ctx context.Context) {
 	if horizon <= 0 || limit <= 0 || s.o.Router == nil || s.o.Relayer == nil {
 		return
 	}
-	back, _ := s.o.Relayer.(backRelayer)
 	for _, k := range s.ahead.tick(s.o.Now()) {
 		var stream string
 		var ok bool
@@ -205,8 +204,8 @@ func (s *Service) relayAhead(ctx context.Context) {
 		switch {
 		case !k.back:
 			stream, ok = s.o.Router.Known(k.master, []qkd.SAEID{k.slave})
-		case back != nil:
-			stream, ok = back.BackStream(k.master, []qkd.SAEID{k.slave})
+		case s.back != nil:
+			stream, ok = s.back.BackStream(k.master, []qkd.SAEID{k.slave})
 			caller = k.slave
 		}
 		if !ok {
@@ -230,8 +229,8 @@ func (s *Service) relayBatch(ctx context.Context, j aheadJob) {
 	rctx, cancel := context.WithTimeout(ctx, aheadTimeout)
 	defer cancel()
 	var err error
-	if b, ok := s.o.Relayer.(backRelayer); ok && j.key.back {
-		_, err = b.RelayBack(rctx, j.stream, j.key.size, j.n, s.o.Limits.TTL)
+	if j.key.back && s.back != nil {
+		_, err = s.back.RelayBack(rctx, j.stream, j.key.size, j.n, s.o.Limits.TTL)
 	} else {
 		_, err = s.o.Relayer.Relay(rctx, j.stream, j.key.size, j.n, s.o.Limits.TTL)
 	}

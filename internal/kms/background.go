@@ -117,19 +117,22 @@ type poolCount struct {
 // restockRecount is how long a pool's estimate may stand in for a count.
 const restockRecount = time.Second
 
-// drewOn notes that a request took n default-size keys of p's pool (n = 0:
-// it found too few, or asked for another size).
-func (s *Service) drewOn(p pairKey, n int) {
+// drewOn notes that a request took keys of p's pool (none: it found too
+// few); keys of another size than the pool's do not count.
+func (s *Service) drewOn(p pairKey, keys []keystore.Key) {
 	if s.o.Limits.Prereserve <= 0 {
 		return
 	}
+	n := 0
+	for i := range keys {
+		if keys[i].SizeBits == s.o.Limits.KeySize {
+			n++
+		}
+	}
 	s.due.mu.Lock()
 	s.due.pairs[p] = true
-	if e, ok := s.due.est[p]; ok {
-		e.have -= n
-		s.due.est[p] = e
-	}
 	s.due.mu.Unlock()
+	s.adjustEstimate(p, -n)
 	select {
 	case s.due.wake <- struct{}{}:
 	default:
@@ -240,12 +243,7 @@ func (s *Service) restock(ctx context.Context, p pairKey) {
 		_, err := p.link.Reserve(rctx, p.master, []qkd.SAEID{p.slave}, size, k, s.o.Limits.TTL)
 		cancel()
 		if err == nil {
-			s.due.mu.Lock()
-			if e, ok := s.due.est[p]; ok {
-				e.have += k
-				s.due.est[p] = e
-			}
-			s.due.mu.Unlock()
+			s.adjustEstimate(p, k)
 		}
 		if err != nil {
 			if !errors.Is(err, qkd.ErrInsufficientKey) && !errors.Is(err, qkd.ErrPeerUnavailable) {
@@ -255,6 +253,16 @@ func (s *Service) restock(ctx context.Context, p pairKey) {
 		}
 		n -= k
 	}
+}
+
+// adjustEstimate adds delta keys to p's estimated pool, if it has one.
+func (s *Service) adjustEstimate(p pairKey, delta int) {
+	s.due.mu.Lock()
+	if e, ok := s.due.est[p]; ok {
+		e.have += delta
+		s.due.est[p] = e
+	}
+	s.due.mu.Unlock()
 }
 
 // setEstimate records a count of p's pool.

@@ -124,6 +124,7 @@ type Service struct {
 	o      Options
 	log    *slog.Logger
 	byPeer map[qkd.NodeID]Link
+	back   backRelayer // Options.Relayer if it relays back (ahead.go); else nil
 
 	mu       sync.Mutex
 	inactive bool // guarded by mu
@@ -152,6 +153,7 @@ func New(o Options) (*Service, error) {
 	}
 	s := &Service{o: o, log: o.Logger, byPeer: map[qkd.NodeID]Link{}}
 	s.due = restockDue{pairs: map[pairKey]bool{}, est: map[pairKey]poolCount{}, wake: make(chan struct{}, 1)}
+	s.back, _ = o.Relayer.(backRelayer)
 	s.ahead.pairs = map[aheadKey]*aheadPair{}
 	for _, l := range o.Links {
 		if _, dup := s.byPeer[l.Peer()]; !dup {
@@ -334,11 +336,7 @@ func (s *Service) EncKeys(ctx context.Context, caller, slave qkd.SAEID, req KeyR
 	keys, err := s.o.Store.TakeForPair(ctx, keystore.TakeRequest{Master: caller, Slaves: slaves, Caller: caller,
 		SizeBits: req.Size, Number: req.Number, Now: s.o.Now()})
 	if !remote {
-		n := 0
-		if err == nil && req.Size == s.o.Limits.KeySize {
-			n = len(keys)
-		}
-		s.drewOn(pairKey{master: caller, slave: slave, caller: caller, link: l}, n)
+		s.drewOn(pairKey{master: caller, slave: slave, caller: caller, link: l}, keys)
 	}
 	if errors.Is(err, qkd.ErrInsufficientKey) && !remote {
 		keys, err = s.resizeAndTake(ctx, l, caller, slaves, req) // resize.go
@@ -431,17 +429,13 @@ func (s *Service) DecKeys(ctx context.Context, caller, master qkd.SAEID, ids []q
 	if len(keys) > 0 && len(keys[0].Slaves) == 1 && keys[0].Slaves[0] == caller && keys[0].Stream == "" {
 		// Keys of a remote pair's master: this end relays ahead for it
 		// too, back along the pair's key stream (ahead.go).
-		if mn := s.o.SAEs[master]; mn != "" && mn != s.o.Node && s.byPeer[mn] == nil && s.o.Limits.RelayAhead > 0 {
+		if mn := s.o.SAEs[master]; s.back != nil && mn != "" && mn != s.o.Node && s.byPeer[mn] == nil && s.o.Limits.RelayAhead > 0 {
 			s.ahead.note(aheadKey{master: master, slave: caller, size: keys[0].SizeBits, back: true}, len(keys), s.o.Now())
 		}
 		// Keys of a pair whose master is on the neighbour at the end
 		// of the key's link: this end stocks that pair too.
 		if l := s.byPeer[s.o.SAEs[master]]; l != nil && l.ID() == keys[0].Link {
-			n := 0
-			if keys[0].SizeBits == s.o.Limits.KeySize {
-				n = len(keys)
-			}
-			s.drewOn(pairKey{master: master, slave: caller, caller: caller, link: l}, n)
+			s.drewOn(pairKey{master: master, slave: caller, caller: caller, link: l}, keys)
 		}
 	}
 	s.o.OnDelivered("etsi014", len(keys))
