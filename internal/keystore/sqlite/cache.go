@@ -156,9 +156,7 @@ func (s *Store) popLocked(c *pairCache, r *keystore.TakeRequest) ([]keystore.Key
 		return nil, false
 	}
 	c.now = now
-	if want := min(s.perRequest*r.Number, maxFill); want > s.fillSize(c.id) {
-		s.fill[c.id] = want // refilled to more keys, below
-	}
+	s.fitFill(c.id, r.Number) // refilled to more keys, below
 	out := make([]keystore.Key, 0, r.Number)
 	was := len(s.pend)
 	for j := c.head; j < i; j++ {
@@ -202,6 +200,15 @@ func (s *Store) popLocked(c *pairCache, r *keystore.TakeRequest) ([]keystore.Key
 func (s *Store) unleaseLocked(c *pairCache, id qkd.KeyID) {
 	if s.journalOK() {
 		s.unleaseQ = append(s.unleaseQ, delivery{id: id, caller: c.id.caller})
+	}
+}
+
+// fitFill raises the fill size of pid's cache to perRequest requests of
+// number keys (up to maxFill): a pair asking for many keys at once is
+// served from memory too. Under cmu.
+func (s *Store) fitFill(pid pairID, number int) {
+	if want := min(s.perRequest*number, maxFill); want > s.fillSize(pid) {
+		s.fill[pid] = want
 	}
 }
 

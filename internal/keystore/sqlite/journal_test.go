@@ -251,21 +251,41 @@ func TestPopNoIO(t *testing.T) {
 	if _, err := s.TakeForPair(ctx, pairReq(1)); err != nil { // fills, leases, pops
 		t.Fatal(err)
 	}
-	size, dirty := journalSize(t, dir), s.durable.dirty.Load()
-	if size == 0 {
+	if journalSize(t, dir) == 0 {
 		t.Fatal("no lease in the journal after a fill")
 	}
-	for range 10 {
-		if _, err := s.TakeForPair(ctx, pairReq(2)); err != nil {
+	takesWithoutIO(t, s, dir, 10, 2)
+}
+
+// takesWithoutIO takes n×number keys of pairReq's pair and checks that
+// they came from the cache: the journal did not grow and nothing was
+// written.
+func takesWithoutIO(t *testing.T, s *Store, dir string, n, number int) {
+	t.Helper()
+	size, dirty := journalSize(t, dir), s.durable.dirty.Load()
+	for range n {
+		if _, err := s.TakeForPair(t.Context(), pairReq(number)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if got := journalSize(t, dir); got != size {
-		t.Errorf("journal grew from %d to %d bytes over 10 fast-path takes", size, got)
+		t.Errorf("journal grew from %d to %d bytes over %d fast-path takes", size, got, n)
 	}
 	if got := s.durable.dirty.Load(); got != dirty {
-		t.Errorf("%d writes over 10 fast-path takes, want none", got-dirty)
+		t.Errorf("%d writes over %d fast-path takes, want none", got-dirty, n)
 	}
+}
+
+// cacheOf returns the number of live keys in the cache of pairReq's pair
+// and whether it waits for a refill.
+func cacheOf(s *Store) (live int, refilling bool) {
+	r := pairReq(0)
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if c := s.caches[pairOf(&r)]; c != nil {
+		return c.live(), c.refilling
+	}
+	return 0, false
 }
 
 // TestJournalReplay takes keys through the fast path (and other ways),
@@ -713,29 +733,10 @@ func TestFillFollowsRequestSize(t *testing.T) {
 			if _, err := s.TakeForPair(ctx, pairReq(tc.number)); err != nil { // fills, leases, pops
 				t.Fatal(err)
 			}
-			r := pairReq(0)
-			pid := pairOf(&r)
-			s.cmu.Lock()
-			live := 0
-			if c := s.caches[pid]; c != nil {
-				live = c.live()
-			}
-			s.cmu.Unlock()
-			if live != tc.want-tc.number {
+			if live, _ := cacheOf(s); live != tc.want-tc.number {
 				t.Fatalf("cache holds %d keys after the first take, want %d", live, tc.want-tc.number)
 			}
-			size, dirty := journalSize(t, dir), s.durable.dirty.Load()
-			for range (tc.want/2 - tc.number) / tc.number { // not below half: no refill
-				if _, err := s.TakeForPair(ctx, pairReq(tc.number)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if got := journalSize(t, dir); got != size {
-				t.Errorf("journal grew from %d to %d bytes over fast-path takes", size, got)
-			}
-			if got := s.durable.dirty.Load(); got != dirty {
-				t.Errorf("%d writes over fast-path takes, want none", got-dirty)
-			}
+			takesWithoutIO(t, s, dir, (tc.want/2-tc.number)/tc.number, tc.number) // not below half: no refill
 		})
 	}
 }
@@ -753,16 +754,10 @@ func TestFillGrowsFromCache(t *testing.T) {
 	if _, err := s.TakeForPair(ctx, pairReq(100)); err != nil { // from the cache: queues a refill
 		t.Fatal(err)
 	}
-	r := pairReq(0)
-	pid := pairOf(&r)
-	for { // until the refill is done (the test's deadline bounds the wait)
-		s.cmu.Lock()
-		c := s.caches[pid]
-		live, refilling := 0, true
-		if c != nil {
-			live, refilling = c.live(), c.refilling
-		}
-		s.cmu.Unlock()
+	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for { // until the flusher has refilled the cache
+		live, refilling := cacheOf(s)
 		if !refilling {
 			if want := fillPerRequest*100 + minFill - 101; live != want {
 				t.Fatalf("cache refilled to %d keys, want %d", live, want)
@@ -770,8 +765,8 @@ func TestFillGrowsFromCache(t *testing.T) {
 			return
 		}
 		select {
-		case <-ctx.Done():
-			t.Fatal("no refill")
+		case <-wait.Done():
+			t.Fatal("no refill within 30 s")
 		case <-time.After(time.Millisecond):
 		}
 	}

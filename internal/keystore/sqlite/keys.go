@@ -366,9 +366,7 @@ func (s *Store) takeInTx(ctx context.Context, pid pairID, r *keystore.TakeReques
 			return err
 		}
 		s.cmu.Lock()
-		if want := min(s.perRequest*r.Number, maxFill); want > s.fillSize(pid) {
-			s.fill[pid] = want // a pair asking for many keys at once (as popLocked)
-		}
+		s.fitFill(pid, r.Number)
 		limit := max(s.fillSize(pid), 2*r.Number)
 		s.cmu.Unlock()
 		rows, err := pairKeysSealed(ctx, tx, r, limit)
@@ -602,11 +600,8 @@ func (s *Store) expiresBy(e int64) {
 	}
 	for {
 		h := s.expiryHint.Load()
-		if h != 0 && h <= e {
-			return
-		}
-		if h == 0 || s.expiryHint.CompareAndSwap(h, e) {
-			return
+		if h == 0 || h <= e || s.expiryHint.CompareAndSwap(h, e) {
+			return // unknown (ExpireKeys looks anyway), early enough, or lowered
 		}
 	}
 }
