@@ -36,7 +36,7 @@ func (l *Link) Split(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID, 
 	if parts < 2 || parts > maxResizeParts {
 		return nil, fmt.Errorf("link: cannot split a key into %d", parts)
 	}
-	ids, err := l.newKeyIDs(parts)
+	ids, err := qkd.NewKeyIDs(l.o.Rand, parts)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +55,7 @@ func (l *Link) Merge(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID, 
 	if len(ids) < 2 || len(ids) > maxResizeParts {
 		return qkd.KeyID{}, fmt.Errorf("link: cannot merge %d keys", len(ids))
 	}
-	nw, err := l.newKeyIDs(1)
+	nw, err := qkd.NewKeyIDs(l.o.Rand, 1)
 	if err != nil {
 		return qkd.KeyID{}, err
 	}
@@ -67,7 +67,6 @@ func (l *Link) Merge(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID, 
 	return nw[0], nil
 }
 
-func (l *Link) newKeyIDs(n int) ([]qkd.KeyID, error) { return qkd.NewKeyIDs(l.o.Rand, n) }
 
 // resize applies the local half of a split or merge with its outbox entry
 // and waits for the peer.
