@@ -67,7 +67,6 @@ func (l *Link) Merge(ctx context.Context, master qkd.SAEID, slaves []qkd.SAEID, 
 	return nw[0], nil
 }
 
-
 // resize applies the local half of a split or merge with its outbox entry
 // and waits for the peer.
 func (l *Link) resize(ctx context.Context, t kmsproto.Type, op string, req any, master qkd.SAEID, slaves []qkd.SAEID, old, nw []qkd.KeyID) error {
