@@ -150,7 +150,20 @@ type RelayStep struct {
 	Out     []Piece
 	// Expires: when the step's record (and the idempotency it gives) may go.
 	Expires time.Time
+	// Combine: the rows of XOR shares (keys of Stream ShareStream, stored
+	// by earlier steps of a split multipath relay) this step consumes.
+	// Their bytes, XORed together, are what build gets as out (a step
+	// that combines shares has no outgoing pad), and they are deleted in
+	// the step's transaction. A share row that is not there (or is not a
+	// share, or has another length) fails the step with ErrConflict.
+	Combine []qkd.KeyID
 }
+
+// ShareStream is the Stream of a row that holds one XOR share of the keys
+// of a split multipath relay step (docs/relay-design.md "Multipath
+// relay"). Its Pending list is empty: no application ever receives it; a
+// later step consumes it (RelayStep.Combine) or it expires.
+const ShareStream = "qkms:share"
 
 // RelayResult is what a relay step stores: Keys with their Data (the
 // relayed secrets at the source, Pending, or at the destination, Ready),

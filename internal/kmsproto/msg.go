@@ -238,6 +238,24 @@ type ForwardKeysReq struct {
 	// ahead"). Source and Dest still name the stream's ends. Never with
 	// Hybrid or Etsi004.
 	Back bool `cbor:"19,keyasint,omitempty"`
+	// Share: the step carries one XOR share of the keys of a multipath
+	// key stream (docs/relay-design.md "Multipath relay"), not the keys
+	// themselves: Stream is the path's key stream, the keys (IDs) those of
+	// the pair. Never with Hybrid or Etsi004.
+	Share *Share `cbor:"20,keyasint,omitempty"`
+}
+
+// Share describes one XOR share of a split multipath step. The keys are
+// the XOR of the shares, one per path of the multipath stream Group: the
+// shares other than the last are stored at the receiving end as one row
+// each (Row, never delivered to an application), and the last share's
+// step names them in Combine; the receiving end then stores the keys,
+// the XOR of the last share and the stored ones, in the same transaction
+// that deletes the stored shares.
+type Share struct {
+	Group   string      `cbor:"1,keyasint"`
+	Row     qkd.KeyID   `cbor:"2,keyasint,omitempty"` // a share to store
+	Combine []qkd.KeyID `cbor:"3,keyasint,omitempty"` // the last share: the stored shares to combine with
 }
 
 // RelayStream is the ETSI GS QKD 004 key stream a relay step's keys

@@ -2,6 +2,7 @@ package memstore
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"slices"
 	"time"
@@ -53,6 +54,23 @@ func (s *Store) ApplyRelayStep(ctx context.Context, st keystore.RelayStep, build
 			*side.buf = append(*side.buf, ls.blocks[p.Index].data[p.Off:p.Off+p.Len]...)
 		}
 	}
+	for i, id := range st.Combine {
+		r := s.keys[id]
+		switch {
+		case r == nil:
+			secret.Wipe(in)
+			secret.Wipe(out)
+			return fmt.Errorf("keystore: share %s: not here (yet): %w", id, keystore.ErrConflict)
+		case r.key.Stream != keystore.ShareStream || i > 0 && r.key.Data.Len() != len(out):
+			secret.Wipe(in)
+			secret.Wipe(out)
+			return fmt.Errorf("keystore: key %s is not a share of this step: %w", id, keystore.ErrConflict)
+		}
+		if i == 0 {
+			out = make([]byte, r.key.Data.Len())
+		}
+		subtle.XORBytes(out, out, r.key.Data.Expose())
+	}
 	res, err := rules.RunBuild(build, in, out)
 	if err != nil {
 		return err
@@ -71,6 +89,9 @@ func (s *Store) ApplyRelayStep(ctx context.Context, st keystore.RelayStep, build
 	// Apply: nothing below fails.
 	s.consumePieces(st.InLink, st.In)
 	s.consumePieces(st.OutLink, st.Out)
+	for _, id := range st.Combine {
+		s.deleteKey(id)
+	}
 	keys := slices.Clone(res.Keys)
 	for i := range keys {
 		keys[i].Data = keys[i].Data.Clone()

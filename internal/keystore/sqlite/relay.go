@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"crypto/subtle"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -46,6 +47,12 @@ func (s *Store) ApplyRelayStep(ctx context.Context, st keystore.RelayStep, build
 		if err != nil {
 			secret.Wipe(in)
 			return err
+		}
+		if len(st.Combine) > 0 {
+			if out, err = s.takeShares(ctx, tx, st.Combine); err != nil {
+				secret.Wipe(in)
+				return err
+			}
 		}
 		res, err := rules.RunBuild(build, in, out)
 		if err != nil {
@@ -116,4 +123,40 @@ func expireRelays(ctx context.Context, tx *txn, now time.Time) error {
 		return fmt.Errorf("keystore/sqlite: expire relay records: %w", err)
 	}
 	return nil
+}
+
+// takeShares deletes the share rows ids (RelayStep.Combine) and returns
+// the XOR of their bytes.
+func (s *Store) takeShares(ctx context.Context, tx *txn, ids []qkd.KeyID) ([]byte, error) {
+	var acc []byte
+	for _, id := range ids {
+		row, err := scanKey(tx.QueryRowContext(ctx, "SELECT "+keyCols+" FROM keys WHERE id = ?", id[:]))
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			secret.Wipe(acc)
+			return nil, fmt.Errorf("keystore: share %s: not here (yet): %w", id, keystore.ErrConflict)
+		case err != nil:
+			secret.Wipe(acc)
+			return nil, fmt.Errorf("keystore/sqlite: relay: %w", err)
+		case row.key.Stream != keystore.ShareStream || acc != nil && row.key.SizeBits/8 != len(acc):
+			secret.Wipe(acc)
+			return nil, fmt.Errorf("keystore: key %s is not a share of this step: %w", id, keystore.ErrConflict)
+		}
+		data, err := s.openKey(ctx, tx, &row)
+		if err != nil {
+			secret.Wipe(acc)
+			return nil, err
+		}
+		if acc == nil {
+			acc = make([]byte, data.Len())
+		}
+		subtle.XORBytes(acc, acc, data.Expose())
+		data.Wipe()
+		if _, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE seq = ?", row.seq); err != nil {
+			secret.Wipe(acc)
+			return nil, fmt.Errorf("keystore/sqlite: relay: %w", err)
+		}
+		tx.keys(row.key.Link, row.key.State, -1)
+	}
+	return acc, nil
 }

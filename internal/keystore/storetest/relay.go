@@ -811,3 +811,65 @@ func testConcurrentRelaySameID(t *testing.T, s keystore.Store) {
 		t.Errorf("RelayRecord = %q, %v; want the winner's", rec, err)
 	}
 }
+
+// testRelayShares: a step stores an XOR share as a row no application
+// receives; a later step that combines it gets its bytes as out and
+// deletes it with the step; a combine naming a share that is not there
+// conflicts and changes nothing.
+func testRelayShares(t *testing.T, s keystore.Store) {
+	ctx := t.Context()
+	data := addConfirmed(t, s, linkAC, 64, 2, 3)
+	share := xor(data[2][:32], Pattern("S", 1, 32)) // what the share row must hold
+	shareID := newID(t)
+	first := keystore.RelayStep{ID: "share-1", InLink: linkAC, In: []keystore.Piece{{Index: 2, Len: 32}}, Expires: t0.Add(time.Hour)}
+	rec := &recorder{make: func(in, _ []byte) (keystore.RelayResult, error) {
+		k := keystore.Key{ID: shareID, State: keystore.KeyPending, Master: master, Slaves: []qkd.SAEID{slave},
+			SizeBits: 256, Created: t0, Expires: t0.Add(time.Hour), Stream: keystore.ShareStream, Data: secret.From(xor(in, Pattern("S", 1, 32)))}
+		return keystore.RelayResult{Record: []byte("stored"), Keys: []keystore.Key{k}}, nil
+	}}
+	if err := s.ApplyRelayStep(ctx, first, rec.build); err != nil {
+		t.Fatalf("ApplyRelayStep(share) = %v", err)
+	}
+	if _, err := s.TakeByID(ctx, keystore.TakeRequest{Master: master, Caller: slave, IDs: []qkd.KeyID{shareID}, Now: t0}); err == nil {
+		t.Error("TakeByID delivered a share row")
+	}
+	if n, err := s.CountKeys(ctx, keystore.TakeRequest{Master: master, Slaves: []qkd.SAEID{slave}, Caller: slave, SizeBits: 256, Now: t0}); err != nil || n != 0 {
+		t.Errorf("CountKeys = %d, %v; want 0: share rows are not keys of the pair", n, err)
+	}
+
+	keyID := newID(t)
+	final := keystore.RelayStep{ID: "share-2", InLink: linkAC, In: []keystore.Piece{{Index: 3, Len: 32}}, Expires: t0.Add(time.Hour),
+		Combine: []qkd.KeyID{shareID}}
+	mk := func(in, out []byte) (keystore.RelayResult, error) {
+		k := relayKeys(t, 1, 256, keystore.KeyReady, slave, xor(in, out))
+		k[0].ID = keyID
+		return keystore.RelayResult{Record: []byte("combined"), Keys: k}, nil
+	}
+	missing := final
+	missing.Combine = []qkd.KeyID{newID(t)}
+	before := relaySnap(t, s, final.ID)
+	none := &recorder{make: mk}
+	wantErr(t, "ApplyRelayStep(absent share)", s.ApplyRelayStep(ctx, missing, none.build), keystore.ErrConflict)
+	if none.calls != 0 {
+		t.Error("build called for a step whose share is not there")
+	}
+	sameRelaySnapshot(t, "ApplyRelayStep(absent share)", before, relaySnap(t, s, final.ID))
+
+	rec = &recorder{make: mk}
+	if err := s.ApplyRelayStep(ctx, final, rec.build); err != nil {
+		t.Fatalf("ApplyRelayStep(combine) = %v", err)
+	}
+	if !bytes.Equal(rec.out, share) {
+		t.Error("a combining step's out is not the share's bytes")
+	}
+	wiped(t, "combined shares", rec.outPad.Expose())
+	got, err := s.TakeByID(ctx, keystore.TakeRequest{Master: master, Caller: slave, IDs: []qkd.KeyID{keyID}, Now: t0})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("TakeByID(combined key) = %d keys, %v", len(got), err)
+	}
+	if want := xor(data[3][:32], share); !bytes.Equal(got[0].Data.Expose(), want) {
+		t.Error("combined key is not in-pad XOR share")
+	}
+	again := keystore.RelayStep{ID: "share-3", InLink: linkAC, In: []keystore.Piece{{Index: 3, Off: 32, Len: 32}}, Combine: []qkd.KeyID{shareID}}
+	wantErr(t, "ApplyRelayStep(share used before)", s.ApplyRelayStep(ctx, again, (&recorder{make: mk}).build), keystore.ErrConflict)
+}

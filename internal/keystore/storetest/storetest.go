@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) keystore.Store) {
 		{"Stats", testStats},
 		{"Relay/Steps", testRelaySteps},
 		{"Relay/Applied", testRelayApplied},
+		{"Relay/Shares", testRelayShares},
 		{"Relay/Conflict", testRelayConflict},
 		{"Relay/Refused", testRelayRefused},
 		{"Relay/Record", testRelayRecord},

@@ -22,6 +22,16 @@ func CheckRelayStep(s *keystore.RelayStep) (in, out int, err error) {
 	if len(s.In) > 0 && s.InLink == "" || len(s.Out) > 0 && s.OutLink == "" {
 		return 0, 0, bad("relay step %q: pieces without a link", s.ID)
 	}
+	if len(s.Combine) > 0 && len(s.Out) > 0 {
+		return 0, 0, bad("relay step %q: combines shares and has an outgoing pad", s.ID)
+	}
+	seen := make(map[qkd.KeyID]bool, len(s.Combine))
+	for _, id := range s.Combine {
+		if id.IsZero() || seen[id] {
+			return 0, 0, bad("relay step %q: missing or repeated share ID", s.ID)
+		}
+		seen[id] = true
+	}
 	if in, err = checkPieces(s.In); err != nil {
 		return 0, 0, err
 	}
