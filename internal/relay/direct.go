@@ -28,7 +28,7 @@ func (e *Engine) direct(ctx context.Context, in *link.Link, req kmsproto.Forward
 		e.log.Warn("direct relay step refused: not a one-hop step to SAEs of this node", "from", string(in.Peer()))
 		return e.burn(ctx, in, req, pieces, expires, kmsproto.NoRoute, "a step without a key stream must go from its source to SAEs of this node")
 	}
-	return e.deliver(ctx, in, req, pieces, expires, nil)
+	return e.deliver(ctx, in, req, pieces, expires, nil, "")
 }
 
 func hasDupIDs(ids []qkd.KeyID) bool {

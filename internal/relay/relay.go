@@ -41,6 +41,16 @@ type Entry struct {
 	// destination last (QUICKS link/relay qkms_route): the destination
 	// checks the signed forwarding path of hybrid keys against it.
 	Route []qkd.NodeID
+	// Group, if set, makes the entry path Path (0-based) of the Paths
+	// paths of the multipath key stream Group (docs/relay-design.md
+	// "Multipath relay"): the pair's keys, registered as Group, travel
+	// along this path's Stream too, as Mode says (MultipathSpread or
+	// MultipathSplit). Rate is the path's share of the stream's rate,
+	// bit/s (spread divides batches by it; 0 everywhere: equal parts).
+	Group       string
+	Path, Paths int
+	Mode        string
+	Rate        float64
 }
 
 // intermediate reports whether the entry is an intermediate node's.
@@ -111,6 +121,8 @@ type Engine struct {
 	peers  map[qkd.NodeID][]*link.Link
 	byLink map[qkd.LinkID]*link.Link
 	turn   map[qkd.NodeID]*atomic.Uint64 // round robin over parallel links
+	// spreadTurn rotates the remainder of spread batches over the paths.
+	spreadTurn atomic.Uint64
 	hyb    *hybridState                  // nil: no hybrid keys
 	spy    *spyHooks                     // tests only: an honest-but-curious node
 
@@ -187,6 +199,9 @@ func (e *Engine) Install(en Entry) error {
 	case (en.Source == e.o.Node) != (en.Prev == ""), (en.Dest == e.o.Node) != (en.Next == ""):
 		return fmt.Errorf("%w: ends and hops disagree", ErrBadEntry)
 	}
+	if err := checkMember(en); err != nil {
+		return err
+	}
 	e.mu.Lock()
 	e.table[en.Stream] = en
 	e.mu.Unlock()
@@ -213,12 +228,17 @@ func (e *Engine) Entries() []Entry {
 	return out
 }
 
-// Lookup returns a stream's entry.
+// Lookup returns a stream's entry. At the ends of a multipath stream its
+// group ID names an entry too: the pair and the ends, without hops, and
+// Group, Paths and Mode set.
 func (e *Engine) Lookup(stream string) (Entry, bool) {
 	e.mu.RLock()
-	defer e.mu.RUnlock()
 	en, ok := e.table[stream]
-	return en, ok
+	e.mu.RUnlock()
+	if ok {
+		return en, true
+	}
+	return e.groupEntry(stream)
 }
 
 func (e *Engine) local(saes []qkd.SAEID) []qkd.SAEID {
@@ -244,12 +264,14 @@ func xorInto(dst, a, b []byte) { subtle.XORBytes(dst, a, b) }
 // and returns their IDs once the destination holds them; they are then
 // Ready here for the stream's master.
 func (e *Engine) Relay(ctx context.Context, stream string, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error) {
+	if ps := e.paths(stream, false); len(ps) > 0 {
+		return e.relayPaths(ctx, stream, ps, sizeBits, n, ttl, false)
+	}
 	en, ok := e.Lookup(stream)
-	if !ok || en.Source != e.o.Node {
+	if !ok || en.Source != e.o.Node || en.member() {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownStream, stream)
 	}
-	return e.start(ctx, en, sizeBits, n, ttl, leg{stream: stream, dest: en.Dest, slaves: en.Slaves,
-		next: e.byPeer[en.Next], hybrid: e.hybridRequired(en)})
+	return e.start(ctx, en, sizeBits, n, ttl, e.legOf(en, false))
 }
 
 // start draws n new keys of en's pair and sends them over l (l.next nil:
@@ -285,8 +307,12 @@ func (e *Engine) BackStream(master qkd.SAEID, slaves []qkd.SAEID) (string, bool)
 	e.mu.RUnlock()
 	best := ""
 	for _, en := range ends { // the policy is called outside e.mu
-		if !e.hybridRequired(en) && (best == "" || en.Stream < best) {
-			best = en.Stream
+		name := en.Stream
+		if en.member() {
+			name = en.Group // the paths of a multipath stream are relayed back together
+		}
+		if !e.hybridRequired(en) && (best == "" || name < best) {
+			best = name
 		}
 	}
 	return best, best != ""
@@ -302,12 +328,17 @@ func (e *Engine) BackStream(master qkd.SAEID, slaves []qkd.SAEID) (string, bool)
 // in one direction draws on the whole of every link of its route. Keys of
 // hybrid streams and ETSI 004 chunks are never relayed back.
 func (e *Engine) RelayBack(ctx context.Context, stream string, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error) {
+	if ps := e.paths(stream, true); len(ps) > 0 {
+		if slices.ContainsFunc(ps, e.hybridRequired) {
+			return nil, fmt.Errorf("%w: %s", ErrUnknownStream, stream)
+		}
+		return e.relayPaths(ctx, stream, ps, sizeBits, n, ttl, true)
+	}
 	en, ok := e.Lookup(stream)
-	if !ok || en.Dest != e.o.Node || en.Next != "" || e.hybridRequired(en) {
+	if !ok || en.Dest != e.o.Node || en.Next != "" || e.hybridRequired(en) || en.member() {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownStream, stream)
 	}
-	return e.start(ctx, en, sizeBits, n, ttl, leg{stream: stream, source: en.Source, dest: en.Dest, slaves: en.Slaves,
-		next: e.byPeer[en.Prev], back: true})
+	return e.start(ctx, en, sizeBits, n, ttl, e.legOf(en, true))
 }
 
 // Receipt names a relay step this node started as source: the step and
@@ -326,6 +357,11 @@ type Receipt struct {
 // destination's end of the stream as it answered (nil if unknown).
 func (e *Engine) RelayIDs(ctx context.Context, stream string, sizeBits int, ids []qkd.KeyID, ttl time.Duration, info *kmsproto.RelayStream) (r Receipt, peer *kmsproto.StreamInfo, err error) {
 	en, ok := e.Lookup(stream)
+	if ps := e.paths(stream, false); len(ps) > 0 && ps[0].Mode == MultipathSpread {
+		en, stream = ps[0], ps[0].Stream // ETSI 004 chunks take one path: the first
+	} else if en.member() {
+		return r, nil, fmt.Errorf("%w: %s (ETSI 004 chunks are not split over paths)", ErrUnknownStream, stream)
+	}
 	if !ok || en.Source != e.o.Node {
 		return r, nil, fmt.Errorf("%w: %s", ErrUnknownStream, stream)
 	}
@@ -423,6 +459,10 @@ type leg struct {
 	sent   *Receipt              // if set, receives the step that was sent
 	hybrid bool                  // the keys must be hybrid (docs/hybrid.md)
 	back   bool                  // the step runs the route back, from dest to source (RelayBack)
+	// share, with shareData, makes the step carry one XOR share of the
+	// batch's keys instead of the keys (relaySplit).
+	share     *kmsproto.Share
+	shareData secret.Bytes
 }
 
 // sendStep pads the batch with material of l.next and sends it along the
@@ -498,7 +538,7 @@ func (e *Engine) sendStepOver(ctx context.Context, b *batch, l leg, store bool, 
 	}
 	req := kmsproto.ForwardKeysReq{Stream: l.stream, Step: step, Source: source, Dest: l.dest, Master: b.master, Slaves: l.slaves,
 		SizeBits: uint32(b.sizeBits), IDs: b.ids, Created: b.created.UnixMilli(), Expires: b.expires.UnixMilli(), Path: []qkd.NodeID{e.o.Node},
-		Etsi004: l.info, Back: l.back}
+		Etsi004: l.info, Back: l.back, Share: l.share}
 	if hs != nil {
 		req.Hybrid, req.PathSigns = hs.header, hs.path
 	}
@@ -510,7 +550,11 @@ func (e *Engine) sendStepOver(ctx context.Context, b *batch, l leg, store bool, 
 		return e.o.Store.ApplyRelayStep(ctx, keystore.RelayStep{ID: step, OutLink: l.next.ID(), Out: ps, Expires: b.expires},
 			func(_, out secret.Bytes) (keystore.RelayResult, error) {
 				req.Cipher = make([]byte, n*size)
-				xorInto(req.Cipher, b.k.Expose(), out.Expose())
+				if l.share != nil {
+					xorInto(req.Cipher, l.shareData.Expose(), out.Expose())
+				} else {
+					xorInto(req.Cipher, b.k.Expose(), out.Expose())
+				}
 				body, err := kmsproto.Marshal(req)
 				if err != nil {
 					return keystore.RelayResult{}, err
@@ -591,8 +635,14 @@ func (e *Engine) handleForward(ctx context.Context, in *link.Link, req kmsproto.
 		return e.direct(ctx, in, req, pieces)
 	}
 	en, next, code, msg := e.entryFor(in, req)
+	if code == kmsproto.OK {
+		code, msg = checkShare(en, req)
+	}
 	if code != kmsproto.OK {
 		return e.burn(ctx, in, req, pieces, expires, code, msg)
+	}
+	if next == "" && req.Share != nil && !req.Share.Row.IsZero() {
+		return e.deliverShare(ctx, in, req, pieces, expires)
 	}
 	if next == "" {
 		hyb, code, msg := e.openHybrid(en, req)
@@ -600,7 +650,11 @@ func (e *Engine) handleForward(ctx context.Context, in *link.Link, req kmsproto.
 			return e.burn(ctx, in, req, pieces, expires, code, msg)
 		}
 		defer hyb.wipe()
-		return e.deliver(ctx, in, req, pieces, expires, hyb)
+		notify := req.Stream
+		if en.member() {
+			notify = en.Group
+		}
+		return e.deliver(ctx, in, req, pieces, expires, hyb, notify)
 	}
 	path, code, msg := e.signPass(in, req, next)
 	if code != kmsproto.OK {
@@ -637,18 +691,32 @@ func (e *Engine) burn(ctx context.Context, in *link.Link, req kmsproto.ForwardKe
 // deliver is the destination's step: remove the pad, store the keys.
 // A hybrid step (hyb not nil) stores the application keys
 // combine(K_i, R, transcript) instead of the relayed ones.
-func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece, expires time.Time, hyb *opened) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
+//
+// A step carrying the last XOR share of a split multipath batch combines
+// the shares stored before (keystore.RelayStep.Combine): the keys are its
+// share XOR theirs. notify is the stream OnDelivered names ("": none).
+func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece, expires time.Time, hyb *opened, notify string) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
 	size := int(req.SizeBits) / 8
 	created := time.UnixMilli(req.Created)
 	stream004 := ""
 	if req.Etsi004 != nil {
 		stream004 = req.Etsi004.KSID // chunks: ETSI 014 never takes them
 	}
-	err := e.o.Store.ApplyRelayStep(ctx, keystore.RelayStep{ID: req.Step, InLink: in.ID(), In: pieces, Expires: expires},
-		func(inPad, _ secret.Bytes) (keystore.RelayResult, error) {
+	st := keystore.RelayStep{ID: req.Step, InLink: in.ID(), In: pieces, Expires: expires}
+	if req.Share != nil {
+		st.Combine = req.Share.Combine
+	}
+	err := e.o.Store.ApplyRelayStep(ctx, st,
+		func(inPad, shares secret.Bytes) (keystore.RelayResult, error) {
 			k := secret.Make(len(req.Cipher))
 			defer k.Wipe()
 			xorInto(k.Expose(), req.Cipher, inPad.Expose())
+			if len(st.Combine) > 0 {
+				if shares.Len() != k.Len() {
+					return keystore.RelayResult{}, errShareSize
+				}
+				xorInto(k.Expose(), k.Expose(), shares.Expose())
+			}
 			data := make([]secret.Bytes, len(req.IDs))
 			for i := range data {
 				data[i] = k.Slice(i*size, (i+1)*size)
@@ -669,13 +737,26 @@ func (e *Engine) deliver(ctx context.Context, in *link.Link, req kmsproto.Forwar
 			}
 			return keystore.RelayResult{Keys: keys, Record: slices.Clone(deliveredRecord)}, nil
 		})
+	if err == nil && hyb != nil {
+		e.countHybrid(true, len(req.IDs))
+	}
+	if req.Back {
+		notify = ""
+	}
+	return e.delivered(ctx, in, req, pieces, expires, err, notify)
+}
+
+// errShareSize: the stored shares a step combines differ in length from
+// its keys.
+var errShareSize = errors.New("relay: the shares to combine differ in length from the keys")
+
+// delivered answers a destination's step from the store's verdict err;
+// notify, if set, is the stream OnDelivered names.
+func (e *Engine) delivered(ctx context.Context, in *link.Link, req kmsproto.ForwardKeysReq, pieces []keystore.Piece, expires time.Time, err error, notify string) (kmsproto.ForwardKeysResp, kmsproto.Code, string) {
 	switch {
 	case err == nil:
-		if hyb != nil {
-			e.countHybrid(true, len(req.IDs))
-		}
-		if e.o.OnDelivered != nil && req.Stream != "" && !req.Back {
-			e.o.OnDelivered(req.Stream, slices.Clone(req.Slaves))
+		if e.o.OnDelivered != nil && notify != "" {
+			e.o.OnDelivered(notify, slices.Clone(req.Slaves))
 		}
 		return kmsproto.ForwardKeysResp{Delivered: true}, kmsproto.OK, ""
 	case errors.Is(err, keystore.ErrApplied):
