@@ -123,8 +123,8 @@ type Engine struct {
 	turn   map[qkd.NodeID]*atomic.Uint64 // round robin over parallel links
 	// spreadTurn rotates the remainder of spread batches over the paths.
 	spreadTurn atomic.Uint64
-	hyb    *hybridState                  // nil: no hybrid keys
-	spy    *spyHooks                     // tests only: an honest-but-curious node
+	hyb        *hybridState // nil: no hybrid keys
+	spy        *spyHooks    // tests only: an honest-but-curious node
 
 	mu       sync.RWMutex
 	table    map[string]Entry                                                                                // guarded by mu
