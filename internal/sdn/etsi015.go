@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/qkms/qkms/internal/qkd"
 )
 
@@ -121,8 +123,31 @@ type QKDLink struct {
 	// streams), so that the destination can check the signed forwarding
 	// path of hybrid keys (docs/hybrid.md).
 	Route []string `json:"qkms:route,omitempty"`
+	// Multipath (VIRT only, qkms extension): the link is one path of a
+	// multipath key stream (docs/relay-design.md "Multipath relay").
+	Multipath *VirtMultipath `json:"qkms:multipath,omitempty"`
 	// PHYS only.
 	Performance *QKDLinkPerformance `json:"qkdl_performance,omitempty"`
+}
+
+// VirtMultipath names the multipath key stream a VIRT link is one path of:
+// Group is the stream's ID (the key stream its applications registered),
+// the link's own ID that of the path (PathStreamID), Path its index among
+// Paths, Mode "spread" or "split" (RequestOptions.Split) and Weight the
+// path's share of the stream, bit/s (its rate, or its part of the
+// max-flow for a best-effort stream).
+type VirtMultipath struct {
+	Group  string  `json:"group"`
+	Path   int     `json:"path"`
+	Paths  int     `json:"paths"`
+	Mode   string  `json:"mode"`
+	Weight float64 `json:"weight_bps"`
+}
+
+// PathStreamID is the key stream ID of path i of multipath stream id: a
+// UUID derived from both (name-based, SHA-1), the same at every node.
+func PathStreamID(id StreamID, i int) string {
+	return uuid.NewSHA1(uuid.NameSpaceURL, fmt.Appendf(nil, "qkms:key-stream:%s#path-%d", id, i)).String()
 }
 
 // QKDLinkEnd is `qkdl_local` / `qkdl_remote`.
@@ -198,7 +223,7 @@ func (c *Controller) qkdNode(id qkd.NodeID) QKDNode {
 		if _, on := slices.BinarySearch(r.nodes, n); !on {
 			continue
 		}
-		links = append(links, virtLink(r.s, id))
+		links = append(links, virtLinks(r.s, id)...)
 		if id == r.s.Source || slices.Contains(r.s.Destinations, id) {
 			apps = append(apps, clientApp(r.s, id))
 		}
@@ -241,10 +266,49 @@ func (c *Controller) physLink(li int, at qkd.NodeID, now time.Time, users []Stre
 	return l
 }
 
-// virtLink is the VIRT qkd_link of stream s at node at: local end at,
-// remote end the other end of the key association (the source, seen from a
-// destination; the first destination otherwise).
-func virtLink(s Stream, at qkd.NodeID) QKDLink {
+// virtLinks are the VIRT qkd_links of stream s at node at: one for a
+// single-path or group stream, one per path through at for a multipath
+// stream.
+func virtLinks(s Stream, at qkd.NodeID) []QKDLink {
+	if !s.Route.Multipath {
+		return []QKDLink{virtLink(s, at, -1)}
+	}
+	mode := MultipathSpread
+	if s.Route.Options.Split {
+		mode = MultipathSplit
+	}
+	var out []QKDLink
+	for i, p := range s.Route.Paths {
+		if !slices.Contains(p.Nodes, at) {
+			continue
+		}
+		l := virtLink(s, at, i)
+		l.ID = PathStreamID(s.ID, i)
+		l.VirtBandwidth = bps(p.Rate)
+		weight := p.Rate
+		if weight <= 0 {
+			weight = p.Capacity
+		}
+		l.Multipath = &VirtMultipath{Group: string(s.ID), Path: i, Paths: len(s.Route.Paths), Mode: mode, Weight: weight}
+		for _, n := range p.Nodes {
+			l.Route = append(l.Route, string(n))
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// Multipath modes (VirtMultipath.Mode).
+const (
+	MultipathSpread = "spread"
+	MultipathSplit  = "split"
+)
+
+// virtLink is the VIRT qkd_link of stream s at node at (of its path path
+// only, if path >= 0): local end at, remote end the other end of the key
+// association (the source, seen from a destination; the first destination
+// otherwise).
+func virtLink(s Stream, at qkd.NodeID, path int) QKDLink {
 	l := QKDLink{
 		ID: string(s.ID), Status: QKDLinkActive, Enable: ptr(true), Type: QKDLinkVirt,
 		Local: QKDLinkEnd{NodeID: string(at)}, Remote: QKDLinkEnd{NodeID: string(s.Destinations[0])},
@@ -258,7 +322,7 @@ func virtLink(s Stream, at qkd.NodeID) QKDLink {
 		l.Remote.NodeID = string(s.Source)
 	}
 	for _, e := range Forwarding(s) {
-		if e.Node != at {
+		if e.Node != at || path >= 0 && e.Path != path {
 			continue
 		}
 		if e.Prev != nil && l.VirtPrevHop == "" {

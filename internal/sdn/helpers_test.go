@@ -13,7 +13,8 @@ import (
 	"github.com/qkms/qkms/internal/topology"
 )
 
-const sharedDir = "../../../shared/topologies"
+// sharedDir holds the repository's copies of the real-world topologies.
+const sharedDir = "../../cmd/qkms/topologies"
 
 // load reads a shared topology file, skipping the test if it is absent.
 func load(tb testing.TB, name string) *topology.Topology {

@@ -24,6 +24,13 @@ type RequestOptions struct {
 	// no single path carries the rate (or, for best effort, to reach the
 	// max-flow). Ignored for group keys.
 	Multipath bool `json:"multipath"`
+	// Split, with Multipath, asks for node-disjoint paths that each carry
+	// one XOR share of every key (docs/relay-design.md "Multipath relay"):
+	// no single intermediate node learns a key, and the stream's rate is
+	// that of its narrowest path. Without it a multipath stream spreads
+	// its keys over the paths of a max-flow. Where the network has no
+	// second node-disjoint route, the stream takes one route.
+	Split bool `json:"split,omitempty"`
 }
 
 // Route answers a Request.
@@ -111,9 +118,12 @@ func (c *Controller) route(req Request, w *weights) (Route, error) {
 		Source: req.Source, Destinations: slices.Clone(req.Destinations),
 		Options: req.Options, Requested: req.Rate,
 	}
-	if req.Options.Multipath && len(dests) == 1 {
+	switch {
+	case req.Options.Multipath && req.Options.Split && len(dests) == 1:
+		err = c.split(w, &r, s, dests[0])
+	case req.Options.Multipath && len(dests) == 1:
 		err = c.multipath(w, &r, s, dests[0])
-	} else {
+	default:
 		err = c.tree(w, &r, s, dests)
 	}
 	if err != nil {
@@ -229,6 +239,71 @@ func (c *Controller) multipath(w *weights, r *Route, s, d int) error {
 		r.Paths[0].Rate = r.Rate
 	}
 	return nil
+}
+
+// splitPaths is the number of node-disjoint paths a split stream takes:
+// two, the fewest that keep its keys from every single node; each more
+// path costs key on every hop of it and adds no rate.
+const splitPaths = 2
+
+// split routes a pairwise stream over the widest node-disjoint paths (the
+// widest route, then the widest that avoids its intermediate nodes), each
+// carrying the whole rate (one share of every key).
+func (c *Controller) split(w *weights, r *Route, s, d int) error {
+	width := w.widths(s)[d]
+	if width < 0 {
+		return c.noRoute(w, s, d)
+	}
+	var paths [][]int
+	avoid := w
+	for len(paths) < splitPaths {
+		wd := avoid.widths(s)[d]
+		if wd < 0 || wd <= eps && len(paths) > 0 {
+			break
+		}
+		nodes := avoid.bfs(s, wd).path(d)
+		paths = append(paths, nodes)
+		if len(nodes) == 2 {
+			break // neighbours: nothing to hide from
+		}
+		avoid = avoid.without(nodes[1 : len(nodes)-1])
+	}
+	if len(paths) < 2 {
+		return c.tree(w, r, s, []int{d})
+	}
+	r.Multipath, r.Capacity = true, math.Inf(1)
+	for _, nodes := range paths {
+		p := w.newPath(nodes, 0)
+		r.Capacity = min(r.Capacity, p.Capacity)
+		r.Paths = append(r.Paths, p)
+	}
+	if r.Requested > 0 && r.Capacity <= eps {
+		return fmt.Errorf("%w: every route from %s to %s is saturated", ErrNoRoute, c.g.ids[s], c.g.ids[d])
+	}
+	r.Rate = offer(r.Requested, r.Capacity, &r.CounterProposal)
+	for i := range r.Paths {
+		r.Paths[i].Rate = r.Rate
+	}
+	return nil
+}
+
+// without returns w with every hop to or from the nodes unusable.
+func (w *weights) without(nodes []int) *weights {
+	out := *w
+	out.hop = make([][]float64, len(w.hop))
+	gone := make(map[int]bool, len(nodes))
+	for _, n := range nodes {
+		gone[n] = true
+	}
+	for u, hs := range w.hop {
+		out.hop[u] = slices.Clone(hs)
+		for k, h := range w.g.adj[u] {
+			if gone[u] || gone[h.to] {
+				out.hop[u][k] = unusable
+			}
+		}
+	}
+	return &out
 }
 
 // noRoute explains why d cannot be reached from s.

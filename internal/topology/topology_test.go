@@ -13,7 +13,8 @@ import (
 	"github.com/qkms/qkms/internal/qkd"
 )
 
-const sharedDir = "../../../shared/topologies"
+// sharedDir holds the repository's copies of the real-world topologies.
+const sharedDir = "../../cmd/qkms/topologies"
 
 // TestSharedTopologies loads every file of the shared topology directory.
 func TestSharedTopologies(t *testing.T) {

@@ -1,0 +1,111 @@
+package sdn
+
+import (
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/qkms/qkms/internal/qkd"
+)
+
+// TestMultipathModes routes ring5's A → C (two node-disjoint routes,
+// A-B-C and A-E-D-C) best effort: spread takes the max-flow's paths, split
+// node-disjoint ones carrying the narrowest one's rate each; the VIRT
+// links name every path's own stream and the group.
+func TestMultipathModes(t *testing.T) {
+	topo := load(t, "ring5.json")
+	for _, tt := range []struct {
+		name  string
+		opts  RequestOptions
+		paths int
+		mode  string
+	}{
+		{"spread", RequestOptions{Multipath: true}, 2, MultipathSpread},
+		{"split", RequestOptions{Multipath: true, Split: true}, 2, MultipathSplit},
+		{"single", RequestOptions{}, 1, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newController(t, topo, Options{})
+			r := mustRoute(t, c, Request{Source: "A", Destinations: nodes("C"), Options: tt.opts})
+			if len(r.Paths) < tt.paths || !tt.opts.Multipath && len(r.Paths) != 1 || r.Multipath != (tt.paths > 1) {
+				t.Fatalf("route has %d paths (multipath %v), want %d", len(r.Paths), r.Multipath, tt.paths)
+			}
+			if tt.mode == MultipathSpread {
+				var sum float64
+				for _, p := range r.Paths {
+					sum += p.Capacity
+				}
+				if mf, _ := MaxFlow(topo, "A", "C"); math.Abs(sum-mf) > 1 {
+					t.Errorf("spread paths carry %v bit/s, max-flow is %v", sum, mf)
+				}
+			}
+			if tt.paths > 1 {
+				inner := map[qkd.NodeID]int{}
+				for _, p := range r.Paths {
+					for _, n := range p.Nodes[1 : len(p.Nodes)-1] {
+						inner[n]++
+					}
+				}
+				for n, k := range inner {
+					if k > 1 && tt.opts.Split {
+						t.Errorf("node %s is on %d paths of a split route", n, k)
+					}
+				}
+			}
+			st, err := c.Register(Stream{ID: sid(1), Source: "A", Destinations: nodes("C"), SourceSAE: "SAE_A1", DestinationSAEs: []qkd.SAEID{"SAE_C1"}, Route: r})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, at := range nodes("A", "B", "C", "D", "E") {
+				node, err := c.QKDNode(at)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var virt []QKDLink
+				for _, l := range node.Links.Links {
+					if l.Type == QKDLinkVirt {
+						virt = append(virt, l)
+					}
+				}
+				want := 0
+				tt := tt
+				tt.paths = len(st.Route.Paths)
+				for i, p := range st.Route.Paths {
+					if !slices.Contains(p.Nodes, at) {
+						continue
+					}
+					want++
+					if tt.paths == 1 {
+						continue
+					}
+					id := PathStreamID(st.ID, i)
+					j := slices.IndexFunc(virt, func(l QKDLink) bool { return l.ID == id })
+					if j < 0 {
+						t.Fatalf("node %s: no VIRT link %s for path %d", at, id, i)
+					}
+					m := virt[j].Multipath
+					if m == nil || m.Group != string(st.ID) || m.Path != i || m.Paths != tt.paths || m.Mode != tt.mode || m.Weight <= 0 {
+						t.Errorf("node %s path %d: multipath = %+v", at, i, m)
+					}
+					if !slices.Equal(virt[j].Route, pathIDs(p.Nodes)) {
+						t.Errorf("node %s path %d: route %v, want %v", at, i, virt[j].Route, p.Nodes)
+					}
+				}
+				if len(virt) != want {
+					t.Errorf("node %s: %d VIRT links, want %d", at, len(virt), want)
+				}
+			}
+		})
+	}
+	if PathStreamID(sid(1), 0) == PathStreamID(sid(1), 1) || PathStreamID(sid(1), 0) != PathStreamID(sid(1), 0) {
+		t.Error("PathStreamID is not a function of the stream and the path")
+	}
+}
+
+func pathIDs(ns []qkd.NodeID) []string {
+	out := make([]string, len(ns))
+	for i, n := range ns {
+		out[i] = string(n)
+	}
+	return out
+}
