@@ -294,6 +294,9 @@ func (a *Agent) apply(ctx context.Context, doc sdn.QKDNodeDocument) error {
 func (a *Agent) relayConfig(l sdn.QKDLink) (quicks.RelayConfig, error) {
 	rc := quicks.RelayConfig{Source: l.ServerAppID, Destination: slices.Clone(l.ClientAppIDs), NextNodeInfo: []string{},
 		Route: slices.Clone(l.Route)}
+	if m := l.Multipath; m != nil {
+		rc.Multipath = &quicks.RelayMultipath{Group: m.Group, Path: m.Path, Paths: m.Paths, Mode: m.Mode, WeightBPS: m.Weight}
+	}
 	hops := l.VirtNextHop
 	if l.VirtPrevHop != "" {
 		hops = append([]string{l.VirtPrevHop}, hops...)
@@ -313,7 +316,7 @@ func (a *Agent) relayConfig(l sdn.QKDLink) (quicks.RelayConfig, error) {
 
 func sameConfig(a, b quicks.RelayConfig) bool {
 	return a.Source == b.Source && slices.Equal(a.Destination, b.Destination) && slices.Equal(a.NextNodeInfo, b.NextNodeInfo) &&
-		slices.Equal(a.Route, b.Route)
+		slices.Equal(a.Route, b.Route) && (a.Multipath == nil) == (b.Multipath == nil) && (a.Multipath == nil || *a.Multipath == *b.Multipath)
 }
 
 // ---------------------------------------------------------------------------
@@ -364,7 +367,7 @@ func (a *Agent) Register(ctx context.Context, req quicks.LinkRegistration) (quic
 	if q := req.QoSRequest.ETSI004; q != nil && (q.MaxBPS > 0 || q.MinBPS > 0) {
 		app.QoS = &sdn.AppQoS{MaxBandwidth: uint32(q.MaxBPS), MinBandwidth: uint32(max(q.MinBPS, 0))}
 	}
-	out, err := a.o.Controller.Register(ctx, controller.AppRegistration{App: app, Multipath: req.Options.Multipath()})
+	out, err := a.o.Controller.Register(ctx, controller.AppRegistration{App: app, Multipath: req.Options.Multipath(), Split: req.Options.Split()})
 	if err != nil {
 		return quicks.RegistrationResult{}, mapErr(err)
 	}

@@ -102,6 +102,10 @@ type SAE struct {
 	// Hybrid overrides hybrid.mode for key streams of this application
 	// (as master or slave): HybridOn, HybridOff, or "" for the node's mode.
 	Hybrid string `yaml:"hybrid,omitempty"`
+	// Multipath overrides keys.multipath for key streams this application
+	// starts (as master): MultipathSpread, MultipathSplit, MultipathOff,
+	// or "" for the node's setting.
+	Multipath string `yaml:"multipath,omitempty"`
 }
 
 // Link is one QKD link from this node to a neighbour.
@@ -126,15 +130,23 @@ type Device struct {
 
 // Keys holds key sizes and pool settings. Sizes are in bits.
 type Keys struct {
-	DefaultSize     int      `yaml:"default_size"`
-	MinSize         int      `yaml:"min_size"`
-	MaxSize         int      `yaml:"max_size"`
-	MaxPerRequest   int      `yaml:"max_per_request"`
-	MaxKeyCount     int      `yaml:"max_key_count"`
-	TTL             Duration `yaml:"ttl"`
-	Prereserve      int      `yaml:"prereserve"`        // default-size keys kept ready per local-master SAE pair
-	RelayAhead      Duration `yaml:"relay_ahead"`       // seconds of a remote pair's demand relayed ahead (0: off)
-	RelayAheadMax   int      `yaml:"relay_ahead_max"`   // cap on the keys relayed ahead per remote pair
+	DefaultSize   int      `yaml:"default_size"`
+	MinSize       int      `yaml:"min_size"`
+	MaxSize       int      `yaml:"max_size"`
+	MaxPerRequest int      `yaml:"max_per_request"`
+	MaxKeyCount   int      `yaml:"max_key_count"`
+	TTL           Duration `yaml:"ttl"`
+	Prereserve    int      `yaml:"prereserve"`      // default-size keys kept ready per local-master SAE pair
+	RelayAhead    Duration `yaml:"relay_ahead"`     // seconds of a remote pair's demand relayed ahead (0: off)
+	RelayAheadMax int      `yaml:"relay_ahead_max"` // cap on the keys relayed ahead per remote pair
+	// Multipath is how the key streams of this node's SAEs to non-neighbour
+	// nodes use the network (docs/relay-design.md "Multipath relay"):
+	// MultipathSpread (the default: each key along one of the paths of a
+	// max-flow, rate up to the max-flow), MultipathSplit (every key XOR-split
+	// over two node-disjoint paths: no single intermediate node learns it;
+	// the rate of the narrower path) or MultipathOff (one route).
+	// saes[].multipath overrides it per application (as master).
+	Multipath       string   `yaml:"multipath"`
 	BatchBlocks     int      `yaml:"batch_blocks"`      // blocks per new_key_batch
 	MaxLinkMaterial ByteSize `yaml:"max_link_material"` // cap on unused link key material per link
 }
@@ -161,6 +173,9 @@ const (
 	MACWegmanCarter = "wegman_carter"
 	FormatJSON      = "json"
 	FormatText      = "text"
+	MultipathSpread = "spread"
+	MultipathSplit  = "split"
+	MultipathOff    = "off"
 	HybridOn        = "on"
 	HybridOff       = "off"
 )

@@ -34,6 +34,7 @@ func Default() Config {
 			Prereserve:      1024,
 			RelayAhead:      Duration(2 * time.Second),
 			RelayAheadMax:   4096,
+			Multipath:       MultipathSpread,
 			BatchBlocks:     16,
 			MaxLinkMaterial: 64 * MiB,
 		},

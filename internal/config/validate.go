@@ -180,6 +180,7 @@ func (k Keys) validate(v *validator) {
 	if k.RelayAhead < 0 {
 		v.add("keys.relay_ahead", "must be >= 0, got %s", k.RelayAhead.D())
 	}
+	v.oneOf("keys.multipath", k.Multipath, MultipathSpread, MultipathSplit, MultipathOff)
 	if k.RelayAheadMax < 0 {
 		v.add("keys.relay_ahead_max", "must be >= 0, got %d", k.RelayAheadMax)
 	}
@@ -234,6 +235,9 @@ func (h Hybrid) validate(v *validator, saes []SAE) {
 	for i, s := range saes {
 		if s.Hybrid != "" {
 			v.oneOf(fmt.Sprintf("saes[%d].hybrid", i), s.Hybrid, HybridOn, HybridOff)
+		}
+		if s.Multipath != "" {
+			v.oneOf(fmt.Sprintf("saes[%d].multipath", i), s.Multipath, MultipathSpread, MultipathSplit, MultipathOff)
 		}
 	}
 }

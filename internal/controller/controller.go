@@ -448,7 +448,7 @@ func (c *Controller) Register(ctx context.Context, from qkd.NodeID, r AppRegistr
 	}
 	if !exists {
 		route, err := c.sdn.Route(sdn.Request{Source: src, Destinations: []qkd.NodeID{dst}, Rate: need,
-			Options: sdn.RequestOptions{Multipath: false}})
+			Options: sdn.RequestOptions{Multipath: r.Multipath, Split: r.Multipath && r.Split}})
 		if err != nil {
 			c.note(Notification{Type: NoteAlarm, NodeID: string(src), Severity: "error", From: "controller",
 				Message: fmt.Sprintf("no route for %s → %s (%s → %s): %v", r.App.ServerAppID, strings.Join(r.App.ClientAppIDs, ","), src, dst, err)})

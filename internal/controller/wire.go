@@ -71,6 +71,9 @@ type Limits struct {
 type AppRegistration struct {
 	App       sdn.QKDApp `json:"etsi-qkd-sdn-node:qkd_app"`
 	Multipath bool       `json:"qkms:multipath,omitempty"`
+	// Split, with Multipath: every key XOR-split over node-disjoint paths
+	// (sdn.RequestOptions.Split).
+	Split bool `json:"qkms:split,omitempty"`
 }
 
 // AppRegistered is the answer (201): the qkd_app with app_id (the key

@@ -420,6 +420,9 @@ func (b *quicksBackend) ReplaceRelay(_ context.Context, stream string, rc quicks
 			rc.Route = append(rc.Route, string(n))
 		}
 	}
+	if rc.Multipath == nil && old.Group != "" {
+		rc.Multipath = &quicks.RelayMultipath{Group: old.Group, Path: old.Path, Paths: old.Paths, Mode: old.Mode, WeightBPS: old.Rate}
+	}
 	if rc.NextNodeInfo == nil {
 		rc.NextNodeInfo = []string{}
 		for _, hop := range []qkd.NodeID{old.Prev, old.Next} {
@@ -535,6 +538,9 @@ func (b *quicksBackend) relayEntry(stream string, rc quicks.RelayConfig) (relay.
 			return relay.Entry{}, err
 		}
 		en.Route = route
+	}
+	if mp := rc.Multipath; mp != nil {
+		en.Group, en.Path, en.Paths, en.Mode, en.Rate = strings.ToLower(mp.Group), mp.Path, mp.Paths, mp.Mode, mp.WeightBPS
 	}
 	return en, nil
 }

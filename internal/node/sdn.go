@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/qkms/qkms/internal/agent"
+	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/controller"
 	"github.com/qkms/qkms/internal/etsi004"
 	"github.com/qkms/qkms/internal/httpsx"
@@ -210,7 +211,8 @@ func (r *sdnRouter) Stream(ctx context.Context, master qkd.SAEID, slaves []qkd.S
 		return s, nil
 	}
 	req := quicks.LinkRegistration{Source: string(master),
-		QoSRequest: quicks.QoSData{Type: quicks.QoSETSI014, ETSI014: &quicks.ETSI014QoS{Number: 1, Size: r.n.cfg.Keys.DefaultSize}}}
+		QoSRequest: quicks.QoSData{Type: quicks.QoSETSI014, ETSI014: &quicks.ETSI014QoS{Number: 1, Size: r.n.cfg.Keys.DefaultSize}},
+		Options:    r.n.multipathOptions(master)}
 	id, _, err := r.register(ctx, req, master, slaves)
 	if err != nil {
 		return "", err
@@ -219,6 +221,25 @@ func (r *sdnRouter) Stream(ctx context.Context, master qkd.SAEID, slaves []qkd.S
 	r.streams[qkd.PairName(master, slaves)] = id
 	r.mu.Unlock()
 	return id, nil
+}
+
+// multipathOptions are the QUICKS registration options of master's
+// ETSI 014 key streams: keys.multipath, or the SAE's own setting
+// (docs/configuration.md).
+func (n *Node) multipathOptions(master qkd.SAEID) quicks.RegistrationOptions {
+	mode := n.cfg.Keys.Multipath
+	for _, s := range n.cfg.SAEs {
+		if s.ID == master && s.Multipath != "" {
+			mode = s.Multipath
+		}
+	}
+	switch mode {
+	case config.MultipathSpread:
+		return quicks.RegistrationOptions{quicks.OptionMultipath: true}
+	case config.MultipathSplit:
+		return quicks.RegistrationOptions{quicks.OptionMultipath: true, quicks.OptionSplit: true}
+	}
+	return nil
 }
 
 var _ streams.QoSRouter = (*sdnRouter)(nil)

@@ -66,9 +66,20 @@ type RegistrationOptions map[string]any
 // OptionMultipath asks for a multi-path establishment.
 const OptionMultipath = "multipath"
 
+// OptionSplit (qkms extension), with multipath, asks that every key be
+// XOR-split over node-disjoint paths (docs/relay-design.md "Multipath
+// relay") rather than spread over the paths of a max-flow.
+const OptionSplit = "qkms_split"
+
 // Multipath reports whether options ask for a multi-path establishment.
 func (o RegistrationOptions) Multipath() bool {
 	b, _ := o[OptionMultipath].(bool)
+	return b
+}
+
+// Split reports whether options ask for split multipath keys.
+func (o RegistrationOptions) Split() bool {
+	b, _ := o[OptionSplit].(bool)
 	return b
 }
 
@@ -95,9 +106,11 @@ func (m *LinkRegistration) Validate() error {
 	for i, p := range m.Performance {
 		c.uuid(fmt.Sprintf("performance[%d].link_id", i), p.LinkID)
 	}
-	if v, ok := m.Options[OptionMultipath]; ok {
-		if _, isBool := v.(bool); !isBool {
-			c.fail("options.multipath", "must be a boolean")
+	for _, o := range []string{OptionMultipath, OptionSplit} {
+		if v, ok := m.Options[o]; ok {
+			if _, isBool := v.(bool); !isBool {
+				c.fail("options."+o, "must be a boolean")
+			}
 		}
 	}
 	return c.err()

@@ -1,6 +1,9 @@
 package quicks
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Messages of openapi/sdn_to_kms_api.yaml (the server the KMS hosts).
 
@@ -272,6 +275,21 @@ type RelayConfig struct {
 	// source first, destination last: the destination checks the signed
 	// forwarding path of hybrid keys against it (docs/hybrid.md).
 	Route []string `json:"qkms_route,omitempty"`
+	// Multipath (qkms extension): the entry is one path of a multipath
+	// key stream (docs/relay-design.md "Multipath relay").
+	Multipath *RelayMultipath `json:"qkms_multipath,omitempty"`
+}
+
+// RelayMultipath names the multipath key stream a relay entry is one path
+// of: Group is the stream the applications registered, Path this path's
+// index among Paths, Mode "spread" or "split", WeightBPS the path's share
+// of the stream's rate, bit/s.
+type RelayMultipath struct {
+	Group     string  `json:"group"`
+	Path      int     `json:"path"`
+	Paths     int     `json:"paths"`
+	Mode      string  `json:"mode"`
+	WeightBPS float64 `json:"weight_bps,omitempty"`
 }
 
 var (
@@ -313,5 +331,16 @@ func (m *RelayConfig) check(c *checker, update bool) {
 	}
 	if q := m.QoSRequest; q != nil && (!update || q.Type != "") {
 		q.check(c, "qos_request")
+	}
+	if mp := m.Multipath; mp != nil {
+		c.required("qkms_multipath.group", mp.Group)
+		switch {
+		case mp.Paths < 2 || mp.Path < 0 || mp.Path >= mp.Paths:
+			c.fail("qkms_multipath.path", "must be between 0 and paths-1, paths at least 2")
+		case mp.Mode != "spread" && mp.Mode != "split":
+			c.fail("qkms_multipath.mode", `must be "spread" or "split"`)
+		case !(mp.WeightBPS >= 0) || math.IsInf(mp.WeightBPS, 0):
+			c.fail("qkms_multipath.weight_bps", "must be a finite rate >= 0")
+		}
 	}
 }
