@@ -27,6 +27,7 @@ type relayBenchOptions struct {
 	only       []string
 	chainFile  string
 	ringScale  float64
+	meshScale  float64
 	chainScale float64
 	idle       time.Duration
 	warmup     time.Duration
@@ -60,9 +61,10 @@ func benchRelayCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&o.only, "only", []string{"ring5", "chain"}, "parts to run: ring5, chain")
+	f.StringSliceVar(&o.only, "only", []string{"ring5", "chain"}, "parts to run: ring5, chain, multipath (ring5's A→C and metro-mesh-9's pairs across its min-cut with keys.multipath off, spread and split, side by side)")
 	f.StringVar(&o.chainFile, "chain-topology", "", "the Beijing–Shanghai backbone topology file (default: the built-in copy, cmd/qkms/topologies/cn-beijing-shanghai-backbone.json)")
 	f.Float64Var(&o.ringScale, "ring-scale", 4, "multiply ring5's link rates by this")
+	f.Float64Var(&o.meshScale, "mesh-scale", 1, "multiply metro-mesh-9's link rates by this (multipath part)")
 	f.Float64Var(&o.chainScale, "chain-scale", 4, "multiply the backbone's link rates by this")
 	f.DurationVar(&o.ahead, "relay-ahead", 2*time.Second, "keys.relay_ahead of the ring5 network's nodes (the default; 0: every enc_keys relays on demand)")
 	f.DurationVar(&o.chainAhead, "chain-relay-ahead", 0, "keys.relay_ahead of the chain's nodes (0, the default here: every enc_keys relays on demand, which is what the latency row measures; the node's default 2s measures the relayed pair served from its relay-ahead pool)")
@@ -86,10 +88,12 @@ func runRelayBench(ctx context.Context, out io.Writer, o relayBenchOptions) erro
 		switch part {
 		case "ring5":
 			err = benchRing5(ctx, out, o)
+		case "multipath":
+			err = benchMultipath(ctx, out, o)
 		case "chain":
 			err = benchChain(ctx, out, o)
 		default:
-			err = fmt.Errorf("unknown part %q (ring5, chain)", part)
+			err = fmt.Errorf("unknown part %q (ring5, chain, multipath)", part)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", part, err)
@@ -398,6 +402,7 @@ func benchRing5(ctx context.Context, out io.Writer, o relayBenchOptions) error {
 	rn, err := upRelayNet(ctx, out, t, o.ringScale, o.keepDir, func(c *config.Config) {
 		noPools(c)
 		c.Keys.RelayAhead = config.Duration(o.ahead)
+		c.Keys.Multipath = config.MultipathOff // one route, measured against its links (--only multipath compares)
 	})
 	if err != nil {
 		return err

@@ -246,28 +246,15 @@ func (c *Controller) multipath(w *weights, r *Route, s, d int) error {
 // path costs key on every hop of it and adds no rate.
 const splitPaths = 2
 
-// split routes a pairwise stream over the widest node-disjoint paths (the
-// widest route, then the widest that avoids its intermediate nodes), each
-// carrying the whole rate (one share of every key).
+// split routes a pairwise stream over splitPaths node-disjoint paths
+// whose narrowest is as wide as can be (disjointPaths), each carrying the
+// whole rate (one share of every key).
 func (c *Controller) split(w *weights, r *Route, s, d int) error {
 	width := w.widths(s)[d]
 	if width < 0 {
 		return c.noRoute(w, s, d)
 	}
-	var paths [][]int
-	avoid := w
-	for len(paths) < splitPaths {
-		wd := avoid.widths(s)[d]
-		if wd < 0 || wd <= eps && len(paths) > 0 {
-			break
-		}
-		nodes := avoid.bfs(s, wd).path(d)
-		paths = append(paths, nodes)
-		if len(nodes) == 2 {
-			break // neighbours: nothing to hide from
-		}
-		avoid = avoid.without(nodes[1 : len(nodes)-1])
-	}
+	paths := w.disjointPaths(s, d, splitPaths)
 	if len(paths) < 2 {
 		return c.tree(w, r, s, []int{d})
 	}
@@ -287,23 +274,114 @@ func (c *Controller) split(w *weights, r *Route, s, d int) error {
 	return nil
 }
 
-// without returns w with every hop to or from the nodes unusable.
-func (w *weights) without(nodes []int) *weights {
-	out := *w
-	out.hop = make([][]float64, len(w.hop))
-	gone := make(map[int]bool, len(nodes))
-	for _, n := range nodes {
-		gone[n] = true
-	}
-	for u, hs := range w.hop {
-		out.hop[u] = slices.Clone(hs)
-		for k, h := range w.g.adj[u] {
-			if gone[u] || gone[h.to] {
-				out.hop[u][k] = unusable
+// disjointPaths returns k paths from s to d that share no node but s and
+// d, with the largest narrowest hop such paths can have (fewest hops
+// first among those), or nil if there are no k such paths. It tries the
+// hop capacities from the widest down: at each, only hops at least that
+// wide count, and k augmentations of a unit max-flow over the graph with
+// every node but s and d split in two (in → out, capacity 1) find the
+// paths if they exist.
+func (w *weights) disjointPaths(s, d, k int) [][]int {
+	var caps []float64
+	for u := range w.hop {
+		for _, c := range w.hop[u] {
+			if c > eps {
+				caps = append(caps, c)
 			}
 		}
 	}
-	return &out
+	slices.Sort(caps)
+	caps = slices.Compact(caps)
+	for i := len(caps) - 1; i >= 0; i-- {
+		if ps := w.unitPaths(s, d, k, caps[i]); ps != nil {
+			return ps
+		}
+	}
+	return nil
+}
+
+// unitPaths finds k node-disjoint paths from s to d over hops of capacity
+// at least min (nil if there are none), by k breadth-first augmentations
+// on the node-split graph: node v is v_in (2v) and v_out (2v+1).
+func (w *weights) unitPaths(s, d, k int, min float64) [][]int {
+	n := len(w.g.ids)
+	type arc struct{ to, rev, cap int }
+	adj := make([][]arc, 2*n)
+	add := func(u, v int) {
+		adj[u] = append(adj[u], arc{to: v, rev: len(adj[v]), cap: 1})
+		adj[v] = append(adj[v], arc{to: u, rev: len(adj[u]) - 1, cap: 0})
+	}
+	for v := range n {
+		if !w.nodeOK[v] {
+			continue
+		}
+		c := 1
+		if v == s || v == d {
+			c = k
+		}
+		for range c {
+			add(2*v, 2*v+1)
+		}
+	}
+	for u := range n {
+		for j, h := range w.g.adj[u] {
+			if w.hop[u][j]+eps >= min && h.to != s && u != d {
+				add(2*u+1, 2*h.to)
+			}
+		}
+	}
+	src, dst := 2*s+1, 2*d
+	prev := make([][2]int, 2*n) // node, arc index
+	for found := 0; found < k; found++ {
+		for i := range prev {
+			prev[i] = [2]int{-1, -1}
+		}
+		prev[src] = [2]int{src, -1}
+		queue := []int{src}
+		for len(queue) > 0 && prev[dst][0] < 0 {
+			u := queue[0]
+			queue = queue[1:]
+			for i, a := range adj[u] {
+				if a.cap > 0 && prev[a.to][0] < 0 {
+					prev[a.to] = [2]int{u, i}
+					queue = append(queue, a.to)
+				}
+			}
+		}
+		if prev[dst][0] < 0 {
+			return nil
+		}
+		for v := dst; v != src; v = prev[v][0] {
+			u, i := prev[v][0], prev[v][1]
+			adj[u][i].cap--
+			adj[v][adj[u][i].rev].cap++
+		}
+	}
+	// Read the k paths off the flow: an arc u_out → v_in that carries
+	// flow has no capacity left (it had 1).
+	var out [][]int
+	used := make(map[[2]int]bool)
+	for range k {
+		path := []int{s}
+		for v := s; v != d; {
+			next := -1
+			for i, a := range adj[2*v+1] {
+				if a.to%2 == 0 && a.cap == 0 && !used[[2]int{2*v + 1, i}] && a.to/2 != v {
+					used[[2]int{2*v + 1, i}] = true
+					next = a.to / 2
+					break
+				}
+			}
+			if next < 0 || len(path) > n {
+				return nil
+			}
+			path = append(path, next)
+			v = next
+		}
+		out = append(out, path)
+	}
+	slices.SortStableFunc(out, func(a, b []int) int { return len(a) - len(b) })
+	return out
 }
 
 // noRoute explains why d cannot be reached from s.

@@ -109,3 +109,29 @@ func pathIDs(ns []qkd.NodeID) []string {
 	}
 	return out
 }
+
+// TestSplitWidestDisjointPair: on the metro mesh S2 → S4 the widest route
+// (S2-T2-T3-S3-S4) blocks every second node-disjoint one; split takes the
+// pair whose narrower path is widest: S2-T2-T1-S4 and S2-S6-T3-S3-S4
+// (207.2 kbit/s), not S2-T3-S3-S4 (127.8 kbit/s).
+func TestSplitWidestDisjointPair(t *testing.T) {
+	c := newController(t, load(t, "metro-mesh-9.json"), Options{})
+	r := mustRoute(t, c, Request{Source: "S2", Destinations: nodes("S4"), Options: RequestOptions{Multipath: true, Split: true}})
+	var got [][]qkd.NodeID
+	for _, p := range r.Paths {
+		got = append(got, p.Nodes)
+	}
+	want := [][]qkd.NodeID{nodes("S2", "T2", "T1", "S4"), nodes("S2", "S6", "T3", "S3", "S4")}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("split paths = %v, want %v", got, want)
+	}
+	if r.Capacity != 207200 || r.Rate != 0 {
+		t.Errorf("capacity %v, rate %v; want 207200 (the narrower path), best effort", r.Capacity, r.Rate)
+	}
+	// A chain has one route: split falls back to it.
+	line := newController(t, load(t, "line2.json"), Options{})
+	ids := line.g.ids
+	if r := mustRoute(t, line, Request{Source: ids[0], Destinations: []qkd.NodeID{ids[len(ids)-1]}, Options: RequestOptions{Multipath: true, Split: true}}); r.Multipath || len(r.Paths) != 1 {
+		t.Errorf("split on a chain: %d paths, multipath %v; want the one route", len(r.Paths), r.Multipath)
+	}
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/qkms/qkms/internal/bench"
+	"github.com/qkms/qkms/internal/config"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/sdn"
+	"github.com/qkms/qkms/internal/topology"
+)
+
+// multipathCase is one pair of a topology measured by `qkms bench relay
+// --only multipath`.
+type multipathCase struct {
+	file          string // under topologies/
+	scale         float64
+	master, slave qkd.SAEID
+}
+
+// multipathRow is one measured pair and mode.
+type multipathRow struct {
+	c                     multipathCase
+	mode                  string
+	bits, maxFlow, widest float64 // bit/s
+	paths                 int
+	chk                   *bench.Checked
+	failed                int
+}
+
+// multipathModes are measured side by side, each on its own network (the
+// node setting keys.multipath), in this order.
+var multipathModes = []string{config.MultipathOff, config.MultipathSpread, config.MultipathSplit}
+
+// benchMultipath measures, for ring5's A→C and the metro mesh's pairs
+// across its min-cut, the rate a relayed pair gets with one route, with
+// keys spread over the paths of a max-flow, and with every key split over
+// two node-disjoint routes, each against the pair's max-flow and widest
+// single route at the links' nominal rates (the bounds routing knows).
+func benchMultipath(ctx context.Context, out io.Writer, o relayBenchOptions) error {
+	cases := []multipathCase{
+		{file: "ring5.json", scale: o.ringScale, master: "SAE_A1", slave: "SAE_C1"},
+		{file: "metro-mesh-9.json", scale: o.meshScale, master: "SAE_S2_1", slave: "SAE_S4_1"},
+		{file: "metro-mesh-9.json", scale: o.meshScale, master: "SAE_S4_1", slave: "SAE_S6_1"},
+	}
+	var rows []multipathRow
+	for _, mode := range multipathModes {
+		for _, file := range []string{"ring5.json", "metro-mesh-9.json"} {
+			var mine []multipathCase
+			for _, c := range cases {
+				if c.file == file {
+					mine = append(mine, c)
+				}
+			}
+			raw, err := builtinTopologies.ReadFile("topologies/" + file)
+			if err != nil {
+				return err
+			}
+			t, err := topology.Parse(raw)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "\n== multipath: %s, keys.multipath %s ==\n", t.Name, mode)
+			rn, err := upRelayNet(ctx, out, t, mine[0].scale, o.keepDir, func(c *config.Config) {
+				c.Keys.Prereserve = 0
+				c.Keys.RelayAhead = config.Duration(o.ahead)
+				c.Keys.Multipath = mode
+			})
+			if err != nil {
+				return err
+			}
+			for _, c := range mine {
+				r, err := multipathPair(ctx, out, rn, o, c, t)
+				if err != nil {
+					rn.close()
+					return err
+				}
+				r.mode = mode
+				rows = append(rows, r)
+			}
+			rn.close()
+		}
+	}
+	fmt.Fprintf(out, "\n== multipath summary (%v windows, %d clients × enc_keys number=%d size=%d, every key compared at both ends) ==\n",
+		o.duration, o.clients, o.number, o.size)
+	fmt.Fprintf(out, "  %-28s %-7s %5s %12s %12s %12s %9s %9s %10s\n", "pair", "mode", "paths", "delivered", "max-flow", "widest", "/maxflow", "/widest", "mismatch")
+	for _, r := range rows {
+		fmt.Fprintf(out, "  %-28s %-7s %5d %12.0f %12.0f %12.0f %9.2f %9.2f %5d/%-5d\n",
+			fmt.Sprintf("%s %s→%s", r.c.file[:len(r.c.file)-5], r.c.master, r.c.slave), r.mode, r.paths, r.bits, r.maxFlow, r.widest,
+			r.bits/r.maxFlow, r.bits/r.widest, r.chk.Mismatches.Load(), r.chk.Missing.Load())
+	}
+	fmt.Fprintln(out, "  (bit/s at the links' nominal rates × scale; split delivers at most the narrower of its two routes:")
+	fmt.Fprintln(out, "   a key hidden from every single node costs its length on both — docs/relay-design.md \"Multipath relay\")")
+	return nil
+}
+
+// multipathPair loads one pair of a running network and returns its row.
+func multipathPair(ctx context.Context, out io.Writer, rn *relayNet, o relayBenchOptions, c multipathCase, t *topology.Topology) (struct {
+	c                    multipathCase
+	mode                 string
+	bits, maxFlow, widest float64
+	paths                int
+	chk                  *bench.Checked
+	failed               int
+}, error) {
+	var r struct {
+		c                    multipathCase
+		mode                 string
+		bits, maxFlow, widest float64
+		paths                int
+		chk                  *bench.Checked
+		failed               int
+	}
+	r.c, r.chk = c, &bench.Checked{}
+	from, _ := t.NodeOf(c.master)
+	to, _ := t.NodeOf(c.slave)
+	mf, err := sdn.MaxFlow(t, from, to)
+	if err != nil {
+		return r, err
+	}
+	wp, err := sdn.WidestPath(t, from, to)
+	if err != nil {
+		return r, err
+	}
+	r.maxFlow, r.widest = mf*c.scale, wp.Capacity*c.scale
+	if err := rn.firstKeys(ctx, c.master, c.slave, 1, o.size); err != nil {
+		return r, err
+	}
+	var paths [][]qkd.NodeID
+	for _, st := range rn.n.Controller().SDN().Streams() {
+		if st.SourceSAE == c.master && len(st.DestinationSAEs) == 1 && st.DestinationSAEs[0] == c.slave {
+			for _, p := range st.Route.Paths {
+				paths = append(paths, p.Nodes)
+			}
+		}
+	}
+	r.paths = len(paths)
+	fmt.Fprintf(out, "  pair %s→%s: max-flow %.0f bit/s, widest route %.0f bit/s; routes %v\n", c.master, c.slave, r.maxFlow, r.widest, paths)
+	dec := rn.urls[to].ETSI014URL + "/api/v1/keys/" + string(c.master) + "/dec_keys"
+	do := bench.EncDec(rn.saes[c.master], rn.encURL(c.master, c.slave, o.number, o.size), rn.saes[c.slave], dec, r.chk)
+	bench.DriveKeys(ctx, o.clients, o.warmup, 20*time.Millisecond, do)
+	d := bench.DriveKeys(ctx, o.clients, o.duration, 20*time.Millisecond, do)
+	r.bits = float64(d.Keys*o.size) / d.Elapsed.Seconds()
+	r.failed = d.Errors
+	fmt.Fprintf(out, "  delivered %.0f bit/s over %.1fs (%.2f of the max-flow, %.2f of the widest route); %d requests failed; %d keys compared, %d mismatched, %d missing\n",
+		r.bits, d.Elapsed.Seconds(), r.bits/r.maxFlow, r.bits/r.widest, d.Errors, r.chk.Keys.Load(), r.chk.Mismatches.Load(), r.chk.Missing.Load())
+	return r, nil
+}
