@@ -99,20 +99,20 @@ func benchMultipath(ctx context.Context, out io.Writer, o relayBenchOptions) err
 
 // multipathPair loads one pair of a running network and returns its row.
 func multipathPair(ctx context.Context, out io.Writer, rn *relayNet, o relayBenchOptions, c multipathCase, t *topology.Topology) (struct {
-	c                    multipathCase
-	mode                 string
+	c                     multipathCase
+	mode                  string
 	bits, maxFlow, widest float64
-	paths                int
-	chk                  *bench.Checked
-	failed               int
+	paths                 int
+	chk                   *bench.Checked
+	failed                int
 }, error) {
 	var r struct {
-		c                    multipathCase
-		mode                 string
+		c                     multipathCase
+		mode                  string
 		bits, maxFlow, widest float64
-		paths                int
-		chk                  *bench.Checked
-		failed               int
+		paths                 int
+		chk                   *bench.Checked
+		failed                int
 	}
 	r.c, r.chk = c, &bench.Checked{}
 	from, _ := t.NodeOf(c.master)
