@@ -253,3 +253,42 @@ func TestMultipathInstallChecks(t *testing.T) {
 		})
 	}
 }
+
+// TestMultipathHybrid: hybrid keys over both modes. The first batch asks
+// the destination for its KEM offers (relayRetrying); both ends then hold
+// the same application keys, which are not what any intermediate node
+// relayed (spread) nor the XOR of what the two routes relayed (split: the
+// hybrid secret travels with the last share's step).
+func TestMultipathHybrid(t *testing.T) {
+	for _, mode := range []string{relay.MultipathSpread, relay.MultipathSplit} {
+		t.Run(mode, func(t *testing.T) {
+			ctx := context.Background()
+			pq := newPQNet(t, []qkd.NodeID{"N0", "N1", "N2", "N3"})
+			c := newGraphWith(t, 4, [][2]int{{0, 1}, {1, 3}, {0, 2}, {2, 3}}, func(i int, o *relay.Options) {
+				o.Hybrid = pq.options(o.Node, true, nil)
+			})
+			var spies spyLog
+			spies.watch(c, 1, 2)
+			c.push(t, 12, 2048)
+			c.waitMaterial(t)
+			c.installPaths(t, "g", mode, nil, []int{0, 1, 3}, []int{0, 2, 3})
+			ids, err := relayRetrying(ctx, c.engines[0], "g", 8)
+			if err != nil {
+				t.Fatalf("hybrid Relay(%s) = %v", mode, err)
+			}
+			src := c.keysAt(t, 0, sae(0), ids)
+			dst := c.keysAt(t, 3, sae(3), ids)
+			for i := range ids {
+				if !src[i].Data.Equal(dst[i].Data) {
+					t.Fatalf("key %d differs between the ends", i)
+				}
+				key := src[i].Data.Expose()
+				r1, r2 := spies.at(1, ids[i]), spies.at(2, ids[i])
+				all := append(append([][]byte{}, r1...), r2...)
+				if yields(all, key) {
+					t.Fatalf("key %d: the intermediate nodes' records together yield the hybrid key", i)
+				}
+			}
+		})
+	}
+}
