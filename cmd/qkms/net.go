@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/netsim"
 	"github.com/qkms/qkms/internal/telemetry"
 	"github.com/qkms/qkms/internal/topology"
@@ -21,6 +22,7 @@ func netCmd() *cobra.Command {
 	var topo, dir, transport, logLevel string
 	var scale float64
 	var hybridOn bool
+	var multipath string
 	up := &cobra.Command{
 		Use:   "up --topology FILE --dir DIR",
 		Short: "Start every node and link of a topology; write DIR/network.json when ready; run until interrupted",
@@ -39,7 +41,7 @@ func netCmd() *cobra.Command {
 			defer logf.Close()
 			fmt.Fprintf(cmd.OutOrStdout(), "starting %s: %d nodes, %d links (logs: %s)\n", t.Name, len(t.Nodes), len(t.Links), logf.Name())
 			n, err := netsim.Up(ctx, netsim.Options{Topology: t, Dir: dir, Logger: log, Scale: scale, PeerTransport: transport,
-				Hybrid: hybridOn})
+				Hybrid: hybridOn, Tune: func(c *config.Config) { c.Keys.Multipath = multipath }})
 			if err != nil {
 				return err
 			}
@@ -55,6 +57,7 @@ func netCmd() *cobra.Command {
 	up.Flags().StringVar(&transport, "peer-transport", "tcp", "KMS↔KMS CoAP transport: tcp or udp")
 	up.Flags().Float64Var(&scale, "scale", 1, "multiply every link's secret key rate")
 	up.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	up.Flags().StringVar(&multipath, "multipath", config.MultipathSpread, "keys.multipath of every node: spread (keys of a relayed pair over the paths of a max-flow), split (every key XOR-split over two node-disjoint routes) or off (one route); docs/relay-design.md")
 	up.Flags().BoolVar(&hybridOn, "hybrid", false, "post-quantum hybrid keys on every node (hybrid.mode: on): relayed keys combine QKD with ML-KEM, forwarding paths signed with ML-DSA")
 	_ = up.MarkFlagRequired("topology")
 	_ = up.MarkFlagRequired("dir")
