@@ -18,6 +18,7 @@ import (
 	"github.com/qkms/qkms/internal/netsim"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/sae"
+	"github.com/qkms/qkms/internal/sdn"
 	"github.com/qkms/qkms/internal/topology"
 )
 
@@ -78,11 +79,14 @@ func runDemo(ctx context.Context, out io.Writer, dir string) error {
 	fmt.Fprintf(out, "qkms demo: network %q — %d trusted nodes, %d QKD links (%s)\n", t.Name, len(t.Nodes), len(t.Links), t.Description)
 	fmt.Fprintf(out, "  working directory %s (logs in qkms.log)\n", dir)
 	start := time.Now()
-	// SAE_A2's keys are post-quantum hybrid keys (docs/hybrid.md): its own policy.
+	// SAE_A2's keys are post-quantum hybrid keys (docs/hybrid.md), split
+	// over two node-disjoint routes (docs/relay-design.md "Multipath
+	// relay"): its own policy. The other pairs take the default, spread.
 	hybridSAE := func(c *config.Config) {
 		for i := range c.SAEs {
 			if c.SAEs[i].ID == "SAE_A2" {
 				c.SAEs[i].Hybrid = config.HybridOn
+				c.SAEs[i].Multipath = config.MultipathSplit
 			}
 		}
 	}
@@ -119,6 +123,16 @@ func demoReroute(ctx context.Context, out io.Writer, n *netsim.Network, t *topol
 	if !ok || len(route) < 2 {
 		return errors.New("demo: no route to cut")
 	}
+	uses := func(paths [][]qkd.NodeID) bool { // a path takes the cut hop
+		for _, p := range paths {
+			for i := 1; i < len(p); i++ {
+				if p[i-1] == route[0] && p[i] == route[1] {
+					return true
+				}
+			}
+		}
+		return false
+	}
 	var cut qkd.LinkID
 	for _, l := range t.LinksBetween(route[0], route[1]) {
 		n.Sims[l.ID].Pause(true)
@@ -127,8 +141,7 @@ func demoReroute(ctx context.Context, out io.Writer, n *netsim.Network, t *topol
 	fmt.Fprintf(out, "cutting QKD link %s (its modules stop producing key); waiting for the controller to reroute…\n", cut)
 	deadline := time.Now().Add(time.Minute)
 	for {
-		r, ok := n.Route(master.ID, slave.ID)
-		if ok && !(r[0] == route[0] && r[1] == route[1]) {
+		if ps, _, ok := n.Paths(master.ID, slave.ID); ok && !uses(ps) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -137,6 +150,17 @@ func demoReroute(ctx context.Context, out io.Writer, n *netsim.Network, t *topol
 		time.Sleep(200 * time.Millisecond)
 	}
 	return demoPair(ctx, out, n, master, slave, false)
+}
+
+// relayedHow describes the paths of a relayed pair.
+func relayedHow(ps [][]qkd.NodeID, mode string) string {
+	switch mode {
+	case sdn.MultipathSpread:
+		return fmt.Sprintf("multipath (spread) over %d routes %v: each key along one of them, one-time pad per hop", len(ps), ps)
+	case sdn.MultipathSplit:
+		return fmt.Sprintf("multipath (split) over %d node-disjoint routes %v: each key the XOR of one share per route,\n  so no single intermediate node learns it; one-time pad per hop", len(ps), ps)
+	}
+	return fmt.Sprintf("relayed over %d hops %v, one-time pad per hop", len(ps[0])-1, ps[0])
 }
 
 func nodeURL(info netsim.Info, sae netsim.SAEInfo) string {
@@ -176,8 +200,8 @@ func demoPair(ctx context.Context, out io.Writer, n *netsim.Network, master, sla
 		return fmt.Errorf("enc_keys: %w", err)
 	}
 	how := "neighbours: keys from their QKD link"
-	if r, ok := n.Route(master.ID, slave.ID); ok {
-		how = fmt.Sprintf("relayed over %d hops %v, one-time pad per hop", len(r)-1, r)
+	if ps, mode, ok := n.Paths(master.ID, slave.ID); ok {
+		how = relayedHow(ps, mode)
 	}
 	if hybrid {
 		how += ";\n  post-quantum hybrid keys: relayed key combined with an ML-KEM-768 secret of the two end KMSes,\n  every forwarding step signed with ML-DSA-65 and checked against the configured route"

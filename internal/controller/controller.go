@@ -108,6 +108,34 @@ func (c *Controller) Route(master qkd.SAEID, slaves ...qkd.SAEID) ([]qkd.NodeID,
 	return slices.Clone(st.Route.Paths[0].Nodes), true
 }
 
+// Paths returns the paths of the key stream of a pair now (several for a
+// multipath stream) and its multipath mode ("" for one route;
+// sdn.MultipathSpread or sdn.MultipathSplit).
+func (c *Controller) Paths(master qkd.SAEID, slaves ...qkd.SAEID) ([][]qkd.NodeID, string, bool) {
+	c.mu.Lock()
+	id, ok := c.pairs[qkd.PairName(master, slaves)]
+	c.mu.Unlock()
+	if !ok {
+		return nil, "", false
+	}
+	st, ok := c.sdn.Stream(id)
+	if !ok || len(st.Route.Paths) == 0 {
+		return nil, "", false
+	}
+	var out [][]qkd.NodeID
+	for _, p := range st.Route.Paths {
+		out = append(out, slices.Clone(p.Nodes))
+	}
+	mode := ""
+	switch {
+	case st.Route.Multipath && st.Route.Options.Split:
+		mode = sdn.MultipathSplit
+	case st.Route.Multipath:
+		mode = sdn.MultipathSpread
+	}
+	return out, mode, true
+}
+
 // Notifications returns the recorded notifications, oldest first.
 func (c *Controller) Notifications() []Notification {
 	c.mu.Lock()

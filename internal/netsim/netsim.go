@@ -320,6 +320,12 @@ func (n *Network) Route(master, slave qkd.SAEID) ([]qkd.NodeID, bool) {
 	return n.ctrl.Route(master, slave)
 }
 
+// Paths returns the paths of a pair's key stream and its multipath mode
+// (Controller.Paths).
+func (n *Network) Paths(master, slave qkd.SAEID) ([][]qkd.NodeID, string, bool) {
+	return n.ctrl.Paths(master, slave)
+}
+
 // StopNode stops one node (its KMS, servers and agent), as if its process
 // died, and returns once it stopped. Its QKD link simulators keep running.
 func (n *Network) StopNode(id qkd.NodeID) {
