@@ -31,7 +31,8 @@ import (
 //     by the destination, which reports it to the controller through its
 //     agent (QUICKS notification/event 1004).
 func TestHybridRing5(t *testing.T) {
-	n := startNet(t, "ring5.json", nil, func(c *config.Config) { c.Hybrid.Mode = config.HybridOn })
+	// One route per stream: the test diverts it behind the controller's back.
+	n := startNet(t, "ring5.json", nil, func(c *config.Config) { c.Hybrid.Mode = config.HybridOn; c.Keys.Multipath = config.MultipathOff })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	client := func(id qkd.SAEID) *sae.Client {
@@ -158,7 +159,8 @@ func rejectedAt(m *telemetry.Metrics) float64 {
 // nodes reload the list, and the destination refuses keys whose path B
 // signed, until the stream takes another route.
 func TestHybridRevokedNode(t *testing.T) {
-	n := startNet(t, "ring5.json", nil, func(c *config.Config) { c.Hybrid.Mode = config.HybridOn })
+	// One route per stream: the test diverts it behind the controller's back.
+	n := startNet(t, "ring5.json", nil, func(c *config.Config) { c.Hybrid.Mode = config.HybridOn; c.Keys.Multipath = config.MultipathOff })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	s := saeOf(n.Info, "SAE_A1")
