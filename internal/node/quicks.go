@@ -40,6 +40,11 @@ const ExtRelayOTPHopByHop = "relay:otp_hop_by_hop"
 // slaves on several nodes, the same keys relayed to each.
 const ExtRelayMulticast = "relay:multicast"
 
+// ExtRelayMultipath: the relay engine takes multipath key streams
+// (QUICKS link/relay qkms_multipath): keys spread over several paths or
+// XOR-split over node-disjoint ones (docs/relay-design.md "Multipath relay").
+const ExtRelayMultipath = "relay:multipath"
+
 // ---------------------------------------------------------------------------
 // Node state (QUICKS monitor/status, control/status)
 
@@ -276,7 +281,7 @@ func (b *quicksBackend) extensions() []string {
 		out = append(out, quicks.ExtITSMACPoly1305)
 	}
 	sort.Strings(out)
-	out = append(out, ExtRelayOTPHopByHop, ExtRelayMulticast)
+	out = append(out, ExtRelayOTPHopByHop, ExtRelayMulticast, ExtRelayMultipath)
 	if e := b.n.hybridExtension(); e != "" {
 		out = append(out, e)
 	}

@@ -170,7 +170,7 @@ func TestQUICKSMonitor(t *testing.T) {
 	if caps["key_relay_support"] != true || !slices.Equal(toStrings(caps["app_api_support"]), []string{"etsi_014"}) {
 		t.Errorf("capabilities = %s", r.body)
 	}
-	if ext := toStrings(caps["capabilities_extension"]); !slices.Equal(ext, []string{"its_mac:poly1305", "relay:otp_hop_by_hop", "relay:multicast", "hybrid_pqc:ML-KEM-768,ML-DSA-65,xor-shake256"}) {
+	if ext := toStrings(caps["capabilities_extension"]); !slices.Equal(ext, []string{"its_mac:poly1305", "relay:otp_hop_by_hop", "relay:multicast", "relay:multipath", "hybrid_pqc:ML-KEM-768,ML-DSA-65,xor-shake256"}) {
 		t.Errorf("capabilities_extension = %v", ext)
 	}
 	info, _ := caps["etsi_014_info"].(map[string]any)
