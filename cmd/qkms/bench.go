@@ -44,7 +44,7 @@ func benchCmd() *cobra.Command {
 	cmd.Flags().IntSliceVar(&clients, "clients", []int{1, 8}, "concurrent clients (keep-alive connections)")
 	cmd.Flags().IntVar(&runs, "runs", 3, "alternating runs per measurement (medians are reported)")
 	cmd.Flags().Float64Var(&scale, "scale", 400, "multiply the link rate (50 kbit/s in line2) by this")
-	cmd.AddCommand(benchRelayCmd(), benchPairCmd(), benchIngestCmd())
+	cmd.AddCommand(benchRelayCmd(), benchPairCmd(), benchIngestCmd(), benchScaleCmd())
 	return cmd
 }
 

@@ -217,6 +217,13 @@ func (c *Controller) multipath(w *weights, r *Route, s, d int) error {
 		return fmt.Errorf("%w: every route from %s to %s is saturated", ErrNoRoute, c.g.ids[s], c.g.ids[d])
 	}
 	fps := w.g.decompose(s, d, f)
+	if len(fps) > maxSpreadPaths { // fewest hops first: the longest detours go
+		fps = fps[:maxSpreadPaths]
+		total = 0
+		for _, fp := range fps {
+			total += fp.rate
+		}
+	}
 	if len(fps) <= 1 {
 		return c.tree(w, r, s, []int{d})
 	}
@@ -240,6 +247,11 @@ func (c *Controller) multipath(w *weights, r *Route, s, d int) error {
 	}
 	return nil
 }
+
+// maxSpreadPaths bounds the paths of a spread stream: each costs a
+// forwarding entry at every node on it and a configuration push to each,
+// and the max-flow's last paths are its longest and narrowest.
+const maxSpreadPaths = 8
 
 // splitPaths is the number of node-disjoint paths a split stream takes:
 // two, the fewest that keep its keys from every single node; each more
