@@ -47,15 +47,12 @@ func benchMultipath(ctx context.Context, out io.Writer, o relayBenchOptions) err
 		{file: "metro-mesh-9.json", scale: o.meshScale, master: "SAE_S4_1", slave: "SAE_S6_1"},
 	}
 	var rows []multipathRow
+	// A fresh network for every pair and mode: links store what they
+	// produce until a pair draws on them, and a pair measured later would
+	// spend what its links stored meanwhile.
 	for _, mode := range multipathModes {
-		for _, file := range []string{"ring5.json", "metro-mesh-9.json"} {
-			var mine []multipathCase
-			for _, c := range cases {
-				if c.file == file {
-					mine = append(mine, c)
-				}
-			}
-			raw, err := builtinTopologies.ReadFile("topologies/" + file)
+		for _, c := range cases {
+			raw, err := builtinTopologies.ReadFile("topologies/" + c.file)
 			if err != nil {
 				return err
 			}
@@ -63,25 +60,22 @@ func benchMultipath(ctx context.Context, out io.Writer, o relayBenchOptions) err
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "\n== multipath: %s, keys.multipath %s ==\n", t.Name, mode)
-			rn, err := upRelayNet(ctx, out, t, mine[0].scale, o.keepDir, func(c *config.Config) {
-				c.Keys.Prereserve = 0
-				c.Keys.RelayAhead = config.Duration(o.ahead)
-				c.Keys.Multipath = mode
+			fmt.Fprintf(out, "\n== multipath: %s %s→%s, keys.multipath %s ==\n", t.Name, c.master, c.slave, mode)
+			rn, err := upRelayNet(ctx, out, t, c.scale, o.keepDir, func(cfg *config.Config) {
+				cfg.Keys.Prereserve = 0
+				cfg.Keys.RelayAhead = config.Duration(o.ahead)
+				cfg.Keys.Multipath = mode
 			})
 			if err != nil {
 				return err
 			}
-			for _, c := range mine {
-				r, err := multipathPair(ctx, out, rn, o, c, t)
-				if err != nil {
-					rn.close()
-					return err
-				}
-				r.mode = mode
-				rows = append(rows, r)
-			}
+			r, err := multipathPair(ctx, out, rn, o, c, t)
 			rn.close()
+			if err != nil {
+				return err
+			}
+			r.mode = mode
+			rows = append(rows, r)
 		}
 	}
 	fmt.Fprintf(out, "\n== multipath summary (%v windows, %d clients × enc_keys number=%d size=%d, every key compared at both ends) ==\n",
