@@ -31,6 +31,7 @@ type simOptions struct {
 	jsonFile   string
 	svgFile    string
 	keep       bool
+	dir        string
 }
 
 // Defaults of the full campaign, sized to a 2-core machine (about
@@ -122,6 +123,7 @@ func simCmd() *cobra.Command {
 	f.BoolVar(&o.quick, "quick", false, "a small fast run: star and ring, N = 5, 4 pairs, 1 s warm-up, 3 s windows (flags given explicitly still apply)")
 	f.StringVar(&o.jsonFile, "json", "", "write the report as JSON to this file")
 	f.StringVar(&o.svgFile, "svg", "", "write an SVG chart (delivered rate per pair against its max-flow bound) to this file")
+	f.StringVar(&o.dir, "dir", "", "make the networks' directories (key stores included) under this directory (default: the system's temporary directory; a tmpfs such as /dev/shm takes the disk out of the measurement)")
 	f.BoolVar(&o.keep, "keep", false, "keep the networks' directories (configs, qkms.log)")
 	return cmd
 }
@@ -171,7 +173,7 @@ func runSim(ctx context.Context, out, progress io.Writer, o simOptions) error {
 	}
 	start := time.Now()
 	r, err := sim.Run(ctx, sim.Options{Networks: nws, Seed: o.seed, Pairs: o.pairs, Warmup: o.warmup, Duration: o.duration,
-		Scale: o.scale, Number: o.number, Clients: o.clients, Progress: progress, Keep: o.keep})
+		Scale: o.scale, Number: o.number, Clients: o.clients, Progress: progress, Dir: o.dir, Keep: o.keep})
 	if r != nil && len(r.Networks) > 0 {
 		if werr := writeSimReport(out, r, o); werr != nil && err == nil {
 			err = werr

@@ -44,6 +44,10 @@ type Options struct {
 	Clients          int     // closed-loop clients per pair (default 2)
 	// Progress gets one line per phase and network (nil: none).
 	Progress io.Writer
+	// Dir is where each network's directory is made (default: the
+	// system's temporary directory). Every node's key store lives there:
+	// on a tmpfs its writes cost no disk I/O.
+	Dir string
 	// Keep keeps each network's directory (configs, qkms.log).
 	Keep bool
 	// SetupTimeout bounds the first exchange of every pair (default 1 min).
@@ -117,7 +121,7 @@ func runNetwork(ctx context.Context, o Options, nw Network) (*NetResult, error) 
 	if res.N == 0 {
 		res.N = res.Nodes
 	}
-	dir, err := os.MkdirTemp("", "qkms-sim-")
+	dir, err := os.MkdirTemp(o.Dir, "qkms-sim-")
 	if err != nil {
 		return nil, err
 	}
