@@ -178,10 +178,11 @@ func runNetwork(ctx context.Context, o Options, nw Network) (*NetResult, error) 
 		})
 	}
 	pace(o.Warmup, make([]pairLoad, len(pairs)), &phase{})
+	// Rates are over the window: the offers all fall in it, and the
+	// exchanges still out at its end are waited for and counted.
 	paced, pph := make([]pairLoad, len(pairs)), &phase{}
-	pStart := time.Now()
 	pace(o.Duration, paced, pph)
-	res.Paced = summarise(pairs, paced, pph, time.Since(pStart), true)
+	res.Paced = summarise(pairs, paced, pph, o.Duration, true)
 	for i := range res.Pairs {
 		res.Pairs[i].Paced = pairResult(pairs[i], &paced[i], o.Duration, true)
 	}
@@ -198,11 +199,11 @@ func runNetwork(ctx context.Context, o Options, nw Network) (*NetResult, error) 
 	drive(o.Warmup, make([]pairLoad, len(pairs)), &phase{})
 	sat, sph := make([]pairLoad, len(pairs)), &phase{}
 	from := time.Now()
+	to := from.Add(o.Duration)
 	drive(o.Duration, sat, sph)
-	to := time.Now()
-	res.Saturated = summarise(pairs, sat, sph, to.Sub(from), false)
+	res.Saturated = summarise(pairs, sat, sph, o.Duration, false)
 	for i := range res.Pairs {
-		res.Pairs[i].Saturated = pairResult(pairs[i], &sat[i], to.Sub(from), false)
+		res.Pairs[i].Saturated = pairResult(pairs[i], &sat[i], o.Duration, false)
 	}
 	if err := utilisation(ctx, n, op, st, res, from, to); err != nil {
 		res.Notes = append(res.Notes, "fibre utilisation: "+err.Error())
