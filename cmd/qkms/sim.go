@@ -74,11 +74,17 @@ Columns: served/offered (paced), enc_keys p50/p99; saturated keys/s and /Σshare
 rate over every link (dkms's Σtaken/Σcap), util routes = the same over the pairs' route
 links, Jain of keys served per pair, worst pair / uniform share.
 
-Reproduce a row: the default campaign is every row of docs/performance.md's table
-  qkms sim --json sim.json --svg sim.svg
-and one row alone is the same flags with one family and one N, e.g.
-  qkms sim --families ring --nodes 20
-(the pairs and the random families depend only on --seed, the family and N).`
+Reproduce a row: the table of docs/performance.md is the default campaign, run as
+  qkms sim --dir /dev/shm --json sim.json --svg sim.svg
+(the key stores on a tmpfs), and any one row of it is the same flags with that row's family
+and N, e.g. the row ring-20:
+  qkms sim --dir /dev/shm --families ring --nodes 20
+The topology and the pairs depend only on --seed, the family and N, so a row run alone
+loads the same pairs over the same links; the measured figures depend on the machine (run
+nothing else beside it), the ratio columns far less than the absolute ones.
+  --quick                       star and ring at N = 5 in about 30 s
+  --families ring5,metro-mesh-9 the built-in topologies instead of generated ones
+  --nodes 10,20,…,100           dkms's sizes (N = 100 needs minutes per network here)`
 
 func simCmd() *cobra.Command {
 	var o simOptions
