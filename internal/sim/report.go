@@ -53,6 +53,7 @@ type NetResult struct {
 	Nodes         int     `json:"nodes"`
 	Links         int     `json:"links"`
 	UpSeconds     float64 `json:"up_s"`
+	WallSeconds   float64 `json:"wall_s"` // the network's whole run, up to stopped
 	MeanRouteHops float64 `json:"mean_route_hops"`
 	// Paced: every pair offered half its share bound (Pair.ShareBps).
 	Paced PhaseResult `json:"paced"`

@@ -83,10 +83,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			Scale: o.Scale, Number: o.Number, Clients: o.Clients, LinkRateBps: LinkRate(UniformKM) * o.Scale}}
 	for i, nw := range o.Networks {
 		fmt.Fprintf(o.Progress, "sim [%d/%d] %s: %d nodes, %d links\n", i+1, len(o.Networks), nw.Topology.Name, len(nw.Topology.Nodes), len(nw.Topology.Links))
+		start := time.Now()
 		res, err := runNetwork(ctx, o, nw)
 		if err != nil {
 			return r, fmt.Errorf("%s: %w", nw.Topology.Name, err)
 		}
+		res.WallSeconds = round3(time.Since(start).Seconds())
+		fmt.Fprintf(o.Progress, "  %s done in %.0fs (network stopped)\n", nw.Topology.Name, res.WallSeconds)
 		r.Networks = append(r.Networks, *res)
 	}
 	return r, nil
