@@ -28,7 +28,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), controllerCmd(), app004Cmd(), qkdSimCmd(), pkiCmd(), netCmd(), demoCmd(), benchCmd(), zeroizeCmd(), versionCmd())
+	root.AddCommand(serveCmd(), controllerCmd(), app004Cmd(), qkdSimCmd(), pkiCmd(), netCmd(), demoCmd(), benchCmd(), simCmd(), zeroizeCmd(), versionCmd())
 	var profile string
 	var stopProfile func()
 	root.PersistentFlags().StringVar(&profile, "cpuprofile", "", "write a CPU profile of the command (a bench or net up runs its whole network in this process) to this file, for go tool pprof")

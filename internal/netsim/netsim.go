@@ -424,3 +424,7 @@ func randomFile(path string, size int) error {
 	}
 	return f.Close()
 }
+
+// LinkUUID is the QUICKS link_id of a topology link (the same at both
+// ends), for reading its link/performance from outside the node package.
+func LinkUUID(id qkd.LinkID) string { return node.LinkUUID(id) }
