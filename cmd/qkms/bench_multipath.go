@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/qkms/qkms/internal/bench"
@@ -50,8 +51,14 @@ func benchMultipath(ctx context.Context, out io.Writer, o relayBenchOptions) err
 	// A fresh network for every pair and mode: links store what they
 	// produce until a pair draws on them, and a pair measured later would
 	// spend what its links stored meanwhile.
-	for _, mode := range multipathModes {
+	for _, mode := range o.modes {
+		if !slices.Contains(multipathModes, mode) {
+			return fmt.Errorf("--modes: unknown mode %q (off, spread, split)", mode)
+		}
 		for _, c := range cases {
+			if len(o.mpPairs) > 0 && !slices.Contains(o.mpPairs, string(c.master)) {
+				continue
+			}
 			raw, err := builtinTopologies.ReadFile("topologies/" + c.file)
 			if err != nil {
 				return err

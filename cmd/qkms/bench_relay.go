@@ -28,6 +28,8 @@ type relayBenchOptions struct {
 	chainFile  string
 	ringScale  float64
 	meshScale  float64
+	modes      []string // multipath part: keys.multipath values
+	mpPairs    []string // multipath part: masters of the pairs to run ("": all)
 	chainScale float64
 	idle       time.Duration
 	warmup     time.Duration
@@ -65,6 +67,8 @@ func benchRelayCmd() *cobra.Command {
 	f.StringVar(&o.chainFile, "chain-topology", "", "the Beijing–Shanghai backbone topology file (default: the built-in copy, cmd/qkms/topologies/cn-beijing-shanghai-backbone.json)")
 	f.Float64Var(&o.ringScale, "ring-scale", 4, "multiply ring5's link rates by this")
 	f.Float64Var(&o.meshScale, "mesh-scale", 1, "multiply metro-mesh-9's link rates by this (multipath part)")
+	f.StringSliceVar(&o.modes, "modes", []string{"off", "spread", "split"}, "multipath part: the keys.multipath settings to compare")
+	f.StringSliceVar(&o.mpPairs, "pairs", nil, "multipath part: only the pairs whose master is listed (SAE_A1: ring5 A→C; SAE_S2_1, SAE_S4_1: metro-mesh-9's min-cut pairs)")
 	f.Float64Var(&o.chainScale, "chain-scale", 4, "multiply the backbone's link rates by this")
 	f.DurationVar(&o.ahead, "relay-ahead", 2*time.Second, "keys.relay_ahead of the ring5 network's nodes (the default; 0: every enc_keys relays on demand)")
 	f.DurationVar(&o.chainAhead, "chain-relay-ahead", 0, "keys.relay_ahead of the chain's nodes (0, the default here: every enc_keys relays on demand, which is what the latency row measures; the node's default 2s measures the relayed pair served from its relay-ahead pool)")
