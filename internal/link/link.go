@@ -84,8 +84,17 @@ type Options struct {
 	// must use the same. Ignored for Poly1305.
 	MACEpoch int
 
-	BatchBlocks    int           // blocks per new_key_batch (default 16)
-	BatchDelay     time.Duration // max wait for a full batch (default 4s; the first batch of a link goes at once)
+	BatchBlocks int           // blocks per new_key_batch (default 16)
+	BatchDelay  time.Duration // max wait for a full batch while the link is low on material (default 4s; the first batch of a link goes at once)
+	// IdleBatchDelay is the max wait for a full batch while the link
+	// holds at least MaterialLowWater bytes of confirmed material (default
+	// 4 × BatchDelay): an idle link confirms its blocks in full batches,
+	// a few store transactions and one round trip per BatchBlocks blocks.
+	IdleBatchDelay time.Duration
+	// MaterialLowWater: below this many bytes of confirmed material the
+	// link confirms with BatchDelay (default 4 MAC slot refills, 64 KiB
+	// with the default SlotRefill).
+	MaterialLowWater int64
 	SlotLowWater   int           // refill own MAC slots below this (default 32)
 	SlotRefill     int           // slots per make_keys_internal (default 256)
 	StatusInterval time.Duration // get_status period (default 30s)
@@ -114,6 +123,10 @@ func (o *Options) defaults() {
 	def(&o.SlotLowWater, 32)
 	def(&o.SlotRefill, 256)
 	defd(&o.BatchDelay, 4*time.Second)
+	defd(&o.IdleBatchDelay, 4*o.BatchDelay)
+	if o.MaterialLowWater <= 0 {
+		o.MaterialLowWater = int64(4 * o.SlotRefill * keystore.SlotSize)
+	}
 	defd(&o.StatusInterval, 30*time.Second)
 	defd(&o.CallTimeout, 5*time.Second)
 	defd(&o.RelayTimeout, 30*time.Second)
@@ -146,6 +159,10 @@ type Link struct {
 	parity int // index parity of the blocks this end allocates from
 
 	wakeConfirm chan struct{}
+	// unbatched counts the blocks ingested since the confirm loop last
+	// looked (leader only): Ingest wakes the loop only for the first of
+	// them and once a full batch is there, not for every block.
+	unbatched atomic.Int64
 	wakeOutbox  chan struct{}
 	wakeSlots   chan struct{}
 	// queued estimates the outbox entries other than MAC slot refills
@@ -313,7 +330,9 @@ func (l *Link) Ingest(ctx context.Context, index uint64, data secret.Bytes) erro
 		return fmt.Errorf("link %s: store block %d: %w", l.o.ID, index, err)
 	}
 	if l.leader {
-		poke(l.wakeConfirm)
+		if n := l.unbatched.Add(1); n == 1 || n >= int64(l.o.BatchBlocks) {
+			poke(l.wakeConfirm)
+		}
 	}
 	return nil
 }
