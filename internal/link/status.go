@@ -13,9 +13,11 @@ import (
 func (l *Link) statusLoop(ctx context.Context) {
 	t := time.NewTicker(l.o.StatusInterval)
 	defer t.Stop()
-	for {
-		if err := l.pollStatus(ctx); err != nil {
-			l.log.Debug("get_status", "err", err)
+	for first := true; ; first = false {
+		if first || l.statusDue() {
+			if err := l.pollStatus(ctx); err != nil {
+				l.log.Debug("get_status", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -23,6 +25,19 @@ func (l *Link) statusLoop(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// statusDue reports whether get_status should be sent after the first
+// (which each end sends when it starts): not while a
+// verified message from the peer (a reply, or a request of its own: a
+// key batch, a slot refill) came within the last StatusInterval. An
+// active link thus spends no MAC slot and no round trip on polling; a
+// peer that falls silent, or was zeroised (it can tag nothing any
+// more), is asked within two intervals.
+func (l *Link) statusDue() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.peer.LastSeen.IsZero() || l.peer.Err != "" || l.o.Now().Sub(l.peer.LastSeen) >= l.o.StatusInterval
 }
 
 func (l *Link) pollStatus(ctx context.Context) error {
