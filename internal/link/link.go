@@ -92,7 +92,7 @@ type Options struct {
 	// a few store transactions and one round trip per BatchBlocks blocks.
 	IdleBatchDelay time.Duration
 	// MaterialLowWater: below this many bytes of confirmed material the
-	// link confirms with BatchDelay (default 4 MAC slot refills, 64 KiB
+	// link confirms with BatchDelay (default one MAC slot refill, 16 KiB
 	// with the default SlotRefill).
 	MaterialLowWater int64
 	SlotLowWater   int           // refill own MAC slots below this (default 32)
@@ -125,7 +125,7 @@ func (o *Options) defaults() {
 	defd(&o.BatchDelay, 4*time.Second)
 	defd(&o.IdleBatchDelay, 4*o.BatchDelay)
 	if o.MaterialLowWater <= 0 {
-		o.MaterialLowWater = int64(4 * o.SlotRefill * keystore.SlotSize)
+		o.MaterialLowWater = int64(o.SlotRefill * keystore.SlotSize)
 	}
 	defd(&o.StatusInterval, 30*time.Second)
 	defd(&o.CallTimeout, 5*time.Second)
