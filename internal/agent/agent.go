@@ -80,6 +80,8 @@ type Agent struct {
 	// links' performance; sentAt when it went (zero: none yet).
 	sent   controller.NodeReport
 	sentAt time.Time
+	// state is the KMS's status as last read.
+	state quicks.State
 
 	// applyMu serialises configurations: installed is what the KMS holds.
 	applyMu   sync.Mutex
@@ -205,9 +207,17 @@ var qkdnStatus = map[quicks.State]string{
 func (a *Agent) report(ctx context.Context, force bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := a.o.KMS.Status(ctx, false)
-	if err != nil {
-		return fmt.Errorf("KMS status: %w", err)
+	now := a.o.Now()
+	// The KMS notifies a change of its status (NotifyStatus wakes the
+	// loop with force), so it is read for a forced report and with the
+	// heartbeat only; its QKD devices, which change without notice, at
+	// every look.
+	if force || a.state == "" || a.beat(now) {
+		st, err := a.o.KMS.Status(ctx, false)
+		if err != nil {
+			return fmt.Errorf("KMS status: %w", err)
+		}
+		a.state = st.State
 	}
 	a.reports++
 	full := a.caps == nil || a.reports%fullReportEvery == 1
@@ -223,7 +233,7 @@ func (a *Agent) report(ctx context.Context, force bool) error {
 	if err != nil {
 		return fmt.Errorf("KMS devices: %w", err)
 	}
-	node := sdn.QKDNode{ID: string(a.o.Node), Status: qkdnStatus[st.State],
+	node := sdn.QKDNode{ID: string(a.o.Node), Status: qkdnStatus[a.state],
 		Capabilities: &sdn.QKDNodeCapabilities{LinkStatsSupport: true, KeyRelayModeEnable: caps.KeyRelaySupport}}
 	var links []sdn.QKDLink
 	for _, d := range devs.QKDDevices {
@@ -250,7 +260,6 @@ func (a *Agent) report(ctx context.Context, force bool) error {
 		rep.Agent.ETSI014 = &controller.Limits{KMEID: e.KMSID, KeySize: e.KeySize, MaxKeyCount: e.MaxKeyCount,
 			MaxKeyPerRequest: e.MaxKeyPerRequest, MaxKeySize: e.MaxKeySize, MinKeySize: e.MinKeySize, MaxSAEIDCount: e.MaxSAEIDCount}
 	}
-	now := a.o.Now()
 	if !force && !a.due(rep, now) {
 		return nil
 	}
@@ -265,7 +274,13 @@ func (a *Agent) report(ctx context.Context, force bool) error {
 // due reports whether rep goes to the controller now, unasked: the first
 // report, one that changed, or the heartbeat.
 func (a *Agent) due(rep controller.NodeReport, now time.Time) bool {
-	return a.sentAt.IsZero() || now.Sub(a.sentAt) >= a.o.Heartbeat || !sameReport(a.sent, rep)
+	return a.beat(now) || !sameReport(a.sent, rep)
+}
+
+// beat reports whether the heartbeat is due: no report yet, or none for
+// a heartbeat.
+func (a *Agent) beat(now time.Time) bool {
+	return a.sentAt.IsZero() || now.Sub(a.sentAt) >= a.o.Heartbeat
 }
 
 // sameReport reports whether r says what sent (a report without
