@@ -79,7 +79,7 @@ func controllerCmd() *cobra.Command {
 	f.StringVar(&key, "key", "", "controller private key (PEM)")
 	f.StringVar(&operatorCN, "operator-cn", "operator", "CN of the operator's client certificate")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
-	f.DurationVar(&nodeTimeout, "node-timeout", 5*time.Second, "take a node out of the routes when its agent has not reported for this long")
+	f.DurationVar(&nodeTimeout, "node-timeout", controller.DefaultNodeTimeout, "take a node out of the routes when its agent has not reported for this long (keep it well above the agents' heartbeat, 3 s)")
 	for _, r := range []string{"topology", "ca", "cert", "key"} {
 		_ = cmd.MarkFlagRequired(r)
 	}

@@ -5,8 +5,13 @@ package main
 
 import (
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
-	"runtime/pprof"
+	runpprof "runtime/pprof"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -29,10 +34,16 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCmd(), controllerCmd(), app004Cmd(), qkdSimCmd(), pkiCmd(), netCmd(), demoCmd(), benchCmd(), simCmd(), zeroizeCmd(), versionCmd())
-	var profile string
+	var profile, pprofAddr string
 	var stopProfile func()
 	root.PersistentFlags().StringVar(&profile, "cpuprofile", "", "write a CPU profile of the command (a bench or net up runs its whole network in this process) to this file, for go tool pprof")
+	root.PersistentFlags().StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060) while the command runs: profiles of a running network, goroutine counts")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if pprofAddr != "" {
+			if err := servePprof(pprofAddr); err != nil {
+				return err
+			}
+		}
 		if profile == "" {
 			return nil
 		}
@@ -40,11 +51,11 @@ func rootCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
+		if err := runpprof.StartCPUProfile(f); err != nil {
 			f.Close()
 			return err
 		}
-		stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+		stopProfile = func() { runpprof.StopCPUProfile(); f.Close() }
 		return nil
 	}
 	root.PersistentPostRun = func(*cobra.Command, []string) {
@@ -64,4 +75,28 @@ func versionCmd() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), "qkms", version)
 		},
 	}
+}
+
+// servePprof serves the runtime profiles on a loopback address only: they
+// show stacks and heap, never meant for the network.
+func servePprof(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--pprof: %w", err)
+	}
+	if ip := net.ParseIP(host); !strings.EqualFold(host, "localhost") && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("--pprof: %s is not a loopback address", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return nil
 }

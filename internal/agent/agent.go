@@ -17,6 +17,7 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -47,9 +48,18 @@ type Options struct {
 	// agent API), ControllerCN the controller's (allowed to push
 	// configurations), OperatorCN the operator's (allowed on both).
 	KMSCN, ControllerCN, OperatorCN string
-	// Interval between reports (default 1 s).
+	// Interval between looks at the KMS (default 1 s): a change of what
+	// the agent reports (the node's status, a link's status) is reported
+	// at once.
 	Interval time.Duration
-	Logger   *slog.Logger
+	// Heartbeat is the longest time between two reports while nothing
+	// changes (default 3 s, at least Interval); they also carry the links'
+	// performance. The controller's NodeTimeout (default 10 s) must stay
+	// well above it.
+	Heartbeat time.Duration
+	// Now is the heartbeat's clock (time.Now if nil).
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // Agent is one node's SDN agent.
@@ -66,6 +76,12 @@ type Agent struct {
 	reports uint64
 	caps    *quicks.Capabilities
 	perf    map[string]*sdn.QKDLinkPerformance
+	// sent is what the last report the controller took said, less the
+	// links' performance; sentAt when it went (zero: none yet).
+	sent   controller.NodeReport
+	sentAt time.Time
+	// state is the KMS's status as last read.
+	state quicks.State
 
 	// applyMu serialises configurations: installed is what the KMS holds.
 	applyMu   sync.Mutex
@@ -80,6 +96,13 @@ func New(o Options) (*Agent, error) {
 	}
 	if o.Interval <= 0 {
 		o.Interval = time.Second
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = DefaultHeartbeat
+	}
+	o.Heartbeat = max(o.Heartbeat, o.Interval)
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -137,20 +160,28 @@ func (a *Agent) putConfig(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// Run reports the node to the controller every interval (and at once when
-// the KMS notifies a change) until ctx ends.
+// DefaultHeartbeat is Options.Heartbeat's default.
+const DefaultHeartbeat = 3 * time.Second
+
+// Run looks at the KMS every interval and reports the node to the
+// controller when what it reports changed, at once when the KMS notifies
+// a change, and at least every heartbeat, until ctx ends. An idle node
+// thus costs the controller one report per heartbeat.
 func (a *Agent) Run(ctx context.Context) {
 	tick := time.NewTicker(a.o.Interval)
 	defer tick.Stop()
+	force := true
 	for {
-		if err := a.report(ctx); err != nil && ctx.Err() == nil {
+		if err := a.report(ctx, force); err != nil && ctx.Err() == nil {
 			a.log.Debug("agent: report failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			force = false
 		case <-a.wake:
+			force = true
 		}
 	}
 }
@@ -170,14 +201,23 @@ var qkdnStatus = map[quicks.State]string{
 	quicks.StateOnline: sdn.QKDNodeOperating, quicks.StateStopped: sdn.QKDNodeOut, quicks.StateOffline: sdn.QKDNodeDown,
 }
 
-// report builds the node's qkd_node from its KMS, sends it and applies the
-// configuration of the answer.
-func (a *Agent) report(ctx context.Context) error {
+// report builds the node's qkd_node from its KMS and, if force, if it
+// changed since the last report or if the heartbeat is due, sends it and
+// applies the configuration of the answer.
+func (a *Agent) report(ctx context.Context, force bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := a.o.KMS.Status(ctx, false)
-	if err != nil {
-		return fmt.Errorf("KMS status: %w", err)
+	now := a.o.Now()
+	// The KMS notifies a change of its status (NotifyStatus wakes the
+	// loop with force), so it is read for a forced report and with the
+	// heartbeat only; its QKD devices, which change without notice, at
+	// every look.
+	if force || a.state == "" || a.beat(now) {
+		st, err := a.o.KMS.Status(ctx, false)
+		if err != nil {
+			return fmt.Errorf("KMS status: %w", err)
+		}
+		a.state = st.State
 	}
 	a.reports++
 	full := a.caps == nil || a.reports%fullReportEvery == 1
@@ -193,7 +233,7 @@ func (a *Agent) report(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("KMS devices: %w", err)
 	}
-	node := sdn.QKDNode{ID: string(a.o.Node), Status: qkdnStatus[st.State],
+	node := sdn.QKDNode{ID: string(a.o.Node), Status: qkdnStatus[a.state],
 		Capabilities: &sdn.QKDNodeCapabilities{LinkStatsSupport: true, KeyRelayModeEnable: caps.KeyRelaySupport}}
 	var links []sdn.QKDLink
 	for _, d := range devs.QKDDevices {
@@ -220,11 +260,47 @@ func (a *Agent) report(ctx context.Context) error {
 		rep.Agent.ETSI014 = &controller.Limits{KMEID: e.KMSID, KeySize: e.KeySize, MaxKeyCount: e.MaxKeyCount,
 			MaxKeyPerRequest: e.MaxKeyPerRequest, MaxKeySize: e.MaxKeySize, MinKeySize: e.MinKeySize, MaxSAEIDCount: e.MaxSAEIDCount}
 	}
+	if !force && !a.due(rep, now) {
+		return nil
+	}
 	doc, err := a.o.Controller.Report(ctx, rep)
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
+	a.sent, a.sentAt = withoutPerformance(rep), now
 	return a.apply(ctx, doc)
+}
+
+// due reports whether rep goes to the controller now, unasked: the first
+// report, one that changed, or the heartbeat.
+func (a *Agent) due(rep controller.NodeReport, now time.Time) bool {
+	return a.beat(now) || !sameReport(a.sent, rep)
+}
+
+// beat reports whether the heartbeat is due: no report yet, or none for
+// a heartbeat.
+func (a *Agent) beat(now time.Time) bool {
+	return a.sentAt.IsZero() || now.Sub(a.sentAt) >= a.o.Heartbeat
+}
+
+// sameReport reports whether r says what sent (a report without
+// performance) said, performance aside: performance alone waits for the
+// heartbeat.
+func sameReport(sent, r controller.NodeReport) bool {
+	return reflect.DeepEqual(sent, withoutPerformance(r))
+}
+
+// withoutPerformance returns a copy of r whose links carry no performance.
+func withoutPerformance(r controller.NodeReport) controller.NodeReport {
+	if r.Node.Links == nil {
+		return r
+	}
+	links := slices.Clone(r.Node.Links.Links)
+	for i := range links {
+		links[i].Performance = nil
+	}
+	r.Node.Links = &sdn.QKDLinks{Links: links}
+	return r
 }
 
 // bits converts bytes/s to bit/s for ETSI 015.

@@ -31,12 +31,16 @@ type Options struct {
 	OperatorCN string
 	Logger     *slog.Logger
 	// NodeTimeout: a node whose agent has not reported for this long is
-	// taken out of the routes (default 5 s).
+	// taken out of the routes (default 10 s: an idle agent reports every
+	// agent.DefaultHeartbeat, 3 s, so three reports in a row must be lost).
 	NodeTimeout time.Duration
 	// PushTimeout bounds one configuration push to an agent (default 10 s).
 	PushTimeout time.Duration
 	Now         func() time.Time
 }
+
+// DefaultNodeTimeout is Options.NodeTimeout's default.
+const DefaultNodeTimeout = 10 * time.Second
 
 // Controller is the SDN controller service. Create it with New, serve its
 // Handler over mTLS and run Run for liveness checks.
@@ -68,7 +72,7 @@ func New(o Options) (*Controller, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.NodeTimeout <= 0 {
-		o.NodeTimeout = 5 * time.Second
+		o.NodeTimeout = DefaultNodeTimeout
 	}
 	if o.PushTimeout <= 0 {
 		o.PushTimeout = 10 * time.Second

@@ -310,23 +310,16 @@ func (l *Link) pendingInternal(ctx context.Context) (int64, error) {
 	return -1, nil
 }
 
-// slotLoop keeps this end's MAC slots above the low-water mark.
-func (l *Link) slotLoop(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-l.wakeSlots:
-		case <-t.C:
-		}
-		if int64(l.SlotsLeft())-l.queued.Load() >= int64(l.o.SlotLowWater+reserveSlots) || l.refillPending(ctx) {
-			continue
-		}
-		if err := l.refillSlots(ctx); err != nil {
-			l.log.Debug("refill MAC slots", "err", err)
-		}
+// keepSlots keeps this end's MAC slots above the low-water mark: it
+// queues a refill (make_keys_internal) when they fall below it and none
+// is pending. Run by the service loop when woken: a send took a slot
+// below the mark, a batch confirmed material, an entry waits for slots.
+func (l *Link) keepSlots(ctx context.Context) {
+	if int64(l.SlotsLeft())-l.queued.Load() >= int64(l.o.SlotLowWater+reserveSlots) || l.refillPending(ctx) {
+		return
+	}
+	if err := l.refillSlots(ctx); err != nil {
+		l.log.Debug("refill MAC slots", "err", err)
 	}
 }
 
@@ -366,45 +359,77 @@ func (l *Link) refillSlots(ctx context.Context) error {
 	return nil
 }
 
-// outboxLoop sends outbox entries in order until the peer has them.
-//
-// It looks at the outbox when woken (an entry was queued, the peer went
-// inactive) and, while entries wait, once a second; an empty outbox is not
-// polled: an idle link costs nothing here.
-func (l *Link) outboxLoop(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	backoff := l.o.RetryDelay
-	refusals := map[string]int{}
-	waiting := true // entries a restart left are sent at the first tick
+// serviceLoop is the link's one long-lived goroutine besides the leader's
+// confirm loop (confirm.go). It is woken by events and polls nothing on
+// an idle link:
+//   - MAC slots: keepSlots, whenever it wakes;
+//   - the outbox: it sends entries in order until the peer has them,
+//     woken when one is queued (or the peer went inactive), once a second
+//     while entries wait, and after a backoff (50 ms doubling to 2 s)
+//     when a send failed;
+//   - the peer's status: get_status when nothing verified came from the
+//     peer for a StatusInterval (statusDue).
+func (l *Link) serviceLoop(ctx context.Context) {
+	send := time.NewTimer(time.Second) // entries a restart left are sent after a second
+	defer send.Stop()
+	status := time.NewTicker(l.o.StatusInterval)
+	defer status.Stop()
+	ob := outboxState{backoff: l.o.RetryDelay, refusals: map[string]int{}}
 	for {
-		tick := t.C
-		if !waiting {
-			tick = nil
-		}
+		sendNow, statusNow := false, false
 		select {
 		case <-ctx.Done():
 			return
+		case <-l.wakeSlots:
 		case <-l.wakeOutbox:
-		case <-tick:
+			sendNow = !ob.retrying // a failed send waits for its backoff
+		case <-send.C:
+			sendNow, ob.retrying = true, false
+		case <-status.C:
+			statusNow = true
 		}
-		for {
-			more, left, err := l.sendOutbox(ctx, refusals)
-			if err != nil {
-				waiting = true
-				l.log.Debug("outbox", "err", err)
-				if !sleep(ctx, backoff) {
-					return
-				}
-				backoff = min(2*backoff, 2*time.Second)
-				continue
-			}
-			backoff = l.o.RetryDelay
-			waiting = left
-			if !more {
-				break
+		l.keepSlots(ctx)
+		if sendNow {
+			l.sendAll(ctx, send, &ob)
+		}
+		if statusNow && l.statusDue() {
+			if err := l.pollStatus(ctx); err != nil {
+				l.log.Debug("get_status", "err", err)
 			}
 		}
+	}
+}
+
+// outboxState is the service loop's outbox bookkeeping.
+type outboxState struct {
+	backoff  time.Duration  // the next failed send's wait
+	retrying bool           // a failed send waits for the send timer
+	refusals map[string]int // retry/conflict answers by entry
+}
+
+// sendAll sends outbox entries until none can go now, keeping the MAC
+// slots up between them; it sets the send timer for the entries that
+// wait (a second) or for the retry of a failed send (its backoff).
+func (l *Link) sendAll(ctx context.Context, send *time.Timer, ob *outboxState) {
+	for {
+		more, left, err := l.sendOutbox(ctx, ob.refusals)
+		if err != nil {
+			l.log.Debug("outbox", "err", err)
+			send.Reset(ob.backoff)
+			ob.backoff = min(2*ob.backoff, 2*time.Second)
+			ob.retrying = true
+			return
+		}
+		ob.backoff = l.o.RetryDelay
+		if !more {
+			if left {
+				send.Reset(time.Second)
+			} else {
+				send.Stop()
+			}
+			return
+		}
+		l.keepSlots(ctx)
 	}
 }
 

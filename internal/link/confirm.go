@@ -147,12 +147,17 @@ func (l *Link) buildBatch(ctx context.Context) (*fixedBatch, time.Duration, erro
 	// what keeps confirmation up with the module.
 	list, err := l.o.Store.ListBlocks(ctx, l.o.ID, keystore.BlockUnconfirmed, min(backlogBatches*l.o.BatchBlocks, maxBatch))
 	if err != nil || len(list) == 0 {
+		if err == nil {
+			l.unbatched.Store(0)
+		}
 		return nil, l.o.BatchDelay, err
 	}
-	// Batches are what the link pays MAC keys for: wait for a full one, or
-	// BatchDelay, unless the link has no usable material at all yet.
-	if age := l.o.Now().Sub(list[0].Arrived); len(list) < l.o.BatchBlocks && age < l.o.BatchDelay && l.hasMaterial(ctx) {
-		return nil, l.o.BatchDelay - age, nil
+	l.unbatched.Store(int64(len(list)))
+	// Batches are what the link pays MAC keys (and store transactions)
+	// for: wait for a full one, or the batch delay, unless the link has no
+	// usable material at all yet.
+	if age, delay := l.o.Now().Sub(list[0].Arrived), l.batchDelay(ctx); len(list) < l.o.BatchBlocks && age < delay {
+		return nil, delay - age, nil
 	}
 	indices := make([]uint64, len(list))
 	for i, b := range list {
@@ -298,10 +303,20 @@ func withFirst(first uint64, lost []uint64) []uint64 {
 	return out
 }
 
-// hasMaterial reports whether this link holds any confirmed material.
-func (l *Link) hasMaterial(ctx context.Context) bool {
+// batchDelay is how long a batch may wait to be full: not at all while
+// the link holds no confirmed material, BatchDelay while it holds less
+// than MaterialLowWater bytes, IdleBatchDelay above.
+func (l *Link) batchDelay(ctx context.Context) time.Duration {
 	st, err := l.o.Store.Stats(ctx, l.o.ID)
-	return err != nil || st.ConfirmedBytes[0]+st.ConfirmedBytes[1] > 0
+	switch have := st.ConfirmedBytes[0] + st.ConfirmedBytes[1]; {
+	case err != nil:
+		return l.o.BatchDelay
+	case have == 0:
+		return 0
+	case have < l.o.MaterialLowWater:
+		return l.o.BatchDelay
+	}
+	return l.o.IdleBatchDelay
 }
 
 // handleBatch (follower) checks a batch against its own blocks.

@@ -84,14 +84,23 @@ type Options struct {
 	// must use the same. Ignored for Poly1305.
 	MACEpoch int
 
-	BatchBlocks    int           // blocks per new_key_batch (default 16)
-	BatchDelay     time.Duration // max wait for a full batch (default 4s; the first batch of a link goes at once)
-	SlotLowWater   int           // refill own MAC slots below this (default 32)
-	SlotRefill     int           // slots per make_keys_internal (default 256)
-	StatusInterval time.Duration // get_status period (default 30s)
-	CallTimeout    time.Duration // per peer round trip (default 5s)
-	RelayTimeout   time.Duration // per forward_keys, which waits for the whole route (default 30s)
-	RetryDelay     time.Duration // first retry delay (default 50ms, doubling to 2s)
+	BatchBlocks int           // blocks per new_key_batch (default 16)
+	BatchDelay  time.Duration // max wait for a full batch while the link is low on material (default 4s; the first batch of a link goes at once)
+	// IdleBatchDelay is the max wait for a full batch while the link
+	// holds at least MaterialLowWater bytes of confirmed material (default
+	// 4 × BatchDelay): an idle link confirms its blocks in full batches,
+	// a few store transactions and one round trip per BatchBlocks blocks.
+	IdleBatchDelay time.Duration
+	// MaterialLowWater: below this many bytes of confirmed material the
+	// link confirms with BatchDelay (default one MAC slot refill, 16 KiB
+	// with the default SlotRefill).
+	MaterialLowWater int64
+	SlotLowWater     int           // refill own MAC slots below this (default 32)
+	SlotRefill       int           // slots per make_keys_internal (default 256)
+	StatusInterval   time.Duration // get_status period (default 30s)
+	CallTimeout      time.Duration // per peer round trip (default 5s)
+	RelayTimeout     time.Duration // per forward_keys, which waits for the whole route (default 30s)
+	RetryDelay       time.Duration // first retry delay (default 50ms, doubling to 2s)
 
 	Logger   *slog.Logger
 	Observer Observer
@@ -114,6 +123,10 @@ func (o *Options) defaults() {
 	def(&o.SlotLowWater, 32)
 	def(&o.SlotRefill, 256)
 	defd(&o.BatchDelay, 4*time.Second)
+	defd(&o.IdleBatchDelay, 4*o.BatchDelay)
+	if o.MaterialLowWater <= 0 {
+		o.MaterialLowWater = int64(o.SlotRefill * keystore.SlotSize)
+	}
 	defd(&o.StatusInterval, 30*time.Second)
 	defd(&o.CallTimeout, 5*time.Second)
 	defd(&o.RelayTimeout, 30*time.Second)
@@ -146,8 +159,12 @@ type Link struct {
 	parity int // index parity of the blocks this end allocates from
 
 	wakeConfirm chan struct{}
-	wakeOutbox  chan struct{}
-	wakeSlots   chan struct{}
+	// unbatched counts the blocks ingested since the confirm loop last
+	// looked (leader only): Ingest wakes the loop only for the first of
+	// them and once a full batch is there, not for every block.
+	unbatched  atomic.Int64
+	wakeOutbox chan struct{}
+	wakeSlots  chan struct{}
 	// queued estimates the outbox entries other than MAC slot refills
 	// that wait to be sent: each needs a MAC slot (sendOutbox sets it
 	// from the outbox, queueAndWait adds the entries it queues).
@@ -292,17 +309,27 @@ func (l *Link) initPSK(ctx context.Context) error {
 	return nil
 }
 
-// Start runs the link's loops until ctx ends.
+// Start runs the link until ctx ends: its service loop (MAC slots,
+// outbox, status), the leader's confirm loop, and the first get_status,
+// which ends once answered or failed.
 func (l *Link) Start(ctx context.Context) *sync.WaitGroup {
+	loops := []func(context.Context){l.serviceLoop, l.firstStatus}
+	if l.leader {
+		loops = append(loops, l.confirmLoop)
+	}
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context){l.confirmLoop, l.outboxLoop, l.slotLoop, l.statusLoop} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f(ctx)
-		}()
+	for _, f := range loops {
+		wg.Go(func() { f(ctx) })
 	}
 	return &wg
+}
+
+// firstStatus sends each end's first get_status, beside the service loop
+// (a peer not up yet would hold the loop for a call timeout).
+func (l *Link) firstStatus(ctx context.Context) {
+	if err := l.pollStatus(ctx); err != nil {
+		l.log.Debug("get_status", "err", err)
+	}
 }
 
 // Ingest stores a block pushed by the local QKD module.
@@ -313,7 +340,9 @@ func (l *Link) Ingest(ctx context.Context, index uint64, data secret.Bytes) erro
 		return fmt.Errorf("link %s: store block %d: %w", l.o.ID, index, err)
 	}
 	if l.leader {
-		poke(l.wakeConfirm)
+		if n := l.unbatched.Add(1); n == 1 || n >= int64(l.o.BatchBlocks) {
+			poke(l.wakeConfirm)
+		}
 	}
 	return nil
 }
@@ -341,18 +370,6 @@ func poke(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
 	default:
-	}
-}
-
-// sleep waits d or until ctx ends; false if ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -2,27 +2,22 @@ package link
 
 import (
 	"context"
-	"time"
 
 	"github.com/qkms/qkms/internal/kmsproto"
 	"github.com/qkms/qkms/internal/qkd"
 )
 
-// statusLoop asks the peer for its status now and then (get_status), so a
-// lost peer is noticed and reported.
-func (l *Link) statusLoop(ctx context.Context) {
-	t := time.NewTicker(l.o.StatusInterval)
-	defer t.Stop()
-	for {
-		if err := l.pollStatus(ctx); err != nil {
-			l.log.Debug("get_status", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+// statusDue reports whether get_status should be sent after the first
+// (which each end sends when it starts, Start): not while a
+// verified message from the peer (a reply, or a request of its own: a
+// key batch, a slot refill) came within the last StatusInterval. An
+// active link thus spends no MAC slot and no round trip on polling; a
+// peer that falls silent, or was zeroised (it can tag nothing any
+// more), is asked within two intervals.
+func (l *Link) statusDue() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.peer.LastSeen.IsZero() || l.peer.Err != "" || l.o.Now().Sub(l.peer.LastSeen) >= l.o.StatusInterval
 }
 
 func (l *Link) pollStatus(ctx context.Context) error {

@@ -360,7 +360,7 @@ func (n *Network) startController(ctx context.Context, ca *pki.CA) (string, erro
 	topo.Scale(n.o.Scale)
 	log := n.o.Logger.With("component", "controller")
 	n.ctrl, err = controller.New(controller.Options{Topology: &topo, ClientTLS: clientTLS, OperatorCN: operatorCN, Logger: log,
-		NodeTimeout: 10 * time.Second})
+		NodeTimeout: controller.DefaultNodeTimeout})
 	if err != nil {
 		return "", err
 	}

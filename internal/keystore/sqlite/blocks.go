@@ -25,8 +25,9 @@ func (s *Store) AddBlock(ctx context.Context, b keystore.Block) error {
 	}
 	return s.tx(ctx, func(tx *txn) error {
 		set := blockSet(b.Link)
-		if had, err := set.overlaps(ctx, tx, b.Index, b.Index); had || err != nil {
-			return err
+		lo, hi, ok, err := set.last(ctx, tx, b.Index)
+		if err != nil || (ok && hi >= b.Index) {
+			return err // an error, or a block seen before: nothing changes
 		}
 		data, err := s.ring.Seal(s.rand, s.ring.Current(), b.Data.Expose(), adBlock(b.Link, b.Index, 0))
 		if err != nil {
@@ -39,7 +40,7 @@ func (s *Store) AddBlock(ctx context.Context, b keystore.Block) error {
 			return fmt.Errorf("keystore/sqlite: add block: %w", err)
 		}
 		tx.blockAdded(b.Link, b.Index, b.Data.Len())
-		return set.add(ctx, tx, b.Index, b.Index)
+		return set.addOne(ctx, tx, b.Index, lo, hi, ok)
 	})
 }
 

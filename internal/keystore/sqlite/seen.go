@@ -81,6 +81,42 @@ func (n seenSet) add(ctx context.Context, q querier, from, to uint64) error {
 	return nil
 }
 
+// addOne adds x, which must not be in the set, given what last(x)
+// returned (the range [lo, hi] with the highest lo <= x, if ok): a block
+// arriving after the one before it extends that range with one UPDATE,
+// where add would look it up again, delete it and insert the merged one.
+func (n seenSet) addOne(ctx context.Context, q querier, x, lo, hi uint64, ok bool) error {
+	newHi := x
+	if x < math.MaxUint64 {
+		var h int64
+		err := q.QueryRowContext(ctx, "SELECT hi FROM seen WHERE kind = ? AND link = ? AND sender = ? AND lo = ?",
+			n.kind, n.link, n.sender, enc(x+1)).Scan(&h)
+		switch {
+		case err == nil:
+			newHi = dec(h)
+			if err := n.del(ctx, q, x+1); err != nil {
+				return err
+			}
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("keystore/sqlite: seen: %w", err)
+		}
+	}
+	if ok && x > 0 && hi == x-1 {
+		_, err := q.ExecContext(ctx, "UPDATE seen SET hi = ? WHERE kind = ? AND link = ? AND sender = ? AND lo = ?",
+			enc(newHi), n.kind, n.link, n.sender, enc(lo))
+		if err != nil {
+			return fmt.Errorf("keystore/sqlite: seen: %w", err)
+		}
+		return nil
+	}
+	_, err := q.ExecContext(ctx, "INSERT INTO seen (kind, link, sender, lo, hi) VALUES (?, ?, ?, ?, ?)",
+		n.kind, n.link, n.sender, enc(x), enc(newHi))
+	if err != nil {
+		return fmt.Errorf("keystore/sqlite: seen: %w", err)
+	}
+	return nil
+}
+
 func (n seenSet) del(ctx context.Context, q querier, lo uint64) error {
 	_, err := q.ExecContext(ctx, "DELETE FROM seen WHERE kind = ? AND link = ? AND sender = ? AND lo = ?",
 		n.kind, n.link, n.sender, enc(lo))
