@@ -140,6 +140,41 @@ func MaxFlow(t *topology.Topology, from, to qkd.NodeID) (float64, error) {
 	return v, nil
 }
 
+// MinCut returns the links of a minimum cut between two nodes of t at the
+// links' nominal rates (the links whose sum is MaxFlow): every link from
+// the nodes the source still reaches in the max-flow's residual network
+// to the others. A delivered rate is compared with what these links
+// produced (docs/performance.md).
+func MinCut(t *topology.Topology, from, to qkd.NodeID) ([]topology.Link, error) {
+	g := newGraph(t)
+	s, d, err := g.pair(from, to)
+	if err != nil {
+		return nil, err
+	}
+	w := nominalWeights(g)
+	_, f := w.maxFlow(s, d)
+	reach := make([]bool, len(g.ids))
+	reach[s] = true
+	queue := []int{s}
+	for len(queue) > 0 {
+		u := queue[0]
+		queue = queue[1:]
+		for k, h := range g.adj[u] {
+			if !reach[h.to] && w.hop[u][k]-f[u][k] > eps {
+				reach[h.to] = true
+				queue = append(queue, h.to)
+			}
+		}
+	}
+	var out []topology.Link
+	for _, l := range g.links {
+		if reach[g.index[l.A]] != reach[g.index[l.B]] {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
 // WidestPath returns the route between two nodes of t with the largest
 // bottleneck at nominal rates (parallel links add up), fewest hops and
 // lowest node IDs breaking ties: the single-path bound docs/performance.md

@@ -135,3 +135,33 @@ func TestSplitWidestDisjointPair(t *testing.T) {
 		t.Errorf("split on a chain: %d paths, multipath %v; want the one route", len(r.Paths), r.Multipath)
 	}
 }
+
+// TestMinCut: the min-cut's links add up to the max-flow (ring5 A→C:
+// B-C, B-D, D-E; metro S2→S4: the links of S4).
+func TestMinCut(t *testing.T) {
+	for _, tt := range []struct {
+		file, from, to string
+		want           []string
+	}{
+		{"ring5.json", "A", "C", []string{"B-C", "D-E", "B-D"}},
+		{"metro-mesh-9.json", "S2", "S4", []string{"S3-S4", "S4-T1"}},
+	} {
+		topo := load(t, tt.file)
+		cut, err := MinCut(topo, qkd.NodeID(tt.from), qkd.NodeID(tt.to))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum float64
+		var got []string
+		for _, l := range cut {
+			sum += l.SKRbps
+			got = append(got, string(l.ID))
+		}
+		mf, _ := MaxFlow(topo, qkd.NodeID(tt.from), qkd.NodeID(tt.to))
+		slices.Sort(got)
+		slices.Sort(tt.want)
+		if math.Abs(sum-mf) > 1 || !slices.Equal(got, tt.want) {
+			t.Errorf("%s %s→%s: cut %v (%v bit/s), want %v (max-flow %v)", tt.file, tt.from, tt.to, got, sum, tt.want, mf)
+		}
+	}
+}
