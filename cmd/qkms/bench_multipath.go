@@ -27,13 +27,14 @@ type multipathRow struct {
 	c                     multipathCase
 	mode                  string
 	bits, maxFlow, widest float64 // bit/s
-	// cut is what the min-cut's links produced over the window, bit/s:
-	// their SKR less internal use, plus the stock they spent (KAV drain).
-	cut    float64
-	drain  float64
-	paths  int
-	chk    *bench.Checked
-	failed int
+	// cutSKR is what the min-cut's links produced over the window and
+	// cutTaken what was taken from them (keys and relay pads: QUICKS
+	// EXKR), bit/s; cutTaken/cutSKR is how much of the cut the pair used,
+	// whatever stock the links held before.
+	cutSKR, cutTaken float64
+	paths            int
+	chk              *bench.Checked
+	failed           int
 }
 
 // multipathModes are measured side by side, each on its own network (the
@@ -91,14 +92,14 @@ func benchMultipath(ctx context.Context, out io.Writer, o relayBenchOptions) err
 	}
 	fmt.Fprintf(out, "\n== multipath summary (%v windows, %d clients × enc_keys number=%d size=%d, every key compared at both ends) ==\n",
 		o.duration, o.clients, o.number, o.size)
-	fmt.Fprintf(out, "  %-32s %-7s %5s %10s %10s %10s %10s %8s %8s %8s %11s\n", "pair", "mode", "paths", "delivered", "max-flow", "widest", "cut made", "/maxflow", "/widest", "/cut", "mismatch")
+	fmt.Fprintf(out, "  %-32s %-7s %5s %10s %10s %10s %10s %8s %8s %8s %11s\n", "pair", "mode", "paths", "delivered", "max-flow", "widest", "cut SKR", "/maxflow", "/widest", "cut use", "mismatch")
 	for _, r := range rows {
 		fmt.Fprintf(out, "  %-32s %-7s %5d %10.0f %10.0f %10.0f %10.0f %8.2f %8.2f %8.2f %5d/%-5d\n",
-			fmt.Sprintf("%s %s→%s", r.c.file[:len(r.c.file)-5], r.c.master, r.c.slave), r.mode, r.paths, r.bits, r.maxFlow, r.widest, r.cut,
-			r.bits/r.maxFlow, r.bits/r.widest, r.bits/r.cut, r.chk.Mismatches.Load(), r.chk.Missing.Load())
+			fmt.Sprintf("%s %s→%s", r.c.file[:len(r.c.file)-5], r.c.master, r.c.slave), r.mode, r.paths, r.bits, r.maxFlow, r.widest, r.cutSKR,
+			r.bits/r.maxFlow, r.bits/r.widest, r.cutTaken/r.cutSKR, r.chk.Mismatches.Load(), r.chk.Missing.Load())
 	}
-	fmt.Fprintln(out, "  (cut made: what the links of the pair's min-cut produced over the window, less internal use, plus the stock they spent;")
-	fmt.Fprintln(out, "   the max-flow's bound as the links ran — a pair cannot get more, whatever its routes)")
+	fmt.Fprintln(out, "  (cut SKR: what the links of the pair's min-cut produced over the window; cut use: the share of it taken for keys and")
+	fmt.Fprintln(out, "   relay pads (QUICKS EXKR at both ends) — stock the links held before the window does not count)")
 	fmt.Fprintln(out, "  (bit/s at the links' nominal rates × scale; split delivers at most the narrower of its two routes:")
 	fmt.Fprintln(out, "   a key hidden from every single node costs its length on both — docs/relay-design.md \"Multipath relay\")")
 	return nil
@@ -148,12 +149,11 @@ func multipathPair(ctx context.Context, out io.Writer, rn *relayNet, o relayBenc
 		if err != nil {
 			return r, err
 		}
-		drain := (float64(w.src.KAVFrom-w.src.KAVTo)/max(w.src.Seconds, 1) + float64(w.dst.KAVFrom-w.dst.KAVTo)/max(w.dst.Seconds, 1)) / 2
-		r.cut += 8 * (w.eskr() + drain)
-		r.drain += 8 * drain
+		r.cutSKR += 8 * w.skr()
+		r.cutTaken += 8 * (w.src.EXKR + w.dst.EXKR) // each end takes pads from its own half
 	}
 	r.failed = d.Errors
-	fmt.Fprintf(out, "  delivered %.0f bit/s over %.1fs (%.2f of the max-flow, %.2f of the widest route, %.2f of what the min-cut's %d links produced and spent from stock: %.0f bit/s, of which stock %.0f); %d requests failed; %d keys compared, %d mismatched, %d missing\n",
-		r.bits, d.Elapsed.Seconds(), r.bits/r.maxFlow, r.bits/r.widest, r.bits/r.cut, len(cut), r.cut, r.drain, d.Errors, r.chk.Keys.Load(), r.chk.Mismatches.Load(), r.chk.Missing.Load())
+	fmt.Fprintf(out, "  delivered %.0f bit/s over %.1fs (%.2f of the max-flow, %.2f of the widest route); the min-cut's %d links produced %.0f bit/s, %.2f of it taken; %d requests failed; %d keys compared, %d mismatched, %d missing\n",
+		r.bits, d.Elapsed.Seconds(), r.bits/r.maxFlow, r.bits/r.widest, len(cut), r.cutSKR, r.cutTaken/r.cutSKR, d.Errors, r.chk.Keys.Load(), r.chk.Mismatches.Load(), r.chk.Missing.Load())
 	return r, nil
 }
