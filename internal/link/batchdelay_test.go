@@ -9,14 +9,15 @@ import (
 	"github.com/qkms/qkms/internal/secret"
 )
 
-// A batch waits not at all while the link has no confirmed material,
-// BatchDelay below MaterialLowWater, IdleBatchDelay above; Ingest wakes
+// A batch waits not at all while either half of the link (each end's
+// block parity) has no confirmed material, BatchDelay while one holds
+// less than MaterialLowWater/2, IdleBatchDelay above; Ingest wakes
 // the confirm loop for the first block and for a full batch only.
 func TestBatchDelayFollowsMaterial(t *testing.T) {
 	ctx := context.Background()
 	st := memstore.New(memstore.Options{})
 	l, err := New(Options{ID: "A-B", Self: "A", Peer: "B", Store: st, Transport: noTransport{},
-		BatchBlocks: 4, BatchDelay: time.Second, MaterialLowWater: 2048})
+		BatchBlocks: 4, BatchDelay: time.Second, MaterialLowWater: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,11 +61,15 @@ func TestBatchDelayFollowsMaterial(t *testing.T) {
 		t.Fatal("a full batch did not wake the confirm loop")
 	}
 	confirm(0)
-	if d := l.batchDelay(ctx); d != time.Second {
-		t.Fatalf("1 KiB confirmed: delay %s, want BatchDelay", d)
+	if d := l.batchDelay(ctx); d != 0 {
+		t.Fatalf("1 KiB confirmed, all of one end's half: delay %s, want 0 (the other end's half is empty)", d)
 	}
-	confirm(1, 2)
+	confirm(1)
+	if d := l.batchDelay(ctx); d != time.Second {
+		t.Fatalf("1 KiB in each half: delay %s, want BatchDelay", d)
+	}
+	confirm(2, 3)
 	if d := l.batchDelay(ctx); d != 4*time.Second {
-		t.Fatalf("3 KiB confirmed: delay %s, want IdleBatchDelay", d)
+		t.Fatalf("2 KiB in each half: delay %s, want IdleBatchDelay", d)
 	}
 }

@@ -304,16 +304,19 @@ func withFirst(first uint64, lost []uint64) []uint64 {
 }
 
 // batchDelay is how long a batch may wait to be full: not at all while
-// the link holds no confirmed material, BatchDelay while it holds less
-// than MaterialLowWater bytes, IdleBatchDelay above.
+// either half of the link (each end allocates from its own block parity)
+// holds no confirmed material, BatchDelay while one holds less than
+// MaterialLowWater/2 bytes, IdleBatchDelay above. A young link whose
+// first block is confirmed thus confirms the next at once: the other
+// end's half has nothing yet.
 func (l *Link) batchDelay(ctx context.Context) time.Duration {
 	st, err := l.o.Store.Stats(ctx, l.o.ID)
-	switch have := st.ConfirmedBytes[0] + st.ConfirmedBytes[1]; {
+	switch have := min(st.ConfirmedBytes[0], st.ConfirmedBytes[1]); {
 	case err != nil:
 		return l.o.BatchDelay
 	case have == 0:
 		return 0
-	case have < l.o.MaterialLowWater:
+	case 2*have < l.o.MaterialLowWater:
 		return l.o.BatchDelay
 	}
 	return l.o.IdleBatchDelay

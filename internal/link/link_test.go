@@ -150,8 +150,12 @@ func TestTamperedAndReplayedMessagesRejected(t *testing.T) {
 		})
 		// Both ends poll each other's status once at start: let that happen
 		// first, so that slot counts change only by this test's messages.
+		// A first poll that failed (the peer not serving yet) leaves Err
+		// set and is retried: wait for both ends to have heard the other
+		// without error, after which nothing polls for an hour.
 		linktest.WaitFor(t, "initial get_status", func() bool {
-			return !p.A.PeerStatus().LastSeen.IsZero() && !p.B.PeerStatus().LastSeen.IsZero()
+			a, b := p.A.PeerStatus(), p.B.PeerStatus()
+			return !a.LastSeen.IsZero() && a.Err == "" && !b.LastSeen.IsZero() && b.Err == ""
 		})
 		before := linktest.Stats(t, p.SB)
 		_, _, slotsBefore, _ := p.SB.SlotBounds(ctx, "A-B", "A")
