@@ -103,6 +103,9 @@ type weights struct {
 	nodeOK []bool
 	link   []float64   // per link: available rate ≥ 0, or unusable
 	hop    [][]float64 // parallel to g.adj: capacity ≥ 0, or unusable
+	// nominal, if set, is per link its nominal rate less promises (or
+	// unusable, as link): what best-effort multipath routes are laid on.
+	nominal []float64
 }
 
 // newWeights derives hop capacities from per-link availability; a hop is

@@ -118,6 +118,14 @@ func (c *Controller) route(req Request, w *weights) (Route, error) {
 		Source: req.Source, Destinations: slices.Clone(req.Destinations),
 		Options: req.Options, Requested: req.Rate,
 	}
+	if req.Options.Multipath && req.Rate == 0 && w.nominal != nil {
+		// A best-effort multipath stream is laid on the links' nominal
+		// rates (less promises), not on their last reports: right after
+		// start, or after a burst of internal use, a report can make a
+		// good path look empty, and the stream keeps its paths until it
+		// is rerouted. Links that are down and nodes offline stay out.
+		w = newWeights(c.g, w.nodeOK, w.nominal)
+	}
 	switch {
 	case req.Options.Multipath && req.Options.Split && len(dests) == 1:
 		err = c.split(w, &r, s, dests[0])

@@ -165,3 +165,26 @@ func TestMinCut(t *testing.T) {
 		}
 	}
 }
+
+// TestBestEffortMultipathOnNominalRates: a report that makes a link look
+// empty (right after start, say) does not take its paths out of a
+// best-effort multipath stream, which is laid on the nominal rates; a
+// stream with a requested rate is still admitted on the reports.
+func TestBestEffortMultipathOnNominalRates(t *testing.T) {
+	c := newController(t, load(t, "ring5.json"), Options{})
+	if err := c.Report("E-A", LinkPerf{SKR: 30000, ESKR: 0}); err != nil {
+		t.Fatal(err)
+	}
+	for _, split := range []bool{false, true} {
+		r := mustRoute(t, c, Request{Source: "A", Destinations: nodes("C"), Options: RequestOptions{Multipath: true, Split: split}})
+		if !r.Multipath || len(r.Paths) < 2 {
+			t.Errorf("best effort, split %v: %d paths, want several despite E-A's report", split, len(r.Paths))
+		}
+	}
+	r := mustRoute(t, c, Request{Source: "A", Destinations: nodes("C"), Rate: 30000, Options: RequestOptions{Multipath: true}})
+	for _, p := range r.Paths {
+		if slices.Contains(p.Nodes, "E") {
+			t.Errorf("a stream with a rate was routed over E-A, reported empty: %v", p.Nodes)
+		}
+	}
+}

@@ -198,14 +198,18 @@ func (c *Controller) weights(now time.Time) *weights {
 		ok[i] = s == NodeOnline
 	}
 	link := make([]float64, len(c.g.links))
+	nominal := make([]float64, len(c.g.links))
 	for li := range link {
 		if cp := c.capacity(li, now); cp >= 0 {
 			link[li] = max(cp-c.promised[li], 0)
+			nominal[li] = max(c.g.links[li].SKRbps*c.factor-c.promised[li], 0)
 		} else {
-			link[li] = unusable
+			link[li], nominal[li] = unusable, unusable
 		}
 	}
-	return newWeights(c.g, ok, link)
+	w := newWeights(c.g, ok, link)
+	w.nominal = nominal
+	return w
 }
 
 // NodeState is one node's status.
