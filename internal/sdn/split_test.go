@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/google/uuid"
+
 	"github.com/qkms/qkms/internal/qkd"
 )
 
@@ -97,8 +99,11 @@ func TestMultipathModes(t *testing.T) {
 			}
 		})
 	}
-	if PathStreamID(sid(1), 0) == PathStreamID(sid(1), 1) || PathStreamID(sid(1), 0) != PathStreamID(sid(1), 0) {
-		t.Error("PathStreamID is not a function of the stream and the path")
+	// The same at every node (a function of the stream and the path), a
+	// UUID, and distinct per path and per stream.
+	a, b, c := PathStreamID(sid(1), 0), PathStreamID(sid(1), 1), PathStreamID(sid(2), 0)
+	if _, err := uuid.Parse(a); err != nil || a == b || a == c || b == c || a != PathStreamID(sid(1), 0) {
+		t.Errorf("PathStreamID: %s, %s, %s (%v); want three distinct UUIDs, the same on every call", a, b, c, err)
 	}
 }
 
