@@ -1,13 +1,13 @@
 package sdn
 
 import (
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/qkms/qkms/internal/qkd"
 )
@@ -145,10 +145,22 @@ type VirtMultipath struct {
 }
 
 // PathStreamID is the key stream ID of path i of multipath stream id: a
-// UUID derived from both (name-based, SHA-1), the same at every node.
+// name-based UUID (RFC 9562 version 5: SHA-1 in the URL namespace) of
+// both, the same at every node. (Spelled out here: the uuid package would
+// pull a database driver interface into the routing logic.)
 func PathStreamID(id StreamID, i int) string {
-	return uuid.NewSHA1(uuid.NameSpaceURL, fmt.Appendf(nil, "qkms:key-stream:%s#path-%d", id, i)).String()
+	h := sha1.New()
+	h.Write(nsURL[:])
+	fmt.Fprintf(h, "qkms:key-stream:%s#path-%d", id, i)
+	u := h.Sum(nil)[:16]
+	u[6] = u[6]&0x0f | 0x50 // version 5
+	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
+	x := hex.EncodeToString(u)
+	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
 }
+
+// nsURL is the URL namespace of name-based UUIDs (RFC 9562 section 6.6).
+var nsURL = [16]byte{0x6b, 0xa7, 0xb8, 0x11, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
 
 // QKDLinkEnd is `qkdl_local` / `qkdl_remote`.
 type QKDLinkEnd struct {

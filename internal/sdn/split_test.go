@@ -105,6 +105,10 @@ func TestMultipathModes(t *testing.T) {
 	if _, err := uuid.Parse(a); err != nil || a == b || a == c || b == c || a != PathStreamID(sid(1), 0) {
 		t.Errorf("PathStreamID: %s, %s, %s (%v); want three distinct UUIDs, the same on every call", a, b, c, err)
 	}
+	// The same as the uuid package's version 5 UUID of the name.
+	if want := uuid.NewSHA1(uuid.NameSpaceURL, []byte("qkms:key-stream:"+string(sid(1))+"#path-0")).String(); a != want {
+		t.Errorf("PathStreamID = %s, want %s (RFC 9562 version 5)", a, want)
+	}
 }
 
 func pathIDs(ns []qkd.NodeID) []string {
