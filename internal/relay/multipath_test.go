@@ -292,3 +292,30 @@ func TestMultipathHybrid(t *testing.T) {
 		})
 	}
 }
+
+// TestMultipathMulticastLeg: a multicast leg over a spread stream takes
+// one of its paths; over a split stream it is refused (the keys of a
+// multicast are not split).
+func TestMultipathMulticastLeg(t *testing.T) {
+	ctx := context.Background()
+	for _, mode := range []string{relay.MultipathSpread, relay.MultipathSplit} {
+		t.Run(mode, func(t *testing.T) {
+			c := newDiamond(t)
+			c.push(t, 12, 2048)
+			c.waitMaterial(t)
+			c.installPaths(t, "g", mode, nil, []int{0, 1, 3}, []int{0, 2, 3})
+			legs := []relay.Leg{{Dest: c.ids[3], Slaves: []qkd.SAEID{sae(3)}, Stream: "g"}}
+			ids, err := c.engines[0].RelayGroup(ctx, legs, sae(0), []qkd.SAEID{sae(3)}, 256, 4, time.Hour)
+			if mode == relay.MultipathSplit {
+				if !errors.Is(err, relay.ErrUnknownStream) {
+					t.Fatalf("multicast leg over a split stream = %v, want ErrUnknownStream", err)
+				}
+				return
+			}
+			if err != nil || len(ids) != 4 {
+				t.Fatalf("multicast leg over a spread stream = %d keys, %v", len(ids), err)
+			}
+			c.take(t, ids)
+		})
+	}
+}
