@@ -364,6 +364,23 @@ func (c *Controller) applyRerouted(rr []sdn.Rerouted) {
 	}
 }
 
+// routeText describes a route for the log: its one path, or the paths of
+// a multipath route and how keys use them.
+func routeText(r sdn.Route) string {
+	if !r.Multipath {
+		return fmt.Sprint(pathNodes(r))
+	}
+	mode := sdn.MultipathSpread
+	if r.Options.Split {
+		mode = sdn.MultipathSplit
+	}
+	ps := make([][]qkd.NodeID, len(r.Paths))
+	for i, p := range r.Paths {
+		ps[i] = p.Nodes
+	}
+	return fmt.Sprintf("%d paths (%s) %v", len(ps), mode, ps)
+}
+
 func pathNodes(r sdn.Route) []qkd.NodeID {
 	if len(r.Paths) == 0 {
 		return nil
@@ -504,7 +521,7 @@ func (c *Controller) Register(ctx context.Context, from qkd.NodeID, r AppRegistr
 			c.pairs[key] = st.ID
 			c.mu.Unlock()
 			c.note(Notification{Type: NoteEvent, NodeID: string(src), AppID: string(st.ID), Severity: "info", From: "controller",
-				Message: fmt.Sprintf("key stream %s set up for %s → %s over %v", st.ID, r.App.ServerAppID, strings.Join(r.App.ClientAppIDs, ","), pathNodes(st.Route))})
+				Message: fmt.Sprintf("key stream %s set up for %s → %s over %s", st.ID, r.App.ServerAppID, strings.Join(r.App.ClientAppIDs, ","), routeText(st.Route))})
 		}
 	}
 	// Configure every node of the route and wait until each applied it
