@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"runtime"
 	"slices"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/qkms/qkms/internal/bench"
 	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/qkd"
 	"github.com/qkms/qkms/internal/topology"
@@ -132,60 +131,16 @@ func runScaleBench(ctx context.Context, out io.Writer, o scaleBenchOptions) erro
 }
 
 // scalePair fetches 4 keys for master→slave and the same IDs at the
-// slave's node, and compares them.
+// slave's node, and compares them (bench.Exchange).
 func scalePair(ctx context.Context, rn *relayNet, master, slave qkd.SAEID) (enc, dec time.Duration, n int, err error) {
-	type key struct {
-		ID  string `json:"key_ID"`
-		Key string `json:"key"`
-	}
-	var got struct {
-		Keys []key `json:"keys"`
-	}
-	get := func(c *http.Client, req *http.Request) error {
-		resp, err := c.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
-		}
-		got.Keys = nil
-		return json.Unmarshal(body, &got)
-	}
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	start := time.Now()
-	req, _ := http.NewRequestWithContext(rctx, http.MethodGet, rn.encURL(master, slave, 4, 256), nil)
-	err = get(rn.saes[master], req)
-	enc = time.Since(start)
-	if err != nil {
-		return enc, 0, 0, fmt.Errorf("enc_keys: %w", err)
+	decURL := rn.urls[rn.nodeOf(slave)].ETSI014URL + "/api/v1/keys/" + string(master) + "/dec_keys"
+	n, enc, rt, err := bench.Exchange(rctx, rn.saes[master], rn.encURL(master, slave, 4, 256), rn.saes[slave], decURL, &bench.Checked{})
+	if rt > 0 {
+		dec = rt - enc
 	}
-	mine := slices.Clone(got.Keys)
-	ids := make([]map[string]string, len(mine))
-	for i, k := range mine {
-		ids[i] = map[string]string{"key_ID": k.ID}
-	}
-	body, _ := json.Marshal(map[string]any{"key_IDs": ids})
-	start = time.Now()
-	req, _ = http.NewRequestWithContext(rctx, http.MethodPost, rn.urls[rn.nodeOf(slave)].ETSI014URL+"/api/v1/keys/"+string(master)+"/dec_keys", strings.NewReader(string(body)))
-	req.Header.Set("Content-Type", "application/json")
-	err = get(rn.saes[slave], req)
-	dec = time.Since(start)
-	if err != nil {
-		return enc, dec, 0, fmt.Errorf("dec_keys: %w", err)
-	}
-	if len(got.Keys) != len(mine) {
-		return enc, dec, 0, fmt.Errorf("dec_keys gave %d keys for %d IDs", len(got.Keys), len(mine))
-	}
-	for i := range mine {
-		if got.Keys[i].ID != mine[i].ID || got.Keys[i].Key != mine[i].Key {
-			return enc, dec, 0, fmt.Errorf("key %s differs between the ends", mine[i].ID)
-		}
-	}
-	return enc, dec, len(mine), nil
+	return enc, dec, n, err
 }
 
 // cpuTime is this process's user + system CPU time (/proc/self/stat).

@@ -153,7 +153,7 @@ func runNetwork(ctx context.Context, o Options, nw Network) (*NetResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	var in integrity
+	var in bench.Checked // every key of the run, fetched at both ends
 	// Set every pair up (its key stream, through the controller).
 	errs := make([]error, len(pairs))
 	forPairs(len(pairs), func(i int) {
@@ -211,8 +211,8 @@ func runNetwork(ctx context.Context, o Options, nw Network) (*NetResult, error) 
 	if err := utilisation(ctx, n, op, st, res, from, to); err != nil {
 		res.Notes = append(res.Notes, "fibre utilisation: "+err.Error())
 	}
-	res.RoundTrips, res.KeysCompared = in.roundTrips.Load(), in.compared.Load()
-	res.Mismatches, res.Missing = in.mismatches.Load(), in.missing.Load()
+	res.RoundTrips, res.KeysCompared = in.RoundTrips.Load(), in.Keys.Load()
+	res.Mismatches, res.Missing = in.Mismatches.Load(), in.Missing.Load()
 	fmt.Fprintf(o.Progress, "  saturated: %.0f keys/s = %.3f of Σshare, fibre utilisation %.3f (routes %.3f), Jain %.3f; %d round trips, %d mismatched, %d missing\n",
 		res.Saturated.ServedKps, res.Saturated.ServedOverBound, res.FibreUtil, res.FibreUtilRoutes, res.Saturated.JainKeys,
 		res.RoundTrips, res.Mismatches, res.Missing)
