@@ -80,24 +80,17 @@ func (e *Engine) planLeg(lg Leg, master qkd.SAEID) (leg, error) {
 		}
 		return leg{dest: lg.Dest, slaves: lg.Slaves, next: next}, nil
 	}
-	en, ok := e.Lookup(lg.Stream)
-	stream := lg.Stream
-	if ps := e.paths(lg.Stream, false); len(ps) > 0 {
-		// A multicast leg takes one path of a multipath stream (its
-		// first); keys split over paths are not sent to several
-		// destinations.
-		if ps[0].Mode != MultipathSpread {
-			return leg{}, fmt.Errorf("%w: %s is split over paths; multicast keys are not", ErrUnknownStream, lg.Stream)
-		}
-		en, stream = ps[0], ps[0].Stream
+	en, err := e.onePath(lg.Stream) // a multicast's keys are never split over paths
+	if err != nil {
+		return leg{}, err
 	}
-	if !ok || en.Source != e.o.Node || en.Dest != lg.Dest || en.Master != master || !slices.Equal(en.Slaves, lg.Slaves) || e.byPeer[en.Next] == nil {
+	if en.Source != e.o.Node || en.Dest != lg.Dest || en.Master != master || !slices.Equal(en.Slaves, lg.Slaves) || e.byPeer[en.Next] == nil {
 		return leg{}, fmt.Errorf("%w: %s", ErrUnknownStream, lg.Stream)
 	}
 	if e.hybridRequired(en) {
 		return leg{}, ErrHybridMulticast // fails closed: one R for several destinations is not wired yet
 	}
-	return leg{stream: stream, dest: lg.Dest, slaves: lg.Slaves, next: e.byPeer[en.Next]}, nil
+	return leg{stream: en.Stream, dest: lg.Dest, slaves: lg.Slaves, next: e.byPeer[en.Next]}, nil
 }
 
 // withdraw deletes this node's copy of keys whose multicast failed, and

@@ -82,6 +82,24 @@ func (e *Engine) groupEntry(group string) (Entry, bool) {
 		Group: group, Paths: p.Paths, Mode: p.Mode}, true
 }
 
+// onePath returns the entry that keys which must all take one path of
+// stream leave this node along (ETSI 004 chunks, multicast legs): the
+// stream's own entry, or the first path of a spread multipath stream.
+// Keys split over paths are never such keys: a split stream has none.
+func (e *Engine) onePath(stream string) (Entry, error) {
+	if en, ok := e.entry(stream); ok && !en.member() {
+		return en, nil
+	}
+	ps := e.paths(stream, false)
+	switch {
+	case len(ps) == 0:
+		return Entry{}, fmt.Errorf("%w: %s", ErrUnknownStream, stream)
+	case ps[0].Mode != MultipathSpread:
+		return Entry{}, fmt.Errorf("%w: %s is split over paths; these keys take one", ErrUnknownStream, stream)
+	}
+	return ps[0], nil
+}
+
 // checkMember validates the multipath fields of an entry.
 func checkMember(en Entry) error {
 	switch {

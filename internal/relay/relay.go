@@ -232,13 +232,18 @@ func (e *Engine) Entries() []Entry {
 // group ID names an entry too: the pair and the ends, without hops, and
 // Group, Paths and Mode set.
 func (e *Engine) Lookup(stream string) (Entry, bool) {
-	e.mu.RLock()
-	en, ok := e.table[stream]
-	e.mu.RUnlock()
-	if ok {
+	if en, ok := e.entry(stream); ok {
 		return en, true
 	}
 	return e.groupEntry(stream)
+}
+
+// entry is stream's own forwarding entry (not a group's).
+func (e *Engine) entry(stream string) (Entry, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	en, ok := e.table[stream]
+	return en, ok
 }
 
 func (e *Engine) local(saes []qkd.SAEID) []qkd.SAEID {
@@ -264,10 +269,12 @@ func xorInto(dst, a, b []byte) { subtle.XORBytes(dst, a, b) }
 // and returns their IDs once the destination holds them; they are then
 // Ready here for the stream's master.
 func (e *Engine) Relay(ctx context.Context, stream string, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error) {
-	if ps := e.paths(stream, false); len(ps) > 0 {
-		return e.relayPaths(ctx, stream, ps, sizeBits, n, ttl, false)
+	en, ok := e.entry(stream)
+	if !ok { // a multipath stream's group, or nothing
+		if ps := e.paths(stream, false); len(ps) > 0 {
+			return e.relayPaths(ctx, stream, ps, sizeBits, n, ttl, false)
+		}
 	}
-	en, ok := e.Lookup(stream)
 	if !ok || en.Source != e.o.Node || en.member() {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownStream, stream)
 	}
@@ -328,13 +335,12 @@ func (e *Engine) BackStream(master qkd.SAEID, slaves []qkd.SAEID) (string, bool)
 // in one direction draws on the whole of every link of its route. Keys of
 // hybrid streams and ETSI 004 chunks are never relayed back.
 func (e *Engine) RelayBack(ctx context.Context, stream string, sizeBits, n int, ttl time.Duration) ([]qkd.KeyID, error) {
-	if ps := e.paths(stream, true); len(ps) > 0 {
-		if slices.ContainsFunc(ps, e.hybridRequired) {
-			return nil, fmt.Errorf("%w: %s", ErrUnknownStream, stream)
+	en, ok := e.entry(stream)
+	if !ok { // a multipath stream's group, or nothing
+		if ps := e.paths(stream, true); len(ps) > 0 && !slices.ContainsFunc(ps, e.hybridRequired) {
+			return e.relayPaths(ctx, stream, ps, sizeBits, n, ttl, true)
 		}
-		return e.relayPaths(ctx, stream, ps, sizeBits, n, ttl, true)
 	}
-	en, ok := e.Lookup(stream)
 	if !ok || en.Dest != e.o.Node || en.Next != "" || e.hybridRequired(en) || en.member() {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownStream, stream)
 	}
@@ -356,15 +362,14 @@ type Receipt struct {
 // destination holds the keys and they are Ready here; peer is the
 // destination's end of the stream as it answered (nil if unknown).
 func (e *Engine) RelayIDs(ctx context.Context, stream string, sizeBits int, ids []qkd.KeyID, ttl time.Duration, info *kmsproto.RelayStream) (r Receipt, peer *kmsproto.StreamInfo, err error) {
-	en, ok := e.Lookup(stream)
-	if ps := e.paths(stream, false); len(ps) > 0 && ps[0].Mode == MultipathSpread {
-		en, stream = ps[0], ps[0].Stream // ETSI 004 chunks take one path: the first
-	} else if en.member() {
-		return r, nil, fmt.Errorf("%w: %s (ETSI 004 chunks are not split over paths)", ErrUnknownStream, stream)
+	en, err := e.onePath(stream)
+	if err != nil {
+		return r, nil, err
 	}
-	if !ok || en.Source != e.o.Node {
+	if en.Source != e.o.Node {
 		return r, nil, fmt.Errorf("%w: %s", ErrUnknownStream, stream)
 	}
+	stream = en.Stream
 	next := e.byPeer[en.Next]
 	switch {
 	case len(ids) == 0 || len(ids) > 1<<14 || sizeBits <= 0 || sizeBits%8 != 0 || next == nil || hasDupIDs(ids):
