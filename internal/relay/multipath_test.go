@@ -15,11 +15,28 @@ import (
 	"github.com/qkms/qkms/internal/relay"
 )
 
-// newDiamond is N0—N1—N3 and N0—N2—N3: two node-disjoint routes from N0
-// (SAE_0) to N3 (SAE_3), N1 and N2 the only intermediate nodes.
+// diamondEdges are N0—N1—N3 and N0—N2—N3: two node-disjoint routes from
+// N0 (SAE_0) to N3 (SAE_3), N1 and N2 the only intermediate nodes.
+var diamondEdges = [][2]int{{0, 1}, {1, 3}, {0, 2}, {2, 3}}
+
 func newDiamond(t testing.TB) *chain {
 	t.Helper()
-	return newGraph(t, 4, [][2]int{{0, 1}, {1, 3}, {0, 2}, {2, 3}})
+	return newGraph(t, 4, diamondEdges)
+}
+
+// streamDiamond is the diamond (each engine's options changed by opt, if
+// set) with material on every link and multipath stream "g" in mode over
+// both routes (path rates as given, or none), N1 and N2 recording what
+// they relay.
+func streamDiamond(t *testing.T, mode string, rates []float64, opt func(int, *relay.Options)) (*chain, *spyLog) {
+	t.Helper()
+	c := newGraphWith(t, 4, diamondEdges, opt)
+	spies := &spyLog{}
+	spies.watch(c, 1, 2)
+	c.push(t, 12, 2048)
+	c.waitMaterial(t)
+	c.installPaths(t, "g", mode, rates, []int{0, 1, 3}, []int{0, 2, 3})
+	return c, spies
 }
 
 // installPaths configures multipath stream group over the given routes
@@ -80,12 +97,7 @@ func (s *spyLog) at(node int, id qkd.KeyID) [][]byte {
 
 func TestMultipathSpread(t *testing.T) {
 	ctx := context.Background()
-	c := newDiamond(t)
-	var spies spyLog
-	spies.watch(c, 1, 2)
-	c.push(t, 12, 2048)
-	c.waitMaterial(t)
-	c.installPaths(t, "g", relay.MultipathSpread, []float64{3000, 1000}, []int{0, 1, 3}, []int{0, 2, 3})
+	c, spies := streamDiamond(t, relay.MultipathSpread, []float64{3000, 1000}, nil)
 
 	if en, ok := c.engines[0].Lookup("g"); !ok || en.Group != "g" || en.Paths != 2 || en.Dest != c.ids[3] {
 		t.Fatalf("Lookup(group) at the source = %+v, %v", en, ok)
@@ -132,12 +144,7 @@ func TestMultipathSpread(t *testing.T) {
 // key; only the records of both routes together do.
 func TestMultipathSplitSecrecy(t *testing.T) {
 	ctx := context.Background()
-	c := newDiamond(t)
-	var spies spyLog
-	spies.watch(c, 1, 2)
-	c.push(t, 12, 2048)
-	c.waitMaterial(t)
-	c.installPaths(t, "g", relay.MultipathSplit, nil, []int{0, 1, 3}, []int{0, 2, 3})
+	c, spies := streamDiamond(t, relay.MultipathSplit, nil, nil)
 
 	for _, back := range []bool{false, true} {
 		var ids []qkd.KeyID
@@ -264,14 +271,9 @@ func TestMultipathHybrid(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			ctx := context.Background()
 			pq := newPQNet(t, []qkd.NodeID{"N0", "N1", "N2", "N3"})
-			c := newGraphWith(t, 4, [][2]int{{0, 1}, {1, 3}, {0, 2}, {2, 3}}, func(i int, o *relay.Options) {
+			c, spies := streamDiamond(t, mode, nil, func(i int, o *relay.Options) {
 				o.Hybrid = pq.options(o.Node, true, nil)
 			})
-			var spies spyLog
-			spies.watch(c, 1, 2)
-			c.push(t, 12, 2048)
-			c.waitMaterial(t)
-			c.installPaths(t, "g", mode, nil, []int{0, 1, 3}, []int{0, 2, 3})
 			ids, err := relayRetrying(ctx, c.engines[0], "g", 8)
 			if err != nil {
 				t.Fatalf("hybrid Relay(%s) = %v", mode, err)
@@ -300,10 +302,7 @@ func TestMultipathMulticastLeg(t *testing.T) {
 	ctx := context.Background()
 	for _, mode := range []string{relay.MultipathSpread, relay.MultipathSplit} {
 		t.Run(mode, func(t *testing.T) {
-			c := newDiamond(t)
-			c.push(t, 12, 2048)
-			c.waitMaterial(t)
-			c.installPaths(t, "g", mode, nil, []int{0, 1, 3}, []int{0, 2, 3})
+			c, _ := streamDiamond(t, mode, nil, nil)
 			legs := []relay.Leg{{Dest: c.ids[3], Slaves: []qkd.SAEID{sae(3)}, Stream: "g"}}
 			ids, err := c.engines[0].RelayGroup(ctx, legs, sae(0), []qkd.SAEID{sae(3)}, 256, 4, time.Hour)
 			if mode == relay.MultipathSplit {

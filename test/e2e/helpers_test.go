@@ -16,19 +16,19 @@ import (
 	"github.com/qkms/qkms/internal/config"
 	"github.com/qkms/qkms/internal/netsim"
 	"github.com/qkms/qkms/internal/pki"
+	"github.com/qkms/qkms/internal/qkd"
+	"github.com/qkms/qkms/internal/sae"
 	"github.com/qkms/qkms/internal/topology"
 )
 
+// topoPath is a topology of the repository (cmd/qkms/topologies).
 func topoPath(name string) string {
-	return filepath.Join("..", "..", "..", "shared", "topologies", name)
+	return filepath.Join("..", "..", "cmd", "qkms", "topologies", name)
 }
 
 func loadTopology(t *testing.T, name string) *topology.Topology {
 	t.Helper()
 	p := topoPath(name)
-	if _, err := os.Stat(p); err != nil {
-		p = filepath.Join("..", "..", "cmd", "qkms", "topologies", name)
-	}
 	topo, err := topology.Load(p)
 	if err != nil {
 		t.Fatal(err)
@@ -138,4 +138,17 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
 	}
+}
+
+// saeClient is an ETSI 014 client of SAE id at its node, closed with the
+// test.
+func saeClient(t *testing.T, info netsim.Info, id qkd.SAEID) *sae.Client {
+	t.Helper()
+	s := saeOf(info, id)
+	c, err := sae.New(nodeOf(info, s.Node).ETSI014URL, info.CA, s.Cert, s.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }

@@ -35,16 +35,7 @@ func TestHybridRing5(t *testing.T) {
 	n := startNet(t, "ring5.json", nil, func(c *config.Config) { c.Hybrid.Mode = config.HybridOn; c.Keys.Multipath = config.MultipathOff })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	client := func(id qkd.SAEID) *sae.Client {
-		t.Helper()
-		s := saeOf(n.Info, id)
-		c, err := sae.New(nodeOf(n.Info, s.Node).ETSI014URL, n.Info.CA, s.Cert, s.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		return c
-	}
+	client := func(id qkd.SAEID) *sae.Client { return saeClient(t, n.Info, id) }
 	a1, c1, b1 := client("SAE_A1"), client("SAE_C1"), client("SAE_B1")
 	ma, mc := n.Nodes["A"].Metrics(), n.Nodes["C"].Metrics()
 

@@ -30,16 +30,7 @@ func TestMultipathRing5(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	client := func(id qkd.SAEID) *sae.Client {
-		t.Helper()
-		s := saeOf(n.Info, id)
-		c, err := sae.New(nodeOf(n.Info, s.Node).ETSI014URL, n.Info.CA, s.Cert, s.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		return c
-	}
+	client := func(id qkd.SAEID) *sae.Client { return saeClient(t, n.Info, id) }
 	for _, tt := range []struct {
 		master, slave qkd.SAEID
 		mode          string
