@@ -34,7 +34,6 @@ type multipathRow struct {
 	cutSKR, cutTaken float64
 	paths            int
 	chk              *bench.Checked
-	failed           int
 }
 
 // multipathModes are measured side by side, each on its own network (the
@@ -123,14 +122,7 @@ func multipathPair(ctx context.Context, out io.Writer, rn *relayNet, o relayBenc
 	if err := rn.firstKeys(ctx, c.master, c.slave, 1, o.size); err != nil {
 		return r, err
 	}
-	var paths [][]qkd.NodeID
-	for _, st := range rn.n.Controller().SDN().Streams() {
-		if st.SourceSAE == c.master && len(st.DestinationSAEs) == 1 && st.DestinationSAEs[0] == c.slave {
-			for _, p := range st.Route.Paths {
-				paths = append(paths, p.Nodes)
-			}
-		}
-	}
+	paths, _, _ := rn.n.Paths(c.master, c.slave)
 	r.paths = len(paths)
 	fmt.Fprintf(out, "  pair %s→%s: max-flow %.0f bit/s, widest route %.0f bit/s; routes %v\n", c.master, c.slave, r.maxFlow, r.widest, paths)
 	dec := rn.urls[to].ETSI014URL + "/api/v1/keys/" + string(c.master) + "/dec_keys"
@@ -152,7 +144,6 @@ func multipathPair(ctx context.Context, out io.Writer, rn *relayNet, o relayBenc
 		r.cutSKR += 8 * w.skr()
 		r.cutTaken += 8 * (w.src.EXKR + w.dst.EXKR) // each end takes pads from its own half
 	}
-	r.failed = d.Errors
 	fmt.Fprintf(out, "  delivered %.0f bit/s over %.1fs (%.2f of the max-flow, %.2f of the widest route); the min-cut's %d links produced %.0f bit/s, %.2f of it taken; %d requests failed; %d keys compared, %d mismatched, %d missing\n",
 		r.bits, d.Elapsed.Seconds(), r.bits/r.maxFlow, r.bits/r.widest, len(cut), r.cutSKR, r.cutTaken/r.cutSKR, d.Errors, r.chk.Keys.Load(), r.chk.Mismatches.Load(), r.chk.Missing.Load())
 	return r, nil
